@@ -1,0 +1,194 @@
+//! Every way shardgate turns work away, as one closed enum.
+//!
+//! Each refusal is counted per shard (`refusals_total{reason}` on `/status`) and maps to one HTTP
+//! status here, so the mapping lives in a single place. Free text (which value, which limit) goes
+//! in the response message, never in the reason label.
+
+use std::cell::Cell;
+
+/// Why a request or connection was refused. `as_str` is the fixed, low-cardinality label.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefusalReason {
+    /// The request line or headers could not be parsed, or framing was ambiguous.
+    MalformedHttp,
+    /// Both `Content-Length` and `Transfer-Encoding` were present (request smuggling shape).
+    AmbiguousFraming,
+    /// A `Transfer-Encoding` other than `chunked`.
+    UnsupportedTransferEncoding,
+    /// Request headers exceeded `header_bytes_max` or `headers_count_max`.
+    HeadersTooLarge,
+    /// Request body exceeded `request_body_bytes_max`.
+    BodyTooLarge,
+    /// Headers did not arrive within `header_read_timeout_ms`.
+    HeaderReadTimeout,
+    /// The shard already holds `connections_max` connections.
+    ConnectionsFull,
+    /// The session table is at `sessions_max` even after retiring the oldest generation.
+    SessionsFull,
+    /// The cross-shard channel to the session's owner is full.
+    MeshFull,
+    /// The gateway is draining for shutdown.
+    Draining,
+    /// `Origin` header not in the allow-list.
+    OriginForbidden,
+    /// `Accept` does not list what the transport requires.
+    NotAcceptable,
+    /// Body was not a valid JSON-RPC message.
+    InvalidJsonRpc,
+    /// `MCP-Protocol-Version` (or `_meta` version) not supported.
+    UnsupportedProtocolVersion,
+    /// A session-era request without `Mcp-Session-Id`.
+    MissingSession,
+    /// `Mcp-Session-Id` unknown, expired or deleted.
+    UnknownSession,
+    /// Stateless-era `Mcp-Method`/`Mcp-Name` header absent or not matching the body.
+    HeaderMismatch,
+    /// Stateless-era request without the required `_meta` fields.
+    MissingMeta,
+    /// HTTP method not allowed on this endpoint for this protocol era.
+    MethodNotAllowed,
+    /// Path is not the MCP endpoint.
+    NotFound,
+    /// Content-Type of the POST is not `application/json`.
+    UnsupportedMediaType,
+}
+
+impl RefusalReason {
+    /// Every reason, in declaration order; the index is the counter slot.
+    pub const ALL: [RefusalReason; 21] = [
+        Self::MalformedHttp,
+        Self::AmbiguousFraming,
+        Self::UnsupportedTransferEncoding,
+        Self::HeadersTooLarge,
+        Self::BodyTooLarge,
+        Self::HeaderReadTimeout,
+        Self::ConnectionsFull,
+        Self::SessionsFull,
+        Self::MeshFull,
+        Self::Draining,
+        Self::OriginForbidden,
+        Self::NotAcceptable,
+        Self::InvalidJsonRpc,
+        Self::UnsupportedProtocolVersion,
+        Self::MissingSession,
+        Self::UnknownSession,
+        Self::HeaderMismatch,
+        Self::MissingMeta,
+        Self::MethodNotAllowed,
+        Self::NotFound,
+        Self::UnsupportedMediaType,
+    ];
+
+    /// Fixed label used in counters and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MalformedHttp => "malformed_http",
+            Self::AmbiguousFraming => "ambiguous_framing",
+            Self::UnsupportedTransferEncoding => "unsupported_transfer_encoding",
+            Self::HeadersTooLarge => "headers_too_large",
+            Self::BodyTooLarge => "body_too_large",
+            Self::HeaderReadTimeout => "header_read_timeout",
+            Self::ConnectionsFull => "connections_full",
+            Self::SessionsFull => "sessions_full",
+            Self::MeshFull => "mesh_full",
+            Self::Draining => "draining",
+            Self::OriginForbidden => "origin_forbidden",
+            Self::NotAcceptable => "not_acceptable",
+            Self::InvalidJsonRpc => "invalid_jsonrpc",
+            Self::UnsupportedProtocolVersion => "unsupported_protocol_version",
+            Self::MissingSession => "missing_session",
+            Self::UnknownSession => "unknown_session",
+            Self::HeaderMismatch => "header_mismatch",
+            Self::MissingMeta => "missing_meta",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::NotFound => "not_found",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+        }
+    }
+
+    /// The HTTP status this refusal is answered with.
+    pub fn http_status(self) -> u16 {
+        match self {
+            Self::MalformedHttp
+            | Self::AmbiguousFraming
+            | Self::InvalidJsonRpc
+            | Self::UnsupportedProtocolVersion
+            | Self::MissingSession
+            | Self::HeaderMismatch
+            | Self::MissingMeta => 400,
+            Self::OriginForbidden => 403,
+            Self::NotFound | Self::UnknownSession => 404,
+            Self::MethodNotAllowed => 405,
+            Self::NotAcceptable => 406,
+            Self::HeaderReadTimeout => 408,
+            Self::BodyTooLarge => 413,
+            Self::UnsupportedMediaType => 415,
+            Self::HeadersTooLarge => 431,
+            Self::UnsupportedTransferEncoding => 501,
+            Self::ConnectionsFull | Self::SessionsFull | Self::MeshFull | Self::Draining => 503,
+        }
+    }
+
+    fn slot(self) -> usize {
+        Self::ALL
+            .iter()
+            .position(|r| *r == self)
+            .expect("every reason is listed in ALL")
+    }
+}
+
+/// Per-shard refusal counters. Shard-local (`Cell`), read by `/status`.
+#[derive(Default)]
+pub struct RefusalCounters {
+    counts: [Cell<u64>; RefusalReason::ALL.len()],
+}
+
+impl RefusalCounters {
+    /// Counts one refusal.
+    pub fn count(&self, reason: RefusalReason) {
+        let slot = &self.counts[reason.slot()];
+        slot.set(slot.get() + 1);
+    }
+
+    /// How many times `reason` was counted on this shard.
+    pub fn get(&self, reason: RefusalReason) -> u64 {
+        self.counts[reason.slot()].get()
+    }
+
+    /// Non-zero counters as (label, count), for `/status`.
+    pub fn nonzero(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        RefusalReason::ALL
+            .iter()
+            .map(|r| (r.as_str(), self.get(*r)))
+            .filter(|(_, n)| *n > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_has_a_distinct_label_and_a_client_or_overload_status() {
+        let mut labels: Vec<_> = RefusalReason::ALL.iter().map(|r| r.as_str()).collect();
+        labels.sort_unstable();
+        labels.dedup();
+        assert_eq!(labels.len(), RefusalReason::ALL.len());
+        for r in RefusalReason::ALL {
+            assert!((400..600).contains(&r.http_status()), "{r:?}");
+        }
+    }
+
+    #[test]
+    fn counters_count_per_reason() {
+        let c = RefusalCounters::default();
+        c.count(RefusalReason::BodyTooLarge);
+        c.count(RefusalReason::BodyTooLarge);
+        c.count(RefusalReason::Draining);
+        assert_eq!(c.get(RefusalReason::BodyTooLarge), 2);
+        assert_eq!(c.get(RefusalReason::Draining), 1);
+        assert_eq!(c.get(RefusalReason::SessionsFull), 0);
+        assert_eq!(c.nonzero().count(), 2);
+    }
+}
