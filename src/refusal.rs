@@ -52,11 +52,15 @@ pub enum RefusalReason {
     NotFound,
     /// Content-Type of the POST is not `application/json`.
     UnsupportedMediaType,
+    /// `initialize` carried clientInfo and capabilities over `session_payload_bytes_max`.
+    ClientInfoTooLarge,
+    /// The gateway itself failed (random source, a shard gone); never the client's fault.
+    Internal,
 }
 
 impl RefusalReason {
     /// Every reason, in declaration order; the index is the counter slot.
-    pub const ALL: [RefusalReason; 21] = [
+    pub const ALL: [RefusalReason; 23] = [
         Self::MalformedHttp,
         Self::AmbiguousFraming,
         Self::UnsupportedTransferEncoding,
@@ -78,6 +82,8 @@ impl RefusalReason {
         Self::MethodNotAllowed,
         Self::NotFound,
         Self::UnsupportedMediaType,
+        Self::ClientInfoTooLarge,
+        Self::Internal,
     ];
 
     /// Fixed label used in counters and logs.
@@ -104,6 +110,8 @@ impl RefusalReason {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::NotFound => "not_found",
             Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::ClientInfoTooLarge => "client_info_too_large",
+            Self::Internal => "internal",
         }
     }
 
@@ -116,7 +124,8 @@ impl RefusalReason {
             | Self::UnsupportedProtocolVersion
             | Self::MissingSession
             | Self::HeaderMismatch
-            | Self::MissingMeta => 400,
+            | Self::MissingMeta
+            | Self::ClientInfoTooLarge => 400,
             Self::OriginForbidden => 403,
             Self::NotFound | Self::UnknownSession => 404,
             Self::MethodNotAllowed => 405,
@@ -125,6 +134,7 @@ impl RefusalReason {
             Self::BodyTooLarge => 413,
             Self::UnsupportedMediaType => 415,
             Self::HeadersTooLarge => 431,
+            Self::Internal => 500,
             Self::UnsupportedTransferEncoding => 501,
             Self::ConnectionsFull | Self::SessionsFull | Self::MeshFull | Self::Draining => 503,
         }
