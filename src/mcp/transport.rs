@@ -63,14 +63,31 @@ pub type ReplyHeaders = Vec<(&'static str, String)>;
 
 /// What to send back.
 pub enum Reply {
-    /// A JSON body (a JSON-RPC result or error).
-    Json { status: u16, headers: ReplyHeaders, body: Vec<u8> },
-    /// No body (202 for notifications, 200 for DELETE, 405 with `Allow`).
-    Empty { status: u16, headers: ReplyHeaders },
+    /// A complete HTTP answer (`Send`, so it can cross the mesh).
+    Http(HttpReply),
     /// The session's GET stream: keep it open until `ended` is set or the client leaves.
     Stream { ended: Rc<ShutdownSignal> },
     /// The session lives on another shard: send the request there.
     Forward { owner: u8 },
+}
+
+/// A complete HTTP answer: a JSON body, or none (202 for notifications, 200 for DELETE).
+#[derive(Debug)]
+pub struct HttpReply {
+    pub status: u16,
+    pub headers: ReplyHeaders,
+    /// `None` answers with no body and no `Content-Type`.
+    pub json: Option<Vec<u8>>,
+}
+
+impl HttpReply {
+    fn json(status: u16, headers: ReplyHeaders, body: Vec<u8>) -> Reply {
+        Reply::Http(HttpReply { status, headers, json: Some(body) })
+    }
+
+    fn empty(status: u16) -> Reply {
+        Reply::Http(HttpReply { status, headers: ReplyHeaders::new(), json: None })
+    }
 }
 
 /// The shard-local MCP endpoint: its rules, its session table and its router.
@@ -211,7 +228,7 @@ impl Endpoint {
             &refused.message,
             refused.data.as_deref(),
         );
-        Reply::Json { status: refused.reason.http_status(), headers, body }
+        HttpReply::json(refused.reason.http_status(), headers, body)
     }
 
     fn check_transport(&self, request: &McpRequest<'_>) -> Result<(), Refused> {
@@ -313,7 +330,7 @@ impl Endpoint {
         let text = request.headers.session_id.unwrap_or("");
         if request.method == HttpMethod::Delete {
             return match table.delete(id, now_ms) {
-                true => Ok(Reply::Empty { status: 200, headers: ReplyHeaders::new() }),
+                true => Ok(HttpReply::empty(200)),
                 false => Err(unknown_session(text)),
             };
         }
@@ -359,7 +376,7 @@ impl Endpoint {
             session.version
         };
         let Message::Request { id, method, params } = message else {
-            return Ok(Reply::Empty { status: 202, headers: ReplyHeaders::new() });
+            return Ok(HttpReply::empty(202));
         };
         let answer = self.router.call(Era::Session(version), method, *params).await;
         Ok(rpc_reply(id, answer, Era::Session(version)))
@@ -387,18 +404,15 @@ impl Endpoint {
             Refused::invalid(reason, refusal.to_string()).with_id(id)
         })?;
         let result = self.router.initialize_result(version);
-        Ok(Reply::Json {
-            status: 200,
-            headers: vec![("Mcp-Session-Id", session.to_string())],
-            body: jsonrpc::result_bytes(id, &result),
-        })
+        let headers = vec![("Mcp-Session-Id", session.to_string())];
+        Ok(HttpReply::json(200, headers, jsonrpc::result_bytes(id, &result)))
     }
 
     async fn stateless(&self, h: &McpHeaders<'_>, message: &Message<'_>) -> Result<Reply, Refused> {
         let (id, method, params) = match message {
             Message::Request { id, method, params } => (*id, method.as_ref(), *params),
             Message::Notification { .. } => {
-                return Ok(Reply::Empty { status: 202, headers: ReplyHeaders::new() })
+                return Ok(HttpReply::empty(202))
             }
             Message::Response { .. } => {
                 return Err(Refused::invalid(
@@ -552,11 +566,7 @@ fn decode_header_value(value: &str) -> Option<Cow<'_, str>> {
 /// is a 404 there.
 fn rpc_reply(id: &RawValue, answer: Result<Box<RawValue>, RpcError>, era: Era) -> Reply {
     match answer {
-        Ok(result) => Reply::Json {
-            status: 200,
-            headers: ReplyHeaders::new(),
-            body: jsonrpc::result_bytes(id, &result),
-        },
+        Ok(result) => HttpReply::json(200, ReplyHeaders::new(), jsonrpc::result_bytes(id, &result)),
         Err(error) => {
             let status = match era {
                 Era::Stateless if error.code == jsonrpc::METHOD_NOT_FOUND => 404,
@@ -564,7 +574,7 @@ fn rpc_reply(id: &RawValue, answer: Result<Box<RawValue>, RpcError>, era: Era) -
             };
             let body =
                 jsonrpc::error_bytes(Some(id), error.code, &error.message, error.data.as_deref());
-            Reply::Json { status, headers: ReplyHeaders::new(), body }
+            HttpReply::json(status, ReplyHeaders::new(), body)
         }
     }
 }

@@ -4,6 +4,8 @@
 use std::fmt;
 use std::net::SocketAddr;
 
+use crate::config::Cores;
+
 /// glommio refuses to start below this RLIMIT_MEMLOCK (it registers io buffers with io_uring).
 const MEMLOCK_BYTES_MIN: u64 = 512 * 1024;
 
@@ -90,6 +92,27 @@ pub fn check_memlock(io_memory_bytes: u64, shards: usize) -> Result<(), StartupE
     Ok(())
 }
 
+/// The cores to run shards on: the configured choice intersected with `available` (the
+/// process affinity mask, read before any thread is pinned), in ascending order.
+pub fn select_cores(configured: &Cores, available: &[usize]) -> Result<Vec<usize>, StartupError> {
+    let mut available = available.to_vec();
+    available.sort_unstable();
+    match configured {
+        Cores::All => Ok(available),
+        Cores::Count(wanted) if (*wanted as usize) <= available.len() => {
+            Ok(available[..*wanted as usize].to_vec())
+        }
+        Cores::Count(wanted) => Err(StartupError::TooFewCores { wanted: *wanted, available }),
+        Cores::List(list) => list
+            .iter()
+            .map(|&core| match available.contains(&(core as usize)) {
+                true => Ok(core as usize),
+                false => Err(StartupError::CoreUnavailable { core, available: available.clone() }),
+            })
+            .collect(),
+    }
+}
+
 /// Binds a plain (non-reuseport) socket to `addr` to learn whether the port is free, and resolves
 /// port 0 to a concrete port every shard can then share. glommio always sets SO_REUSEPORT, so
 /// without this a second gateway would silently share the port.
@@ -124,6 +147,18 @@ mod tests {
     fn memlock_check_names_the_key_to_lower() {
         let err = StartupError::MemlockTooLow { limit_bytes: 65536, needed_bytes: 2 << 20 };
         assert!(err.to_string().contains("server.io_memory_bytes"));
+    }
+
+    #[test]
+    fn select_cores_intersects_the_choice_with_the_affinity_mask() {
+        let available = [3, 1, 2];
+        assert_eq!(select_cores(&Cores::All, &available).unwrap(), vec![1, 2, 3]);
+        assert_eq!(select_cores(&Cores::Count(2), &available).unwrap(), vec![1, 2]);
+        assert_eq!(select_cores(&Cores::List(vec![3, 1]), &available).unwrap(), vec![3, 1]);
+        let err = select_cores(&Cores::List(vec![0]), &available).unwrap_err();
+        assert!(err.to_string().contains("core 0"), "{err}");
+        let err = select_cores(&Cores::Count(4), &available).unwrap_err();
+        assert!(err.to_string().contains("4 cores requested"), "{err}");
     }
 
     #[test]
