@@ -220,8 +220,24 @@ impl Config {
 
     /// Validates TOML `text`; `origin` (a path or a label) prefixes every error.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Config, ConfigErrors> {
-        let raw = raw::decode(text, origin).map_err(ConfigErrors::new)?;
-        validate::validate(&raw, origin).map_err(ConfigErrors::new)
+        let decoded = raw::decode(text, origin);
+        let mut errors = decoded.errors;
+        match validate::validate(&decoded.raw, origin) {
+            Ok(config) if errors.is_empty() => return Ok(config),
+            Ok(_) => {}
+            Err(found) => {
+                // A section that did not decode was validated at its defaults: what validation
+                // says about it concerns the defaults, not the file.
+                let about_file = |error: &ConfigError| {
+                    !decoded
+                        .undecoded
+                        .iter()
+                        .any(|section| is_under(&error.key, section))
+                };
+                errors.extend(found.into_iter().filter(about_file));
+            }
+        }
+        Err(ConfigErrors::new(errors))
     }
 
     /// The shipped `tuning/default.toml`, validated.
@@ -243,7 +259,7 @@ impl Config {
         };
         let mut line = |key: &str, value: &dyn std::fmt::Display| {
             // Writing to a String cannot fail.
-            let _ = writeln!(out, "  {key:<28} {value}");
+            let _ = writeln!(out, "  {key:<36} {value}");
         };
         line("server.listen", &server.listen);
         line("server.path", &server.path);
@@ -314,6 +330,13 @@ impl Config {
         }
         out
     }
+}
+
+/// Whether key path `key` is `section` or lies under it (`section.x`, `section[i]`); every key
+/// lies under the empty section (the whole file).
+fn is_under(key: &str, section: &str) -> bool {
+    key.strip_prefix(section)
+        .is_some_and(|rest| section.is_empty() || rest.is_empty() || rest.starts_with(['.', '[']))
 }
 
 impl Default for Config {

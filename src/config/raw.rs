@@ -2,9 +2,9 @@
 //!
 //! Numbers stay `i64` (TOML's integer) and addresses stay strings, so validation can name any
 //! bad value with its key and its accepted range. Decoding goes section by section, so one
-//! section's problems do not hide another's: every unknown key is reported with its path, then
-//! the first type error of each section or upstream. Absent keys take the defaults in
-//! `bounds.rs`.
+//! section's problems do not hide another's: every unknown key is reported with its path (and
+//! dropped, so the rest of its section is still decoded and validated), then the first type
+//! error of each section or upstream. Absent keys take the defaults in `bounds.rs`.
 
 use serde::de::{DeserializeOwned, Visitor};
 use serde::Deserialize;
@@ -53,7 +53,10 @@ impl Default for RawServer {
 
 /// `server.cores`: `"all"`, a count, or a list of core ids.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(untagged, expecting = "\"all\", a core count, or an array of core ids")]
+#[serde(
+    untagged,
+    expecting = "expected \"all\", a core count, or an array of core ids"
+)]
 pub(crate) enum RawCores {
     Word(String),
     Count(i64),
@@ -180,14 +183,26 @@ pub(crate) struct RawUpstream {
     pub sleep_ms_max: Option<i64>,
 }
 
-/// Decodes `text` into a `RawConfig`, or every problem found on the way.
-pub(crate) fn decode(text: &str, origin: &str) -> Result<RawConfig, Vec<ConfigError>> {
+/// What decoding found: the raw config (a section that failed to decode keeps its defaults),
+/// the problems, and the key paths whose values could not be decoded.
+pub(crate) struct Decoded {
+    pub raw: RawConfig,
+    pub errors: Vec<ConfigError>,
+    /// Sections (`server`, `upstreams`) left at their defaults because they did not decode;
+    /// validation errors under them would describe defaults, not the file.
+    pub undecoded: Vec<String>,
+}
+
+/// Decodes `text` into a `RawConfig`, recording every problem found on the way.
+pub(crate) fn decode(text: &str, origin: &str) -> Decoded {
     let (document, syntax_errors) = DeTable::parse_recoverable(text);
     let mut decoder = Decoder {
         text,
         origin,
         errors: Vec::new(),
+        undecoded: Vec::new(),
     };
+    let mut raw = RawConfig::default();
     if !syntax_errors.is_empty() {
         for error in syntax_errors {
             let location = error
@@ -202,9 +217,9 @@ pub(crate) fn decode(text: &str, origin: &str) -> Result<RawConfig, Vec<ConfigEr
                 },
             });
         }
-        return Err(decoder.errors);
+        decoder.undecoded.push(String::new());
+        return decoder.finish(raw);
     }
-    let mut raw = RawConfig::default();
     let sections = field_names::<RawConfig>();
     for (key, value) in document.get_ref().iter() {
         let name = key.get_ref().as_ref();
@@ -218,11 +233,7 @@ pub(crate) fn decode(text: &str, origin: &str) -> Result<RawConfig, Vec<ConfigEr
             _ => decoder.unknown_key(name.to_owned(), key.span().start, sections),
         }
     }
-    if decoder.errors.is_empty() {
-        Ok(raw)
-    } else {
-        Err(decoder.errors)
-    }
+    decoder.finish(raw)
 }
 
 /// Decoding state: the source text (for locations) and the problems found so far.
@@ -230,18 +241,28 @@ struct Decoder<'t> {
     text: &'t str,
     origin: &'t str,
     errors: Vec<ConfigError>,
+    undecoded: Vec<String>,
 }
 
 impl Decoder<'_> {
-    /// Decodes the table at `path` into `target`, leaving `target` alone if it has problems.
+    fn finish(self, raw: RawConfig) -> Decoded {
+        Decoded {
+            raw,
+            errors: self.errors,
+            undecoded: self.undecoded,
+        }
+    }
+
+    /// Decodes the table at `path` into `target`; on a type error `target` keeps its defaults.
     fn section<T: DeserializeOwned>(
         &mut self,
         path: &str,
         value: &Spanned<DeValue>,
         target: &mut T,
     ) {
-        if let Some(decoded) = self.table(path, value) {
-            *target = decoded;
+        match self.table(path, value) {
+            Some(decoded) => *target = decoded,
+            None => self.undecoded.push(path.to_owned()),
         }
     }
 
@@ -253,6 +274,7 @@ impl Decoder<'_> {
                 value.span().start,
                 "expected an array of tables",
             );
+            self.undecoded.push("upstreams".to_owned());
             return;
         };
         let mut upstreams = Vec::with_capacity(array.len());
@@ -263,27 +285,28 @@ impl Decoder<'_> {
         }
         if upstreams.len() == array.len() {
             *target = RawUpstreams(upstreams);
+        } else {
+            self.undecoded.push("upstreams".to_owned());
         }
     }
 
-    /// Checks the keys of the table at `path` against `T`'s fields, then decodes it.
+    /// Reports the keys of the table at `path` that `T` lacks, then decodes the rest.
     fn table<T: DeserializeOwned>(&mut self, path: &str, value: &Spanned<DeValue>) -> Option<T> {
         let Some(table) = value.get_ref().as_table() else {
             self.wrong_type(path, value.span().start, "expected a table");
             return None;
         };
         let accepted = field_names::<T>();
-        let errors_before = self.errors.len();
+        let mut known = table.clone();
         for (key, _) in table.iter() {
             let name = key.get_ref().as_ref();
             if !accepted.contains(&name) {
                 self.unknown_key(format!("{path}.{name}"), key.span().start, accepted);
+                known.remove(name);
             }
         }
-        if self.errors.len() > errors_before {
-            return None;
-        }
-        match T::deserialize(ValueDeserializer::from(value.clone())) {
+        let known = Spanned::new(value.span(), DeValue::Table(known));
+        match T::deserialize(ValueDeserializer::from(known)) {
             Ok(decoded) => Some(decoded),
             Err(error) => {
                 let offset = error.span().map_or(value.span().start, |span| span.start);
@@ -389,12 +412,25 @@ mod tests {
 
     #[test]
     fn absent_sections_take_their_defaults() {
-        assert_eq!(decode("", "empty.toml"), Ok(RawConfig::default()));
+        let decoded = decode("", "empty.toml");
+        assert_eq!(decoded.raw, RawConfig::default());
+        assert!(decoded.errors.is_empty() && decoded.undecoded.is_empty());
+    }
+
+    #[test]
+    fn unknown_keys_are_dropped_and_the_rest_of_the_section_decoded() {
+        let decoded = decode("[limits]\nfoo = 1\nconnections_max = 7\n", "t.toml");
+        assert_eq!(decoded.errors.len(), 1);
+        assert_eq!(decoded.errors[0].key, "limits.foo");
+        assert!(decoded.undecoded.is_empty());
+        assert_eq!(decoded.raw.limits.connections_max, 7);
     }
 
     #[test]
     fn wrong_type_names_key_and_location() {
-        let errors = decode("[limits]\nconnections_max = \"many\"\n", "t.toml").unwrap_err();
+        let decoded = decode("[limits]\nconnections_max = \"many\"\n", "t.toml");
+        assert_eq!(decoded.undecoded, ["limits"]);
+        let errors = decoded.errors;
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].key, "limits.connections_max");
         assert_eq!(
@@ -411,7 +447,7 @@ mod tests {
     fn missing_upstream_name_is_reported_with_its_index() {
         let text =
             "[[upstreams]]\nname = \"a\"\nkind = \"builtin\"\n[[upstreams]]\nkind = \"builtin\"\n";
-        let errors = decode(text, "t.toml").unwrap_err();
+        let errors = decode(text, "t.toml").errors;
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].key, "upstreams[1]");
         assert!(

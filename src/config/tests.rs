@@ -362,3 +362,24 @@ fn summary_names_every_section() {
         );
     }
 }
+
+#[test]
+fn decoding_and_validation_errors_are_reported_together() {
+    let text = "[limits]\nfoo = 1\nheader_bytes_max = 512\n[server]\ncores = 1.5\n";
+    assert_eq!(
+        keys_of(text),
+        ["limits.foo", "server.cores", "limits.header_bytes_max"]
+    );
+}
+
+#[test]
+fn a_section_that_did_not_decode_gets_no_errors_about_its_defaults() {
+    // [sessions] fails to decode, so it is validated at its defaults; the default ttl
+    // (1800000 ms) is shorter than this tick, but that is not what the file says.
+    let text = "[sessions]\nsession_idle_ttl_ms = \"long\"\n[epoch]\ntick_ms = 600000\n\
+                generations = 1\n";
+    assert_eq!(
+        keys_of(text),
+        ["sessions.session_idle_ttl_ms", "epoch.generations"]
+    );
+}
