@@ -357,7 +357,8 @@ impl Checker<'_> {
 
     fn upstreams(&mut self, raw: &[RawUpstream]) -> Vec<Upstream> {
         if raw.is_empty() {
-            let reason = "is empty; add at least one [[upstreams]] entry (kind = \"builtin\" serves demo tools)";
+            let reason = "is empty; add at least one [[upstreams]] entry \
+                          (kind = \"builtin\" serves demo tools)";
             self.conflict("upstreams", reason.to_owned());
         }
         let mut upstreams: Vec<Upstream> = Vec::with_capacity(raw.len());
