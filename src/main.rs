@@ -32,7 +32,7 @@ fn parse_args(mut raw: impl Iterator<Item = String>) -> Result<Args, String> {
         let mut value = || raw.next().ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
             "--config" => args.config = Some(PathBuf::from(value()?)),
-            "--cores" => args.cores = Some(Cores::parse_flag(&value()?).map_err(|e| format!("--cores: {e}"))?),
+            "--cores" => args.cores = Some(parse_cores(&value()?)?),
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown flag {other:?}")),
         }
@@ -41,6 +41,17 @@ fn parse_args(mut raw: impl Iterator<Item = String>) -> Result<Args, String> {
         return Err("check needs --config PATH".into());
     }
     Ok(args)
+}
+
+/// `--cores all` or `--cores N` (a count of the cores this process may run on).
+fn parse_cores(value: &str) -> Result<Cores, String> {
+    match value {
+        "all" => Ok(Cores::All),
+        n => match n.parse::<u16>() {
+            Ok(count) if count > 0 => Ok(Cores::Count(count)),
+            _ => Err(format!("--cores takes \"all\" or a count from 1, got {value:?}")),
+        },
+    }
 }
 
 fn load(args: &Args) -> Result<Config, ExitCode> {

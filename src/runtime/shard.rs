@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use futures_lite::future;
 use glommio::net::{TcpListener, TcpStream};
 
-use crate::config::Config;
+use crate::config::{Config, UpstreamKind};
 use crate::epoch::TableLimits;
 use crate::http::{self, HttpLimits, Request, ResponseWriter};
 use crate::mcp::router::Router;
@@ -50,9 +50,9 @@ pub struct Shard {
 pub fn session_table_limits(config: &Config) -> TableLimits {
     TableLimits {
         entries_max: config.sessions.sessions_max,
-        generations: config.epoch.generations,
-        arena_bytes_max: config.epoch.session_arena_bytes as usize,
-        payload_bytes_max: config.sessions.session_payload_bytes_max,
+        generations: config.epoch.generations as u8,
+        arena_bytes_max: config.epoch.session_arena_bytes_max as usize,
+        payload_bytes_max: config.sessions.session_payload_bytes_max as u32,
     }
 }
 
@@ -67,6 +67,18 @@ pub fn http_limits(config: &Config) -> HttpLimits {
         body_read_timeout_ms: l.body_read_timeout_ms,
         keepalive_idle_timeout_ms: l.keepalive_idle_timeout_ms,
     }
+}
+
+/// The `sleep` cap of the configured builtin upstream (the demo is served on every shard).
+fn demo_sleep_ms_max(config: &Config) -> u64 {
+    config
+        .upstreams
+        .iter()
+        .map(|upstream| match upstream.kind {
+            UpstreamKind::Builtin { sleep_ms_max } => sleep_ms_max,
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 impl Shard {
@@ -87,7 +99,7 @@ impl Shard {
             true => OriginPolicy::LocalhostOnly,
             false => OriginPolicy::List(config.server.allowed_origins.clone()),
         };
-        let demo = Demo::new(config.demo_sleep_ms_max());
+        let demo = Demo::new(demo_sleep_ms_max(&config));
         let endpoint =
             Endpoint::new(id, shards, Router::new(demo), origins, config.sessions.retry_after_s);
         Ok(Shard {
