@@ -483,8 +483,9 @@ fn check_error_object(error: &RawValue) -> Result<(), String> {
     }
 }
 
-/// The JSON type of a raw value, from its first byte (serde_json has already validated it).
-fn json_kind(raw: &RawValue) -> &'static str {
+/// The JSON type of a raw value (`"object"`, `"array"`, `"string"`, `"number"`, `"boolean"`,
+/// `"null"`), read from its first byte: serde_json has already validated the value.
+pub fn json_kind(raw: &RawValue) -> &'static str {
     match raw.get().as_bytes().first() {
         Some(b'{') => "object",
         Some(b'[') => "array",
@@ -495,8 +496,9 @@ fn json_kind(raw: &RawValue) -> &'static str {
     }
 }
 
-/// The raw JSON text of `raw`, cut to `PREVIEW_BYTES_MAX` bytes on a character boundary.
-fn preview(raw: &RawValue) -> String {
+/// The raw JSON text of `raw` for an error message, cut to `PREVIEW_BYTES_MAX` bytes on a
+/// character boundary.
+pub fn preview(raw: &RawValue) -> String {
     let text = raw.get();
     if text.len() <= PREVIEW_BYTES_MAX {
         return text.to_owned();

@@ -2,3 +2,5 @@
 //! `builtin` demo), their per-shard connection pools and the pending table of requests in flight.
 //!
 //! Each shard owns its own pools and pending entries; nothing here is shared across shards.
+
+pub mod builtin;
