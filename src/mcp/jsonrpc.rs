@@ -549,6 +549,7 @@ struct ResultTypeProbe<'a> {
 /// A result that already has one is copied unchanged.
 pub fn write_complete_result(out: &mut Vec<u8>, id: &RawValue, result: &RawValue) {
     let text = result.get();
+    // A result that is not an object cannot take a member; it is copied as it is.
     let has_result_type = serde_json::from_str::<ResultTypeProbe<'_>>(text)
         .map(|probe| probe.result_type.is_some())
         .unwrap_or(true);
@@ -630,6 +631,7 @@ fn write_json_str(out: &mut Vec<u8>, text: &str) {
             b'\n' => b"\\n",
             b'\r' => b"\\r",
             b'\t' => b"\\t",
+            // Other control characters have no short form: written as \u00XX below.
             0x00..=0x1f => &[],
             _ => continue,
         };

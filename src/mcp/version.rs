@@ -2,8 +2,8 @@
 //!
 //! Two eras share one endpoint. The session era (2025-03-26, 2025-06-18, 2025-11-25) negotiates a
 //! version once, in `initialize`, and keeps it for the session. The stateless era (2026-07-28)
-//! carries the version on every request in `params._meta["io.modelcontextprotocol/protocolVersion"]`
-//! and has no `initialize` at all.
+//! carries the version on every request, in
+//! `params._meta["io.modelcontextprotocol/protocolVersion"]`, and has no `initialize` at all.
 //!
 //! This module owns no state: versions are plain `Copy` values, shared by every shard. It refuses
 //! nothing itself; `parse` returns `None` for a version it does not know and the caller answers

@@ -62,7 +62,11 @@ add to sum two numbers (the answer is also in structuredContent.sum), and sleep 
 bounded number of milliseconds. Read demo://readme for an overview; the greet prompt drafts a \
 greeting.";
 
-const CAPABILITIES_JSON: &str = r#"{"tools":{"listChanged":false},"resources":{"subscribe":false,"listChanged":false},"prompts":{"listChanged":false}}"#;
+const CAPABILITIES_JSON: &str = concat!(
+    r#"{"tools":{"listChanged":false},"#,
+    r#""resources":{"subscribe":false,"listChanged":false},"#,
+    r#""prompts":{"listChanged":false}}"#,
+);
 
 /// The built-in demo server of one shard.
 pub struct Demo {
