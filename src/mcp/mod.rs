@@ -6,3 +6,6 @@
 
 pub mod jsonrpc;
 pub mod version;
+pub mod router;
+pub mod session;
+pub mod transport;

@@ -50,23 +50,21 @@ impl Router {
         ))
     }
 
-    /// Answers one request. Stateless-era results gain `resultType: "complete"`.
+    /// Answers one request. The caller writes stateless-era results with `resultType`.
     pub async fn call(
         &self,
         era: Era,
         method: &str,
         params: Option<&RawValue>,
     ) -> Result<Box<RawValue>, RpcError> {
-        let result = match (era, method) {
-            (Era::Session(_), "ping") => raw("{}".to_owned()),
-            (Era::Stateless, "server/discover") => self.discover(),
-            (Era::Session(_), "server/discover") => return Err(RpcError::method_not_found(method)),
-            _ => self.demo.handle(method, params).await?,
-        };
-        Ok(match era {
-            Era::Session(_) => result,
-            Era::Stateless => with_result_type(result),
-        })
+        match (era, method) {
+            (Era::Stateless, "server/discover") => Ok(self.discover()),
+            (Era::Session(_), "server/discover") => Err(RpcError::method_not_found(method)),
+            (Era::Session(version), _) => self.demo.handle(method, params, version).await,
+            (Era::Stateless, _) => {
+                self.demo.handle(method, params, ProtocolVersion::V2026_07_28).await
+            }
+        }
     }
 
     fn discover(&self) -> Box<RawValue> {
@@ -85,30 +83,12 @@ fn raw(json: String) -> Box<RawValue> {
     RawValue::from_string(json).expect("the router renders valid JSON")
 }
 
-/// Adds `"resultType":"complete"` to a result object without re-parsing it.
-fn with_result_type(result: Box<RawValue>) -> Box<RawValue> {
-    let text = result.get().trim_start();
-    let Some(rest) = text.strip_prefix('{') else {
-        return result;
-    };
-    let separator = if rest.trim_start().starts_with('}') { "" } else { "," };
-    raw(format!(r#"{{"resultType":"complete"{separator}{rest}"#))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn parse(raw: &RawValue) -> serde_json::Value {
         serde_json::from_str(raw.get()).unwrap()
-    }
-
-    #[test]
-    fn result_type_is_added_to_empty_and_full_objects() {
-        let empty = with_result_type(raw("{ }".into()));
-        assert_eq!(parse(&empty), serde_json::json!({"resultType": "complete"}));
-        let full = with_result_type(raw(r#"{"tools":[]}"#.into()));
-        assert_eq!(parse(&full), serde_json::json!({"resultType": "complete", "tools": []}));
     }
 
     #[test]

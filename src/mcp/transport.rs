@@ -10,6 +10,7 @@ use std::borrow::Cow;
 
 use serde_json::value::RawValue;
 
+use crate::config::Config;
 use crate::mcp::jsonrpc::{self, Message, Meta, RpcError};
 use crate::mcp::router::{Era, Router};
 use crate::mcp::session::{SessionId, SessionRefusal, SessionTable};
@@ -18,6 +19,7 @@ use crate::mcp::version::ProtocolVersion;
 use crate::refusal::{RefusalCounters, RefusalReason};
 use crate::runtime::shutdown::ShutdownSignal;
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// The HTTP methods the endpoint distinguishes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,42 +97,7 @@ pub struct Endpoint {
     shard: u8,
     shards: u8,
     router: Router,
-    origins: OriginPolicy,
-    retry_after_s: u32,
-}
-
-/// Which `Origin` values may call the endpoint.
-pub enum OriginPolicy {
-    /// `http(s)://localhost|127.0.0.1|[::1]` with any port.
-    LocalhostOnly,
-    /// Exactly these origins.
-    List(Vec<String>),
-}
-
-impl OriginPolicy {
-    pub fn allows(&self, origin: &str) -> bool {
-        match self {
-            OriginPolicy::List(allowed) => allowed.iter().any(|a| a == origin),
-            OriginPolicy::LocalhostOnly => {
-                let Some(rest) =
-                    origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://"))
-                else {
-                    return false;
-                };
-                let host = match rest.strip_prefix("[::1]") {
-                    Some(port) => return port.is_empty() || is_port_suffix(port),
-                    None => rest.split(':').next().unwrap_or(""),
-                };
-                let port = &rest[host.len()..];
-                matches!(host, "localhost" | "127.0.0.1") && (port.is_empty() || is_port_suffix(port))
-            }
-        }
-    }
-}
-
-fn is_port_suffix(text: &str) -> bool {
-    text.strip_prefix(':')
-        .is_some_and(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
+    config: Arc<Config>,
 }
 
 /// A refusal: its reason (for counting and the HTTP status) and what the client is told.
@@ -170,14 +137,8 @@ const REMOVED_IN_STATELESS: [&str; 5] =
 const NAMED_METHODS: [&str; 3] = ["tools/call", "resources/read", "prompts/get"];
 
 impl Endpoint {
-    pub fn new(
-        shard: u8,
-        shards: u8,
-        router: Router,
-        origins: OriginPolicy,
-        retry_after_s: u32,
-    ) -> Endpoint {
-        Endpoint { shard, shards, router, origins, retry_after_s }
+    pub fn new(shard: u8, shards: u8, router: Router, config: Arc<Config>) -> Endpoint {
+        Endpoint { shard, shards, router, config }
     }
 
     /// Steps that need no session: origin, HTTP method, media types. Run on the shard that
@@ -220,7 +181,7 @@ impl Endpoint {
             refused.reason.http_status(),
             503
         ) {
-            headers.push(("Retry-After", self.retry_after_s.to_string()));
+            headers.push(("Retry-After", self.config.sessions.retry_after_s.to_string()));
         }
         let body = jsonrpc::error_bytes(
             refused.id.as_deref(),
@@ -233,7 +194,7 @@ impl Endpoint {
 
     fn check_transport(&self, request: &McpRequest<'_>) -> Result<(), Refused> {
         let h = &request.headers;
-        if let Some(origin) = h.origin.filter(|o| !self.origins.allows(o)) {
+        if let Some(origin) = h.origin.filter(|o| !self.config.server.origin_allowed(o)) {
             return Err(Refused::invalid(
                 RefusalReason::OriginForbidden,
                 format!("origin {origin:?} is not allowed (server.allowed_origins)"),
@@ -293,8 +254,13 @@ impl Endpoint {
         if request.method != HttpMethod::Post {
             return self.stream_or_delete(request, sessions, now_ms);
         }
-        let message = Message::parse(request.body)
-            .map_err(|e| Refused::new(RefusalReason::InvalidJsonRpc, e.code(), e.to_string()))?;
+        let message = jsonrpc::parse(request.body).map_err(|e| {
+            let refused = Refused::new(RefusalReason::InvalidJsonRpc, e.code(), e.message());
+            match e.id() {
+                Some(id) => refused.with_id(id),
+                None => refused,
+            }
+        })?;
         if is_stateless(&request.headers, &message) {
             return self.stateless(&request.headers, &message).await;
         }
@@ -351,7 +317,7 @@ impl Endpoint {
                     RefusalReason::UnsupportedProtocolVersion,
                     format!(
                         "unsupported MCP-Protocol-Version {text:?}; supported: {}",
-                        ProtocolVersion::supported_list()
+                        supported_list()
                     ),
                 ));
             }
@@ -389,12 +355,17 @@ impl Endpoint {
         sessions: &RefCell<SessionTable>,
         now_ms: u64,
     ) -> Result<Reply, Refused> {
-        let init = jsonrpc::InitializeParams::parse(params).map_err(|message| {
+        let init = InitializeParams::parse(params).map_err(|message| {
             Refused::new(RefusalReason::InvalidJsonRpc, jsonrpc::INVALID_PARAMS, message)
                 .with_id(id)
         })?;
-        let version = ProtocolVersion::negotiate(init.protocol_version);
-        let created = sessions.borrow_mut().create(version, init.client_json.as_bytes(), now_ms);
+        let version = ProtocolVersion::negotiate(&init.protocol_version);
+        let client_json = format!(
+            r#"{{"clientInfo":{},"capabilities":{}}}"#,
+            init.client_info.get(),
+            init.capabilities.get()
+        );
+        let created = sessions.borrow_mut().create(version, client_json.as_bytes(), now_ms);
         let session = created.map_err(|refusal| {
             let reason = match refusal {
                 SessionRefusal::Full { .. } => RefusalReason::SessionsFull,
@@ -421,9 +392,10 @@ impl Endpoint {
                 ))
             }
         };
-        let meta = Meta::from_params(params).map_err(|message| {
-            Refused::new(RefusalReason::MissingMeta, jsonrpc::INVALID_PARAMS, message).with_id(id)
+        let meta = Meta::from_params(params).map_err(|error| {
+            Refused::new(RefusalReason::MissingMeta, error.code, error.message).with_id(id)
         })?;
+        require_stateless_meta(&meta).map_err(|r| r.with_id(id))?;
         check_stateless_version(&meta).map_err(|r| r.with_id(id))?;
         check_mirrored_headers(h, &meta, method, params).map_err(|r| r.with_id(id))?;
         if REMOVED_IN_STATELESS.contains(&method) {
@@ -433,6 +405,48 @@ impl Endpoint {
         let answer = self.router.call(Era::Stateless, method, params).await;
         Ok(rpc_reply(id, answer, Era::Stateless))
     }
+}
+
+/// The `initialize` params the gateway reads; the rest is ignored.
+#[derive(serde::Deserialize)]
+struct InitializeParams<'a> {
+    #[serde(rename = "protocolVersion", borrow)]
+    protocol_version: Cow<'a, str>,
+    #[serde(borrow)]
+    capabilities: &'a RawValue,
+    #[serde(rename = "clientInfo", borrow)]
+    client_info: &'a RawValue,
+}
+
+impl<'a> InitializeParams<'a> {
+    fn parse(params: Option<&'a RawValue>) -> Result<InitializeParams<'a>, String> {
+        let params = params.ok_or("initialize needs params: protocolVersion, capabilities, clientInfo")?;
+        serde_json::from_str(params.get()).map_err(|e| format!("invalid initialize params: {e}"))
+    }
+}
+
+/// Both `_meta` fields every 2026-07-28 request must carry.
+fn require_stateless_meta(meta: &Meta<'_>) -> Result<(), Refused> {
+    let missing = |key: &str| {
+        Refused::new(
+            RefusalReason::MissingMeta,
+            jsonrpc::INVALID_PARAMS,
+            format!("params._meta[{key:?}] is required in protocol version 2026-07-28"),
+        )
+    };
+    if meta.protocol_version.is_none() {
+        return Err(missing(jsonrpc::META_PROTOCOL_VERSION));
+    }
+    if meta.client_capabilities.is_none() {
+        return Err(missing(jsonrpc::META_CLIENT_CAPABILITIES));
+    }
+    Ok(())
+}
+
+/// `"2025-03-26, 2025-06-18, …"` for error messages.
+fn supported_list() -> String {
+    let versions: Vec<&str> = ProtocolVersion::SUPPORTED.iter().map(|v| v.as_str()).collect();
+    versions.join(", ")
 }
 
 fn unknown_session(text: &str) -> Refused {
@@ -480,7 +494,7 @@ fn check_stateless_version(meta: &Meta<'_>) -> Result<(), Refused> {
             jsonrpc::UNSUPPORTED_PROTOCOL_VERSION,
             format!(
                 "unsupported protocol version {requested:?}; supported: {}",
-                ProtocolVersion::supported_list()
+                supported_list()
             ),
         )
     })
@@ -566,7 +580,14 @@ fn decode_header_value(value: &str) -> Option<Cow<'_, str>> {
 /// is a 404 there.
 fn rpc_reply(id: &RawValue, answer: Result<Box<RawValue>, RpcError>, era: Era) -> Reply {
     match answer {
-        Ok(result) => HttpReply::json(200, ReplyHeaders::new(), jsonrpc::result_bytes(id, &result)),
+        Ok(result) => {
+            let mut body = Vec::with_capacity(result.get().len() + 64);
+            match era {
+                Era::Session(_) => jsonrpc::write_result(&mut body, id, &result),
+                Era::Stateless => jsonrpc::write_complete_result(&mut body, id, &result),
+            }
+            HttpReply::json(200, ReplyHeaders::new(), body)
+        }
         Err(error) => {
             let status = match era {
                 Era::Stateless if error.code == jsonrpc::METHOD_NOT_FOUND => 404,
@@ -582,25 +603,6 @@ fn rpc_reply(id: &RawValue, answer: Result<Box<RawValue>, RpcError>, era: Era) -
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn localhost_policy_accepts_only_loopback_origins() {
-        let policy = OriginPolicy::LocalhostOnly;
-        for ok in ["http://localhost", "http://localhost:3000", "https://127.0.0.1:8080", "http://[::1]:6274"] {
-            assert!(policy.allows(ok), "{ok}");
-        }
-        for bad in ["http://evil.example", "http://localhost.evil.example", "http://127.0.0.1.nip.io", "null", "http://localhost:", "ftp://localhost", "http://[::1]x"] {
-            assert!(!policy.allows(bad), "{bad}");
-        }
-    }
-
-    #[test]
-    fn list_policy_matches_exact_origins() {
-        let policy = OriginPolicy::List(vec!["https://app.example.com".into()]);
-        assert!(policy.allows("https://app.example.com"));
-        assert!(!policy.allows("https://app.example.com:444"));
-        assert!(!policy.allows("http://localhost"));
-    }
 
     #[test]
     fn mirrored_header_values_decode_the_base64_sentinel() {

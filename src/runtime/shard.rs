@@ -19,7 +19,7 @@ use crate::http::{self, HttpLimits, Request, ResponseWriter};
 use crate::mcp::router::Router;
 use crate::mcp::session::SessionTable;
 use crate::mcp::transport::{
-    Endpoint, HttpMethod, HttpReply, McpHeaders, McpRequest, OriginPolicy, Reply,
+    Endpoint, HttpMethod, HttpReply, McpHeaders, McpRequest, Reply,
 };
 use crate::refusal::{RefusalCounters, RefusalReason};
 use crate::runtime::mesh::{ForwardedReply, ForwardedRequest, Mesh, MeshMessage};
@@ -95,13 +95,8 @@ impl Shard {
             session_table_limits(&config),
             config.sessions.session_idle_ttl_ms,
         )?;
-        let origins = match config.server.allowed_origins.is_empty() {
-            true => OriginPolicy::LocalhostOnly,
-            false => OriginPolicy::List(config.server.allowed_origins.clone()),
-        };
         let demo = Demo::new(demo_sleep_ms_max(&config));
-        let endpoint =
-            Endpoint::new(id, shards, Router::new(demo), origins, config.sessions.retry_after_s);
+        let endpoint = Endpoint::new(id, shards, Router::new(demo), config.clone());
         Ok(Shard {
             id,
             core,
