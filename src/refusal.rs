@@ -22,6 +22,8 @@ pub enum RefusalReason {
     BodyTooLarge,
     /// Headers did not arrive within `header_read_timeout_ms`.
     HeaderReadTimeout,
+    /// The body did not arrive within `body_read_timeout_ms` of the end of the head.
+    BodyReadTimeout,
     /// The shard already holds `connections_max` connections.
     ConnectionsFull,
     /// The session table is at `sessions_max` even after retiring the oldest generation.
@@ -60,13 +62,14 @@ pub enum RefusalReason {
 
 impl RefusalReason {
     /// Every reason, in declaration order; the index is the counter slot.
-    pub const ALL: [RefusalReason; 23] = [
+    pub const ALL: [RefusalReason; 24] = [
         Self::MalformedHttp,
         Self::AmbiguousFraming,
         Self::UnsupportedTransferEncoding,
         Self::HeadersTooLarge,
         Self::BodyTooLarge,
         Self::HeaderReadTimeout,
+        Self::BodyReadTimeout,
         Self::ConnectionsFull,
         Self::SessionsFull,
         Self::MeshFull,
@@ -95,6 +98,7 @@ impl RefusalReason {
             Self::HeadersTooLarge => "headers_too_large",
             Self::BodyTooLarge => "body_too_large",
             Self::HeaderReadTimeout => "header_read_timeout",
+            Self::BodyReadTimeout => "body_read_timeout",
             Self::ConnectionsFull => "connections_full",
             Self::SessionsFull => "sessions_full",
             Self::MeshFull => "mesh_full",
@@ -130,7 +134,7 @@ impl RefusalReason {
             Self::NotFound | Self::UnknownSession => 404,
             Self::MethodNotAllowed => 405,
             Self::NotAcceptable => 406,
-            Self::HeaderReadTimeout => 408,
+            Self::HeaderReadTimeout | Self::BodyReadTimeout => 408,
             Self::BodyTooLarge => 413,
             Self::UnsupportedMediaType => 415,
             Self::HeadersTooLarge => 431,
