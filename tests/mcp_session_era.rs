@@ -277,6 +277,31 @@ fn request_with_bogus_session_id_is_404() {
 }
 
 #[test]
+fn malformed_or_foreign_shard_session_ids_are_404() {
+    let gw = gateway();
+    let ids = [
+        format!("ff-{}", "0".repeat(32)),
+        format!("0g-{}", "0".repeat(32)),
+        "00-short".to_owned(),
+        "no-dash-at-all".to_owned(),
+        "x".repeat(200),
+    ];
+    for id in ids {
+        let session = Session {
+            id: id.clone(),
+            version: SESSION_VERSION_LATEST.into(),
+        };
+        let response = gw.session_call(&session, &rpc(2, "tools/list", json!({})));
+        assert_eq!(
+            response.status,
+            404,
+            "session id {id:?}: {}",
+            response.text()
+        );
+    }
+}
+
+#[test]
 fn delete_ends_the_session_and_later_requests_are_404() {
     let gw = gateway();
     let session = gw.open_session(SESSION_VERSION_LATEST);
