@@ -1,10 +1,14 @@
 //! Shared harness for integration tests: starts the real `shardgate` binary with a config and
-//! finds its ports from the ready line it prints on stdout.
+//! finds its ports from the ready line it prints on stdout; `client` speaks raw HTTP/1.1 to it
+//! and `mcp` builds MCP requests for both protocol eras.
 #![allow(dead_code)] // each test crate uses a different subset of the harness
 
+pub mod client;
+pub mod mcp;
+
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -99,7 +103,15 @@ impl Gateway {
             .to_owned();
         let admin_addr = field("admin").trim_start_matches("http://").to_owned();
         let shards = field("shards").parse().unwrap();
-        Gateway { child, mcp_url, mcp_addr, admin_addr, shards, config_path, _dir: dir }
+        Gateway {
+            child,
+            mcp_url,
+            mcp_addr,
+            admin_addr,
+            shards,
+            config_path,
+            _dir: dir,
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -111,5 +123,88 @@ impl Drop for Gateway {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Runs the binary with `args` to completion (for `check`, `plan`, usage errors).
+pub fn run_cli(args: &[&str]) -> Output {
+    Command::new(binary())
+        .args(args)
+        .output()
+        .expect("run shardgate")
+}
+
+/// Stdout and stderr of `output` as one string, for message assertions.
+pub fn output_text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// The memory ceiling `shardgate plan` prints for `config` on `cores` cores: the line starting
+/// with `total` that contains `(<N> bytes)`.
+pub fn plan_total_bytes(config: &Path, cores: u32) -> u64 {
+    let config = config.to_str().expect("utf-8 config path");
+    let output = run_cli(&["plan", "--config", config, "--cores", &cores.to_string()]);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "plan failed: {}",
+        output_text(&output)
+    );
+    stdout
+        .lines()
+        .filter(|line| line.trim_start().starts_with("total"))
+        .find_map(bytes_in_parens)
+        .unwrap_or_else(|| panic!("plan printed no `total ... (<N> bytes)` line:\n{stdout}"))
+}
+
+/// `N` from a line containing `(N bytes)`.
+fn bytes_in_parens(line: &str) -> Option<u64> {
+    let open = line.find('(')?;
+    let inner = &line[open + 1..];
+    let close = inner.find(')')?;
+    inner[..close]
+        .strip_suffix(" bytes")?
+        .trim()
+        .replace(['_', ','], "")
+        .parse()
+        .ok()
+}
+
+/// Resident set size of process `pid` in bytes, from `/proc/PID/status` (`VmRSS`).
+pub fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read proc status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"));
+    kib * 1024
+}
+
+/// Sends `signal` (a name such as `TERM` or `INT`) to process `pid` with kill(1).
+pub fn send_signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} {pid} failed: {status}");
+}
+
+/// Waits up to `within` for `child` to exit; its status, or `None` if it is still running.
+pub fn wait_exit(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -1,0 +1,152 @@
+//! Goal: the command line keeps its contract: `check` accepts a valid file (exit 0, summary) and
+//! rejects a bad one with exit 2 and a message naming the file, the key, the value and the
+//! allowed range; unknown keys are named; `plan` prints per-shard and total memory lines whose
+//! total follows the config; usage errors exit 2.
+//!
+//! Method: write config files into a temporary directory, run the binary to completion and
+//! assert the exit code and the text on stdout/stderr.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{config_with, output_text, plan_total_bytes, run_cli, TempDir};
+
+fn write_config(dir: &TempDir, name: &str, toml: &str) -> PathBuf {
+    let path = dir.0.join(name);
+    std::fs::write(&path, toml).unwrap();
+    path
+}
+
+fn path_str(path: &std::path::Path) -> &str {
+    path.to_str().expect("utf-8 temp path")
+}
+
+/// Runs `check --config <toml in a file>`; returns (exit code, text, the file path).
+fn check(toml: &str) -> (Option<i32>, String, PathBuf) {
+    let dir = TempDir::new("cli");
+    let path = write_config(&dir, "shardgate.toml", toml);
+    let output = run_cli(&["check", "--config", path_str(&path)]);
+    (output.status.code(), output_text(&output), path)
+}
+
+#[test]
+fn check_accepts_a_valid_file_with_exit_0_and_a_summary() {
+    let (code, text, _) = check(&config_with("[sessions]\nsessions_max = 100\n"));
+    assert_eq!(code, Some(0), "check on a valid file: {text}");
+    assert!(!text.trim().is_empty(), "check prints a summary");
+    assert!(
+        text.contains("100"),
+        "summary shows the configured sessions_max: {text}"
+    );
+}
+
+#[test]
+fn check_rejects_an_out_of_range_value_naming_file_key_value_and_range() {
+    let (code, text, path) = check(&config_with("[limits]\nconnections_max = 0\n"));
+    assert_eq!(
+        code,
+        Some(2),
+        "out-of-range value is a config error: {text}"
+    );
+    let file_name = path.file_name().unwrap().to_str().unwrap();
+    assert!(text.contains(file_name), "message names the file: {text}");
+    assert!(
+        text.contains("connections_max"),
+        "message names the key: {text}"
+    );
+    // With the path removed, the message still holds the value and at least one bound.
+    let rest = text.replace(path_str(&path), "");
+    let numbers: Vec<&str> = rest
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|token| !token.is_empty())
+        .collect();
+    assert!(numbers.contains(&"0"), "message names the value 0: {text}");
+    assert!(
+        numbers.iter().any(|n| *n != "0"),
+        "message names the allowed range: {text}"
+    );
+}
+
+#[test]
+fn check_rejects_an_unknown_key_naming_it() {
+    let (code, text, _) = check(&config_with("[limits]\nconections_max = 10\n"));
+    assert_eq!(code, Some(2), "unknown key is a config error: {text}");
+    assert!(
+        text.contains("conections_max"),
+        "message names the unknown key: {text}"
+    );
+}
+
+#[test]
+fn check_rejects_invalid_toml_with_exit_2() {
+    let (code, text, _) = check("[server\nlisten = ");
+    assert_eq!(code, Some(2), "invalid toml: {text}");
+}
+
+#[test]
+fn check_on_a_missing_file_exits_2_naming_it() {
+    let dir = TempDir::new("cli");
+    let missing = dir.0.join("absent.toml");
+    let output = run_cli(&["check", "--config", path_str(&missing)]);
+    let text = output_text(&output);
+    assert_eq!(output.status.code(), Some(2), "missing file: {text}");
+    assert!(
+        text.contains("absent.toml"),
+        "message names the file: {text}"
+    );
+}
+
+#[test]
+fn unknown_subcommand_exits_2() {
+    let output = run_cli(&["frobnicate"]);
+    assert_eq!(output.status.code(), Some(2), "{}", output_text(&output));
+}
+
+#[test]
+fn plan_prints_per_shard_and_total_lines() {
+    let dir = TempDir::new("cli");
+    let path = write_config(&dir, "shardgate.toml", &config_with(""));
+    let output = run_cli(&["plan", "--config", path_str(&path), "--cores", "2"]);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "plan: {}",
+        output_text(&output)
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|line| line.to_ascii_lowercase().contains("shard")),
+        "plan prints per-shard lines:\n{stdout}"
+    );
+    assert!(
+        plan_total_bytes(&path, 2) > 0,
+        "plan prints a total:\n{stdout}"
+    );
+}
+
+#[test]
+fn plan_total_grows_with_cores_and_with_sessions_max() {
+    let dir = TempDir::new("cli");
+    let small = write_config(
+        &dir,
+        "small.toml",
+        &config_with("[sessions]\nsessions_max = 100\n"),
+    );
+    let large = write_config(
+        &dir,
+        "large.toml",
+        &config_with("[sessions]\nsessions_max = 100000\n"),
+    );
+    let one_core = plan_total_bytes(&small, 1);
+    assert!(
+        plan_total_bytes(&small, 2) > one_core,
+        "two shards reserve more than one"
+    );
+    assert!(
+        plan_total_bytes(&large, 1) > one_core,
+        "a larger sessions_max reserves more"
+    );
+}
