@@ -1,1 +1,123 @@
-fn main() {}
+//! The `shardgate` command line: `serve`, `check`, `plan`.
+//!
+//! Exit codes: 0 success, 1 the gateway failed at run time, 2 bad usage or configuration.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use shardgate::config::{Config, Cores};
+use shardgate::runtime::{self, platform};
+
+const USAGE: &str = "\
+usage:
+  shardgate serve [--config PATH] [--cores N|all]   serve MCP (default config: tuning/default.toml, built in)
+  shardgate check --config PATH                     validate a config and print a summary
+  shardgate plan [--config PATH] [--cores N|all]    print the memory ceiling per shard and in total";
+
+/// Parsed command line.
+struct Args {
+    command: String,
+    config: Option<PathBuf>,
+    cores: Option<Cores>,
+}
+
+fn parse_args(mut raw: impl Iterator<Item = String>) -> Result<Args, String> {
+    let command = raw.next().ok_or("a command is required")?;
+    if !matches!(command.as_str(), "serve" | "check" | "plan") {
+        return Err(format!("unknown command {command:?}"));
+    }
+    let mut args = Args { command, config: None, cores: None };
+    while let Some(flag) = raw.next() {
+        let mut value = || raw.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--config" => args.config = Some(PathBuf::from(value()?)),
+            "--cores" => args.cores = Some(parse_cores(&value()?)?),
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown flag {other:?}")),
+        }
+    }
+    if args.command == "check" && args.config.is_none() {
+        return Err("check needs --config PATH".into());
+    }
+    Ok(args)
+}
+
+/// `--cores all` or `--cores N` (a count of the cores this process may run on).
+fn parse_cores(value: &str) -> Result<Cores, String> {
+    match value {
+        "all" => Ok(Cores::All),
+        n => match n.parse::<u16>() {
+            Ok(count) if count > 0 => Ok(Cores::Count(count)),
+            _ => Err(format!("--cores takes \"all\" or a count from 1, got {value:?}")),
+        },
+    }
+}
+
+fn load(args: &Args) -> Result<Config, ExitCode> {
+    match &args.config {
+        None => Ok(Config::default_embedded()),
+        Some(path) => Config::load(path).map_err(|errors| {
+            eprintln!("shardgate: invalid configuration:\n{errors}");
+            ExitCode::from(2)
+        }),
+    }
+}
+
+fn cores_for(args: &Args, config: &Config) -> Result<Vec<usize>, ExitCode> {
+    // Read the affinity mask before any thread is pinned.
+    let available: Vec<usize> =
+        core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|c| c.id).collect();
+    let choice = args.cores.as_ref().unwrap_or(&config.server.cores);
+    platform::select_cores(choice, &available).map_err(|e| {
+        eprintln!("shardgate: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn run(args: Args) -> Result<(), ExitCode> {
+    let config = load(&args)?;
+    match args.command.as_str() {
+        "check" => {
+            println!("{}", config.summary());
+            Ok(())
+        }
+        "plan" => {
+            let shards = cores_for(&args, &config)?.len();
+            println!("{}", runtime::plan(&config, shards as u16));
+            Ok(())
+        }
+        _ => {
+            let cores = cores_for(&args, &config)?;
+            let path = config.server.path.clone();
+            runtime::serve(Arc::new(config), cores, |ready| {
+                println!(
+                    "shardgate ready: mcp=http://{}{path} admin=http://{} shards={}",
+                    ready.mcp, ready.admin, ready.shards
+                );
+            })
+            .map_err(|e| {
+                eprintln!("shardgate: {e}");
+                ExitCode::from(1)
+            })
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(args) => args,
+        Err(message) if message.is_empty() => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("shardgate: {message}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(code) => code,
+    }
+}

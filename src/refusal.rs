@@ -22,6 +22,8 @@ pub enum RefusalReason {
     BodyTooLarge,
     /// Headers did not arrive within `header_read_timeout_ms`.
     HeaderReadTimeout,
+    /// The body did not arrive within `body_read_timeout_ms` of the end of the head.
+    BodyReadTimeout,
     /// The shard already holds `connections_max` connections.
     ConnectionsFull,
     /// The session table is at `sessions_max` even after retiring the oldest generation.
@@ -52,17 +54,22 @@ pub enum RefusalReason {
     NotFound,
     /// Content-Type of the POST is not `application/json`.
     UnsupportedMediaType,
+    /// `initialize` carried clientInfo and capabilities over `session_payload_bytes_max`.
+    ClientInfoTooLarge,
+    /// The gateway itself failed (random source, a shard gone); never the client's fault.
+    Internal,
 }
 
 impl RefusalReason {
     /// Every reason, in declaration order; the index is the counter slot.
-    pub const ALL: [RefusalReason; 21] = [
+    pub const ALL: [RefusalReason; 24] = [
         Self::MalformedHttp,
         Self::AmbiguousFraming,
         Self::UnsupportedTransferEncoding,
         Self::HeadersTooLarge,
         Self::BodyTooLarge,
         Self::HeaderReadTimeout,
+        Self::BodyReadTimeout,
         Self::ConnectionsFull,
         Self::SessionsFull,
         Self::MeshFull,
@@ -78,6 +85,8 @@ impl RefusalReason {
         Self::MethodNotAllowed,
         Self::NotFound,
         Self::UnsupportedMediaType,
+        Self::ClientInfoTooLarge,
+        Self::Internal,
     ];
 
     /// Fixed label used in counters and logs.
@@ -89,6 +98,7 @@ impl RefusalReason {
             Self::HeadersTooLarge => "headers_too_large",
             Self::BodyTooLarge => "body_too_large",
             Self::HeaderReadTimeout => "header_read_timeout",
+            Self::BodyReadTimeout => "body_read_timeout",
             Self::ConnectionsFull => "connections_full",
             Self::SessionsFull => "sessions_full",
             Self::MeshFull => "mesh_full",
@@ -104,6 +114,8 @@ impl RefusalReason {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::NotFound => "not_found",
             Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::ClientInfoTooLarge => "client_info_too_large",
+            Self::Internal => "internal",
         }
     }
 
@@ -116,15 +128,17 @@ impl RefusalReason {
             | Self::UnsupportedProtocolVersion
             | Self::MissingSession
             | Self::HeaderMismatch
-            | Self::MissingMeta => 400,
+            | Self::MissingMeta
+            | Self::ClientInfoTooLarge => 400,
             Self::OriginForbidden => 403,
             Self::NotFound | Self::UnknownSession => 404,
             Self::MethodNotAllowed => 405,
             Self::NotAcceptable => 406,
-            Self::HeaderReadTimeout => 408,
+            Self::HeaderReadTimeout | Self::BodyReadTimeout => 408,
             Self::BodyTooLarge => 413,
             Self::UnsupportedMediaType => 415,
             Self::HeadersTooLarge => 431,
+            Self::Internal => 500,
             Self::UnsupportedTransferEncoding => 501,
             Self::ConnectionsFull | Self::SessionsFull | Self::MeshFull | Self::Draining => 503,
         }

@@ -1,1 +1,382 @@
-//! (module under construction in this commit series)
+//! The validated, immutable configuration: every limit shardgate enforces, with its default.
+//!
+//! Owns: the TOML schema (`raw.rs`, decoded as written), the defaults and accepted ranges
+//! (`bounds.rs`), the checks that turn the raw form into a `Config` (`validate.rs`), and the
+//! memory plan that turns the limits into a per-shard ceiling (`plan.rs`).
+//!
+//! Shards: none owns it. A `Config` is plain `Send + Sync` data built once before the shards
+//! start; shards hold an `Arc<Config>` (or a leaked `&'static Config`) and only read it. A reload
+//! builds a new `Config` and each shard swaps its handle at a safe point.
+//!
+//! Limits: every number below is per shard unless its doc says otherwise. Durations stay `_ms`
+//! integers (consumers convert). Each field's doc says what it bounds, its default, what memory
+//! it reserves per shard and why that number.
+//!
+//! Refuses: unknown keys anywhere, values of the wrong type, numbers outside their range,
+//! malformed addresses, paths and origins, duplicate upstream names, unknown upstream kinds, a
+//! session TTL shorter than one epoch tick, and a non-loopback listener with no origin
+//! allow-list (DNS rebinding). All problems are reported together, one per line, each naming the
+//! file, the key path, the value and what is accepted.
+
+pub mod bounds;
+mod error;
+pub mod plan;
+mod raw;
+mod validate;
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::Path;
+
+pub use error::{ConfigError, ConfigErrorKind, ConfigErrors, Location};
+pub use plan::{plan, Plan, PlanTerm};
+
+/// The shipped default profile; `Config::default_embedded` parses it and a test pins that it
+/// equals the built-in defaults.
+const DEFAULT_TOML: &str = include_str!("../../tuning/default.toml");
+
+/// The whole validated configuration, one field per TOML table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// `[server]`: the MCP listener and the shards behind it.
+    pub server: Server,
+    /// `[admin]`: the status and metrics listener.
+    pub admin: Admin,
+    /// `[limits]`: per-connection and per-shard request limits.
+    pub limits: Limits,
+    /// `[sessions]`: the legacy-era MCP session table.
+    pub sessions: Sessions,
+    /// `[epoch]`: the clock and arenas that reclaim table state.
+    pub epoch: Epoch,
+    /// `[[upstreams]]`: the servers behind the gateway; at least one, names unique.
+    pub upstreams: Vec<Upstream>,
+}
+
+/// `[server]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Server {
+    /// MCP listener address, bound by every shard with `SO_REUSEPORT`. Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// HTTP path of the MCP endpoint; starts with `/`. Default `/mcp`.
+    pub path: String,
+    /// Which cores run a shard. Default `all`.
+    pub cores: Cores,
+    /// Exact `Origin` values accepted. Empty (the default) accepts only localhost origins and is
+    /// allowed only on a loopback listener: a page on any site can resolve its own name to a
+    /// private address (DNS rebinding), so a reachable gateway must name its origins.
+    pub allowed_origins: Vec<String>,
+    /// How long a draining shard waits for in-flight requests before closing them. Default
+    /// 10000 ms: longer than a typical tool call, shorter than an orchestrator's kill timeout
+    /// (Kubernetes waits 30 s). Reserves no memory.
+    pub drain_timeout_ms: u64,
+    /// glommio `io_memory` registered with io_uring per shard (locked memory). Default 1 MiB
+    /// (glommio's own default is 10 MiB): enough for socket and timer traffic, and two shards fit
+    /// under a common 8 MiB `RLIMIT_MEMLOCK`. Reserves exactly this much locked memory per shard.
+    pub io_memory_bytes: u64,
+}
+
+/// `[admin]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Admin {
+    /// Status and metrics listener address; must differ from `server.listen`. Default
+    /// `127.0.0.1:9090`.
+    pub listen: SocketAddr,
+}
+
+/// `[limits]`; all per shard.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Open client connections per shard; one more is refused (`ConnectionsFull`). Default 1024.
+    /// Each connection may hold up to `header_bytes_max + request_body_bytes_max +
+    /// response_body_bytes_max` of buffers, so the worst case is about 5 GiB per shard at the
+    /// defaults: lower the body limits, not this, on small machines (see `tuning/SIZING.md`).
+    pub connections_max: u32,
+    /// Request line plus headers, in bytes; more is refused (`HeadersTooLarge`). Default 16384
+    /// (Node.js's default): MCP requests carry a handful of short headers plus a bearer token.
+    /// Reserves one header buffer of this size per connection.
+    pub header_bytes_max: u64,
+    /// Request header count; more is refused (`HeadersTooLarge`). Default 64. The parser's header
+    /// index is this many slots (32 bytes each) per request being parsed.
+    pub headers_count_max: u32,
+    /// Request body in bytes; more is refused (`BodyTooLarge`). Default 1 MiB: a JSON-RPC request
+    /// with tool arguments, room for an embedded document. Up to this much per connection.
+    pub request_body_bytes_max: u64,
+    /// Upstream response body in bytes relayed as one JSON answer. Default 4 MiB: tool results
+    /// may carry base64 images or resources. Up to this much per connection.
+    pub response_body_bytes_max: u64,
+    /// Deadline for the request line and headers (slowloris bound); on expiry the connection is
+    /// closed (`HeaderReadTimeout`). Default 10000 ms. Reserves no memory.
+    pub header_read_timeout_ms: u64,
+    /// Deadline for the whole request body once headers are read. Default 30000 ms: a 1 MiB body
+    /// at a slow 35 KiB/s still fits. Reserves no memory.
+    pub body_read_timeout_ms: u64,
+    /// Idle time before a keep-alive connection is closed. Default 60000 ms, matching common
+    /// load-balancer idle timeouts. Reserves no memory, but an idle connection keeps its slot.
+    pub keepalive_idle_timeout_ms: u64,
+    /// Capacity of each cross-shard channel, in messages; a full channel refuses (`MeshFull`).
+    /// Default 256. Each shard has one inbound channel per shard, so it holds up to `shards ×
+    /// mesh_messages_max` messages.
+    pub mesh_messages_max: u32,
+    /// Requests one shard has in flight on other shards (sessions owned elsewhere); more are
+    /// refused (`MeshFull`). Default 1024, equal to `connections_max`: every connection may be
+    /// waiting on a forwarded request. One pending slot each.
+    pub forwarded_requests_max: u32,
+    /// Period of `:` comment frames on idle SSE streams. Default 15000 ms: below the 30–60 s idle
+    /// timeouts of common proxies, so streams survive them. Reserves no memory.
+    pub sse_keepalive_interval_ms: u64,
+}
+
+/// `[sessions]`; all per shard.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sessions {
+    /// Live legacy-era sessions per shard; when the table is full even after retiring the oldest
+    /// generation, `initialize` is refused (`SessionsFull`, 503). Default 10000. Reserves the
+    /// index (one slot per session) plus the session arenas (`epoch.session_arena_bytes_max`).
+    pub sessions_max: u32,
+    /// A session idle this long is expired at its generation's retirement. Default 1800000 ms
+    /// (30 min); must be at least `epoch.tick_ms`.
+    pub session_idle_ttl_ms: u64,
+    /// Client info and capabilities kept per session, in bytes; a larger `initialize` is refused.
+    /// Default 2048: real clients send well under 1 KiB. Sizes the derived session arena.
+    pub session_payload_bytes_max: u64,
+    /// `Retry-After` seconds sent with the 503 when the session table is full. Default 5.
+    pub retry_after_s: u32,
+}
+
+/// `[epoch]`; all per shard.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Epoch {
+    /// Epoch clock period: the granularity of every TTL and deadline. Default 1000 ms. Each tick
+    /// retires one generation, so an entry is checked every `tick_ms × generations`.
+    pub tick_ms: u64,
+    /// Arenas in each table's ring. Default 4: a live entry is copied once every 4 ticks, and
+    /// memory is at most 4 arenas. More generations copy less and reserve more.
+    pub generations: u32,
+    /// Byte limit of each session arena (one per generation). `0` in the file (the default)
+    /// derives `sessions_max × session_payload_bytes_max`, so evacuating every live session into
+    /// the current arena always fits; explicit values are 65536..=4294967296. Reserves up to
+    /// `generations ×` this per shard. Always at least `session_payload_bytes_max`.
+    pub session_arena_bytes_max: u64,
+    /// Whether `session_arena_bytes_max` was derived (file value 0) rather than set.
+    pub session_arena_bytes_derived: bool,
+}
+
+/// `server.cores`: which cores run a shard (one pinned executor each).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cores {
+    /// Every core the process may run on.
+    All,
+    /// The first N cores the process may run on.
+    Count(u16),
+    /// Exactly these core ids (no duplicates); each must be in the process's affinity mask.
+    List(Vec<u16>),
+}
+
+/// One `[[upstreams]]` entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upstream {
+    /// Unique name, `[a-z0-9_-]{1,32}`; tools are addressed through it.
+    pub name: String,
+    /// What serves it.
+    pub kind: UpstreamKind,
+}
+
+/// How an upstream is reached. `kind` in TOML.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UpstreamKind {
+    /// `kind = "builtin"`: in-process demo tools.
+    Builtin {
+        /// Cap on the demo `sleep` tool's duration. Default 60000 ms, range 0..=3600000.
+        sleep_ms_max: u64,
+    },
+}
+
+impl UpstreamKind {
+    /// The `kind` value in TOML.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            UpstreamKind::Builtin { .. } => "builtin",
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates the TOML file at `path`; errors name the path.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let origin = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::from_toml_str(&text, &origin),
+            Err(error) => Err(ConfigErrors::new(vec![ConfigError {
+                origin,
+                location: None,
+                key: String::new(),
+                kind: ConfigErrorKind::Io {
+                    error: error.to_string().to_lowercase(),
+                },
+            }])),
+        }
+    }
+
+    /// Validates TOML `text`; `origin` (a path or a label) prefixes every error.
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Config, ConfigErrors> {
+        let decoded = raw::decode(text, origin);
+        let mut errors = decoded.errors;
+        match validate::validate(&decoded.raw, origin) {
+            Ok(config) if errors.is_empty() => return Ok(config),
+            Ok(_) => {}
+            Err(found) => {
+                // A section that did not decode was validated at its defaults: what validation
+                // says about it concerns the defaults, not the file.
+                let about_file = |error: &ConfigError| {
+                    !decoded
+                        .undecoded
+                        .iter()
+                        .any(|section| is_under(&error.key, section))
+                };
+                errors.extend(found.into_iter().filter(about_file));
+            }
+        }
+        Err(ConfigErrors::new(errors))
+    }
+
+    /// The shipped `tuning/default.toml`, validated.
+    pub fn default_embedded() -> Config {
+        match Config::from_toml_str(DEFAULT_TOML, "tuning/default.toml") {
+            Ok(config) => config,
+            Err(errors) => panic!("the embedded default config is invalid:\n{errors}"),
+        }
+    }
+
+    /// A human-readable multi-line summary of every setting (`shardgate check` prints it).
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        let server = &self.server;
+        let origins = if server.allowed_origins.is_empty() {
+            "localhost only".to_owned()
+        } else {
+            server.allowed_origins.join(", ")
+        };
+        let mut line = |key: &str, value: &dyn std::fmt::Display| {
+            // Writing to a String cannot fail.
+            let _ = writeln!(out, "  {key:<36} {value}");
+        };
+        line("server.listen", &server.listen);
+        line("server.path", &server.path);
+        line("server.cores", &server.cores);
+        line("server.allowed_origins", &origins);
+        line("server.drain_timeout_ms", &server.drain_timeout_ms);
+        line("server.io_memory_bytes", &server.io_memory_bytes);
+        line("admin.listen", &self.admin.listen);
+        let limits = &self.limits;
+        line("limits.connections_max", &limits.connections_max);
+        line("limits.header_bytes_max", &limits.header_bytes_max);
+        line("limits.headers_count_max", &limits.headers_count_max);
+        line(
+            "limits.request_body_bytes_max",
+            &limits.request_body_bytes_max,
+        );
+        line(
+            "limits.response_body_bytes_max",
+            &limits.response_body_bytes_max,
+        );
+        line(
+            "limits.header_read_timeout_ms",
+            &limits.header_read_timeout_ms,
+        );
+        line("limits.body_read_timeout_ms", &limits.body_read_timeout_ms);
+        line(
+            "limits.keepalive_idle_timeout_ms",
+            &limits.keepalive_idle_timeout_ms,
+        );
+        line("limits.mesh_messages_max", &limits.mesh_messages_max);
+        line(
+            "limits.forwarded_requests_max",
+            &limits.forwarded_requests_max,
+        );
+        line(
+            "limits.sse_keepalive_interval_ms",
+            &limits.sse_keepalive_interval_ms,
+        );
+        let sessions = &self.sessions;
+        line("sessions.sessions_max", &sessions.sessions_max);
+        line(
+            "sessions.session_idle_ttl_ms",
+            &sessions.session_idle_ttl_ms,
+        );
+        line(
+            "sessions.session_payload_bytes_max",
+            &sessions.session_payload_bytes_max,
+        );
+        line("sessions.retry_after_s", &sessions.retry_after_s);
+        let epoch = &self.epoch;
+        let arena_source = if epoch.session_arena_bytes_derived {
+            " (derived: sessions_max × session_payload_bytes_max)"
+        } else {
+            ""
+        };
+        line("epoch.tick_ms", &epoch.tick_ms);
+        line("epoch.generations", &epoch.generations);
+        line(
+            "epoch.session_arena_bytes_max",
+            &format_args!("{}{arena_source}", epoch.session_arena_bytes_max),
+        );
+        for (index, upstream) in self.upstreams.iter().enumerate() {
+            let UpstreamKind::Builtin { sleep_ms_max } = upstream.kind;
+            line(
+                &format!("upstreams[{index}]"),
+                &format_args!("{} (builtin, sleep_ms_max {sleep_ms_max})", upstream.name),
+            );
+        }
+        out
+    }
+}
+
+/// Whether key path `key` is `section` or lies under it (`section.x`, `section[i]`); every key
+/// lies under the empty section (the whole file).
+fn is_under(key: &str, section: &str) -> bool {
+    key.strip_prefix(section)
+        .is_some_and(|rest| section.is_empty() || rest.is_empty() || rest.starts_with(['.', '[']))
+}
+
+impl Default for Config {
+    /// The built-in defaults (the serde defaults of every key), validated.
+    fn default() -> Config {
+        match validate::validate(&raw::RawConfig::default(), "built-in defaults") {
+            Ok(config) => config,
+            Err(errors) => panic!(
+                "the built-in defaults are invalid:\n{}",
+                ConfigErrors::new(errors)
+            ),
+        }
+    }
+}
+
+impl Server {
+    /// Whether a request's `Origin` header value is allowed: an exact match in
+    /// `allowed_origins`, or, when that list is empty, an `http`/`https` origin on `localhost`,
+    /// `127.0.0.1` or `[::1]` with any port.
+    pub fn origin_allowed(&self, origin: &str) -> bool {
+        if self.allowed_origins.is_empty() {
+            validate::is_localhost_origin(origin)
+        } else {
+            self.allowed_origins.iter().any(|allowed| allowed == origin)
+        }
+    }
+}
+
+impl std::fmt::Display for Cores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Cores::All => write!(f, "all"),
+            Cores::Count(count) => write!(f, "first {count}"),
+            Cores::List(ids) => {
+                let ids: Vec<String> = ids.iter().map(u16::to_string).collect();
+                write!(f, "[{}]", ids.join(", "))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,11 @@
-//! (module under construction in this commit series)
+//! MCP on the gateway's front side: the JSON-RPC envelope, protocol versions, the downstream
+//! transport, sessions and the router that sends each request to its upstream.
+//!
+//! Sessions (legacy era) live in the shard that created them; everything else here is stateless
+//! per request. Limits and refusals are documented per submodule.
+
+pub mod jsonrpc;
+pub mod version;
+pub mod router;
+pub mod session;
+pub mod transport;

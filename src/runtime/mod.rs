@@ -1,3 +1,183 @@
 //! Shard bootstrap, pinning, the cross-shard mesh, signals, the epoch clock and graceful drain.
+//!
+//! [`serve`] checks the platform, resolves the listen ports, starts one pinned glommio executor
+//! per core (each a [`shard::Shard`]), waits until every shard listens, reports readiness, and
+//! returns once every shard has drained after SIGINT/SIGTERM.
 
+pub mod admin;
+pub mod mesh;
+pub mod platform;
+pub mod shard;
 pub mod shutdown;
+pub mod signals;
+pub mod status;
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use glommio::channels::channel_mesh::{Full, MeshBuilder};
+use glommio::net::TcpListener;
+use glommio::{LocalExecutorBuilder, Placement};
+
+use crate::config::Config;
+use admin::AdminFront;
+use mesh::{Mesh, MeshMessage};
+use platform::StartupError;
+use shard::{McpFront, Shard};
+
+/// Where the gateway listens once every shard is up.
+pub struct Ready {
+    pub mcp: SocketAddr,
+    pub admin: SocketAddr,
+    pub shards: usize,
+}
+
+/// Everything one shard needs to start, moved onto its executor thread.
+struct ShardPlan {
+    id: u8,
+    shards: u8,
+    core: usize,
+    config: Arc<Config>,
+    mesh: MeshBuilder<MeshMessage, Full>,
+    mcp: SocketAddr,
+    admin: SocketAddr,
+    started: mpsc::Sender<Result<(), StartupError>>,
+    clock_origin: Instant,
+    /// Shards still serving; a drained shard keeps answering the mesh until this reaches zero,
+    /// so requests forwarded to it during the drain still complete.
+    serving: Arc<AtomicUsize>,
+}
+
+/// Runs the gateway on `cores` until a shutdown signal, calling `on_ready` once all shards listen.
+pub fn serve(
+    config: Arc<Config>,
+    cores: Vec<usize>,
+    on_ready: impl FnOnce(&Ready),
+) -> Result<(), StartupError> {
+    platform::check_io_uring()?;
+    platform::check_memlock(config.server.io_memory_bytes, cores.len())?;
+    let mcp = platform::resolve_listen("server.listen", config.server.listen)?;
+    let admin = platform::resolve_listen("admin.listen", config.admin.listen)?;
+    signals::install();
+    let shards = cores.len();
+    let mesh = MeshBuilder::full(shards, config.limits.mesh_messages_max as usize);
+    let (started, startups) = mpsc::channel();
+    let clock_origin = Instant::now();
+    let serving = Arc::new(AtomicUsize::new(shards));
+    let mut handles = Vec::with_capacity(shards);
+    for (id, core) in cores.iter().copied().enumerate() {
+        let plan = ShardPlan {
+            id: id as u8,
+            shards: shards as u8,
+            core,
+            config: config.clone(),
+            mesh: mesh.clone(),
+            mcp,
+            admin,
+            started: started.clone(),
+            clock_origin,
+            serving: serving.clone(),
+        };
+        let handle = LocalExecutorBuilder::new(Placement::Fixed(core))
+            .name(&format!("shard-{id}"))
+            .io_memory(config.server.io_memory_bytes as usize)
+            .spawn(move || run_shard(plan))
+            .map_err(|e| StartupError::Shard { shard: id, message: e.to_string() })?;
+        handles.push(handle);
+    }
+    drop(started);
+    let mut failure = None;
+    for _ in 0..shards {
+        match startups.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failure = failure.or(Some(e)),
+            Err(_) => {
+                failure = failure.or(Some(StartupError::Shard {
+                    shard: 0,
+                    message: "a shard stopped before reporting".into(),
+                }))
+            }
+        }
+    }
+    match failure {
+        None => on_ready(&Ready { mcp, admin, shards }),
+        Some(_) => signals::request_shutdown(),
+    }
+    for (id, handle) in handles.into_iter().enumerate() {
+        if let Err(e) = handle.join() {
+            failure = failure.or(Some(StartupError::Shard { shard: id, message: e.to_string() }));
+        }
+    }
+    failure.map_or(Ok(()), Err)
+}
+
+async fn run_shard(plan: ShardPlan) {
+    let started = plan.started.clone();
+    let shard = match start_shard(&plan).await {
+        Ok(shard) => shard,
+        Err(e) => {
+            let _ = started.send(Err(e));
+            signals::request_shutdown();
+            plan.serving.fetch_sub(1, Ordering::SeqCst);
+            return;
+        }
+    };
+    let (shard, listener, admin) = shard;
+    let _ = started.send(Ok(()));
+    glommio::spawn_local(signals::watch(shard.clone())).detach();
+    let clock = shard.clone();
+    glommio::spawn_local(async move { clock.epoch_clock().await }).detach();
+    if let Some(admin) = admin {
+        let shards = plan.shards;
+        let front = shard.clone();
+        glommio::spawn_local(async move {
+            front.accept_loop(admin, |shard| AdminFront { shard, shards }).await
+        })
+        .detach();
+    }
+    shard.accept_loop(listener, |shard| McpFront { shard }).await;
+    shard.drain().await;
+    plan.serving.fetch_sub(1, Ordering::SeqCst);
+    while plan.serving.load(Ordering::SeqCst) > 0 {
+        glommio::timer::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+type Started = (Rc<Shard>, TcpListener, Option<TcpListener>);
+
+async fn start_shard(plan: &ShardPlan) -> Result<Started, StartupError> {
+    let fail = |message: String| StartupError::Shard { shard: plan.id as usize, message };
+    let (senders, mut receivers) =
+        plan.mesh.clone().join().await.map_err(|_| fail("cannot join the shard mesh".into()))?;
+    let mesh = Mesh::new(senders, plan.config.limits.forwarded_requests_max).map_err(fail)?;
+    let shard = Shard::new(plan.id, plan.shards, plan.core, plan.config.clone(), mesh, plan.clock_origin)
+        .map_err(fail)?;
+    let shard = Rc::new(shard);
+    let bind = |key: &'static str, addr: SocketAddr| {
+        TcpListener::bind(addr).map_err(|e| StartupError::Bind {
+            key,
+            addr,
+            error: std::io::Error::other(e.to_string()),
+        })
+    };
+    let listener = bind("server.listen", plan.mcp)?;
+    let admin = match plan.id {
+        0 => Some(bind("admin.listen", plan.admin)?),
+        _ => None,
+    };
+    for (peer, receiver) in receivers.streams() {
+        let shard = shard.clone();
+        glommio::spawn_local(async move {
+            while let Some(message) = receiver.recv().await {
+                let shard = shard.clone();
+                glommio::spawn_local(async move { shard.on_mesh_message(peer as u8, message).await })
+                    .detach();
+            }
+        })
+        .detach();
+    }
+    Ok((shard, listener, admin))
+}

@@ -1,1 +1,6 @@
-//! (module under construction in this commit series)
+//! The servers behind the gateway: upstream kinds (streamable HTTP, stdio, the in-process
+//! `builtin` demo), their per-shard connection pools and the pending table of requests in flight.
+//!
+//! Each shard owns its own pools and pending entries; nothing here is shared across shards.
+
+pub mod builtin;

@@ -1,0 +1,286 @@
+//! The memory plan: the per-shard and whole-process memory ceiling a config implies.
+//!
+//! `shardgate plan` prints it before anything runs. Each term is one consumer's worst case in
+//! bytes per shard, with the formula that produced it. This module computes the terms it can
+//! derive from the config alone (glommio's io memory, connection buffers, the mesh); the modules
+//! that own the other structures (the session table, the pending table) supply theirs as
+//! `PlanTerm`s, and so does the runtime for the size of one mesh message.
+//!
+//! Arithmetic saturates at `u64::MAX` rather than wrapping, so an absurd term shows as absurd.
+
+use std::fmt;
+
+use super::Config;
+
+/// Name of the term that carries the size of one cross-shard mesh message (see
+/// `PlanTerm::mesh_message`); it sizes the mesh row rather than being a row itself.
+pub const MESH_MESSAGE_TERM: &str = "mesh message";
+
+/// One consumer's memory ceiling, per shard.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlanTerm {
+    /// Short name of the consumer (`session table`); unique within a plan.
+    pub name: &'static str,
+    /// Worst-case bytes this consumer holds on one shard.
+    pub per_shard_bytes: u64,
+    /// How the number was derived, naming the config keys (`sessions_max 10000 × 64 bytes`).
+    pub explanation: String,
+}
+
+impl PlanTerm {
+    /// The size in bytes of one message on the cross-shard mesh, which the runtime owns. `plan`
+    /// multiplies it by `shards × limits.mesh_messages_max`.
+    pub fn mesh_message(message_bytes: u64, explanation: String) -> PlanTerm {
+        PlanTerm {
+            name: MESH_MESSAGE_TERM,
+            per_shard_bytes: message_bytes,
+            explanation,
+        }
+    }
+}
+
+/// The memory ceiling of one config on a given number of shards.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// Shards the plan is for.
+    pub shards: u16,
+    /// One row per consumer, fixed terms first, then the supplied ones in the order given.
+    pub terms: Vec<PlanTerm>,
+}
+
+impl Plan {
+    /// Sum of the terms: the ceiling of one shard.
+    pub fn per_shard_bytes(&self) -> u64 {
+        self.terms
+            .iter()
+            .fold(0, |sum: u64, term| sum.saturating_add(term.per_shard_bytes))
+    }
+
+    /// The ceiling of the whole process: `shards ×` the per-shard total.
+    pub fn total_bytes(&self) -> u64 {
+        self.per_shard_bytes()
+            .saturating_mul(u64::from(self.shards))
+    }
+}
+
+/// Builds the plan for `config` on `shards` shards from the fixed terms and the supplied `terms`.
+///
+/// # Panics
+///
+/// If `shards` is 0, if `terms` lacks exactly one `PlanTerm::mesh_message`, or if two terms
+/// share a name: each is a mistake in the caller, not in the config.
+pub fn plan(config: &Config, shards: u16, terms: &[PlanTerm]) -> Plan {
+    assert!(shards > 0, "a plan needs at least one shard");
+    let mut messages = terms.iter().filter(|term| term.name == MESH_MESSAGE_TERM);
+    let message = messages
+        .next()
+        .expect("plan needs a PlanTerm::mesh_message term");
+    assert!(
+        messages.next().is_none(),
+        "plan takes one PlanTerm::mesh_message term"
+    );
+
+    let limits = &config.limits;
+    let io_memory_bytes = config.server.io_memory_bytes;
+    let connection_bytes = limits
+        .header_bytes_max
+        .saturating_add(limits.request_body_bytes_max)
+        .saturating_add(limits.response_body_bytes_max);
+    let mesh_slots = u64::from(shards) * u64::from(limits.mesh_messages_max);
+    let mut rows = vec![
+        // glommio registers this much locked memory with io_uring for each executor.
+        PlanTerm {
+            name: "glommio io_memory",
+            per_shard_bytes: io_memory_bytes,
+            explanation: format!("server.io_memory_bytes {io_memory_bytes}"),
+        },
+        // Every connection may hold a full header, request body and response body at once.
+        PlanTerm {
+            name: "connection buffers",
+            per_shard_bytes: u64::from(limits.connections_max).saturating_mul(connection_bytes),
+            explanation: format!(
+                "limits.connections_max {} × (header_bytes_max {} + request_body_bytes_max {} \
+                 + response_body_bytes_max {})",
+                limits.connections_max,
+                limits.header_bytes_max,
+                limits.request_body_bytes_max,
+                limits.response_body_bytes_max
+            ),
+        },
+        // One inbound channel from every shard, each holding up to mesh_messages_max messages.
+        PlanTerm {
+            name: "mesh",
+            per_shard_bytes: mesh_slots.saturating_mul(message.per_shard_bytes),
+            explanation: format!(
+                "shards {shards} × limits.mesh_messages_max {} × message {} bytes ({})",
+                limits.mesh_messages_max, message.per_shard_bytes, message.explanation
+            ),
+        },
+    ];
+    for term in terms.iter().filter(|term| term.name != MESH_MESSAGE_TERM) {
+        assert!(
+            rows.iter().all(|row| row.name != term.name),
+            "plan term {:?} appears twice",
+            term.name
+        );
+        rows.push(term.clone());
+    }
+    Plan {
+        shards,
+        terms: rows,
+    }
+}
+
+/// `bytes` as `1.50 MiB (1572864 bytes)`; below 1 KiB just `512 bytes`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} bytes");
+    }
+    let mut scaled = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while scaled >= 1024.0 && unit + 1 < UNITS.len() {
+        scaled /= 1024.0;
+        unit += 1;
+    }
+    format!("{scaled:.2} {} ({bytes} bytes)", UNITS[unit])
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let per_shard_label = "per shard total";
+        let total_label = format!("total for {} shards", self.shards);
+        let mut lines: Vec<(&str, String, &str)> = self
+            .terms
+            .iter()
+            .map(|term| {
+                (
+                    term.name,
+                    human_bytes(term.per_shard_bytes),
+                    term.explanation.as_str(),
+                )
+            })
+            .collect();
+        lines.push((
+            per_shard_label,
+            human_bytes(self.per_shard_bytes()),
+            "sum of the terms above",
+        ));
+        let total_bytes = human_bytes(self.total_bytes());
+        let name_width = lines
+            .iter()
+            .map(|line| line.0.chars().count())
+            .chain([total_label.chars().count(), "term".len()])
+            .max()
+            .unwrap_or(0);
+        let bytes_width = lines
+            .iter()
+            .map(|line| line.1.len())
+            .chain([total_bytes.len(), "bytes per shard".len()])
+            .max()
+            .unwrap_or(0);
+        writeln!(
+            f,
+            "memory plan for {} shards (worst case, bytes per shard)",
+            self.shards
+        )?;
+        writeln!(
+            f,
+            "{:<name_width$}  {:<bytes_width$}  derivation",
+            "term", "bytes per shard"
+        )?;
+        for (name, bytes, explanation) in &lines {
+            writeln!(
+                f,
+                "{name:<name_width$}  {bytes:<bytes_width$}  {explanation}"
+            )?;
+        }
+        let shards = self.shards;
+        writeln!(
+            f,
+            "{total_label:<name_width$}  {total_bytes:<bytes_width$}  {shards} × per shard total"
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session_term() -> PlanTerm {
+        PlanTerm {
+            name: "session table",
+            per_shard_bytes: 1000,
+            explanation: "sessions_max 10 × 100 bytes".to_owned(),
+        }
+    }
+
+    fn message_term() -> PlanTerm {
+        PlanTerm::mesh_message(64, "size_of::<MeshMessage>()".to_owned())
+    }
+
+    #[test]
+    fn plan_sums_fixed_and_supplied_terms_per_shard_and_in_total() {
+        let config = Config::default();
+        let plan = plan(&config, 2, &[message_term(), session_term()]);
+        let limits = &config.limits;
+        let connections = 1024 * (16_384 + 1_048_576 + 4_194_304);
+        let mesh = 2 * u64::from(limits.mesh_messages_max) * 64;
+        let per_shard = 1_048_576 + connections + mesh + 1000;
+        assert_eq!(plan.per_shard_bytes(), per_shard);
+        assert_eq!(plan.total_bytes(), 2 * per_shard);
+        let names: Vec<&str> = plan.terms.iter().map(|term| term.name).collect();
+        assert_eq!(
+            names,
+            [
+                "glommio io_memory",
+                "connection buffers",
+                "mesh",
+                "session table"
+            ]
+        );
+    }
+
+    #[test]
+    fn mesh_term_grows_with_the_shard_count() {
+        let config = Config::default();
+        let mesh_bytes = |shards| plan(&config, shards, &[message_term()]).terms[2].per_shard_bytes;
+        assert_eq!(mesh_bytes(1) * 16, mesh_bytes(16));
+        assert_eq!(mesh_bytes(1), 256 * 64);
+    }
+
+    #[test]
+    #[should_panic(expected = "mesh_message")]
+    fn plan_without_a_mesh_message_term_panics() {
+        plan(&Config::default(), 2, &[session_term()]);
+    }
+
+    #[test]
+    #[should_panic(expected = "appears twice")]
+    fn plan_with_a_duplicate_term_name_panics() {
+        plan(
+            &Config::default(),
+            2,
+            &[message_term(), session_term(), session_term()],
+        );
+    }
+
+    #[test]
+    fn human_bytes_gives_the_unit_and_the_exact_number() {
+        assert_eq!(human_bytes(512), "512 bytes");
+        assert_eq!(human_bytes(1024), "1.00 KiB (1024 bytes)");
+        assert_eq!(human_bytes(1_572_864), "1.50 MiB (1572864 bytes)");
+        assert_eq!(human_bytes(5 << 30), "5.00 GiB (5368709120 bytes)");
+    }
+
+    #[test]
+    fn rendered_plan_has_a_row_per_term_and_both_totals() {
+        let plan = plan(&Config::default(), 2, &[message_term(), session_term()]);
+        let text = plan.to_string();
+        assert_eq!(text.lines().count(), 2 + 4 + 2, "{text}");
+        assert!(text.contains("session table"), "{text}");
+        assert!(text.contains("sessions_max 10 × 100 bytes"), "{text}");
+        let total = format!("({} bytes)", plan.total_bytes());
+        assert!(text.lines().last().unwrap().contains(&total), "{text}");
+    }
+}

@@ -1,0 +1,366 @@
+//! The per-connection loop: read and frame a request under its deadlines, hand it to the
+//! handler, write the response, repeat while keep-alive holds.
+//!
+//! Request path per iteration: wait for the first byte (`keepalive_idle_timeout_ms`, or until
+//! draining starts) → read the head (`header_read_timeout_ms` from its first byte) → send
+//! `100 Continue` if asked → read the body (`body_read_timeout_ms` from the end of the head) →
+//! `Handler::handle` → flush the response → drop the consumed bytes; a pipelined request already
+//! in the buffer starts its head clock now.
+
+use super::parse::{Progress, RequestParser, Waiting};
+use super::response::{jsonrpc_error_body, Peer, ResponseWriter, Written};
+use super::{HttpError, HttpLimits};
+use crate::refusal::{RefusalCounters, RefusalReason};
+use crate::runtime::shutdown::ShutdownSignal;
+use futures_lite::future;
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use std::io;
+use std::net::Shutdown;
+use std::time::{Duration, Instant};
+
+/// Bytes asked of the socket at least per read.
+const READ_BYTES_MIN: usize = 4096;
+/// Output capacity kept between responses; a larger one is shrunk back to this.
+const OUTPUT_RETAIN_BYTES_MAX: usize = 64 * 1024;
+/// After a refusal, how long at most the peer's remaining bytes are read and dropped so that
+/// closing does not reset the connection before the refusal is read.
+const LINGER_MS_MAX: u64 = 1000;
+
+/// What the shard does with a request. Runs on the connection's shard; need not be `Send`.
+#[allow(async_fn_in_trait)]
+pub trait Handler {
+    /// Answers `request` through `response`. Returning without writing a response makes the
+    /// connection answer `500`; returning an error answers `500` and closes (or, mid-stream,
+    /// cuts the stream).
+    async fn handle(
+        &self,
+        request: &super::Request<'_>,
+        response: &mut ResponseWriter<'_>,
+    ) -> io::Result<()>;
+}
+
+/// Why a connection ended, for the shard's counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectionEnd {
+    /// The peer closed (between requests or mid-request), or asked to close after a response.
+    PeerClosed,
+    /// A response closed the connection by the handler's choice (`close_after`).
+    Closed,
+    /// No next request began within `keepalive_idle_timeout_ms`.
+    IdleTimeout,
+    /// A request was refused (counted in `RefusalCounters`) and the connection closed.
+    Refused(RefusalReason),
+    /// The shard is draining; the connection closed at a safe point.
+    Draining,
+    /// A socket error, a write that made no progress for `keepalive_idle_timeout_ms`, or a
+    /// handler error.
+    IoError,
+}
+
+/// Serves one accepted connection until it ends; see the module doc for the request path.
+pub async fn serve_connection<H: Handler>(
+    stream: TcpStream,
+    limits: &HttpLimits,
+    handler: &H,
+    refusals: &RefusalCounters,
+    shutdown: &ShutdownSignal,
+) -> ConnectionEnd {
+    if shutdown.is_draining() {
+        return ConnectionEnd::Draining;
+    }
+    let write_timeout = Duration::from_millis(limits.keepalive_idle_timeout_ms);
+    if stream.set_write_timeout(Some(write_timeout)).is_err() {
+        return ConnectionEnd::IoError;
+    }
+    let mut connection = Connection {
+        stream,
+        limits,
+        refusals,
+        shutdown,
+        input: InputBuffer::new(limits.input_buffer_bytes_max() as usize),
+        out: Vec::new(),
+        parser: RequestParser::new(limits),
+    };
+    loop {
+        let consumed = match connection.read_request().await {
+            Ok(consumed) => consumed,
+            Err(end) => return end,
+        };
+        if let Some(end) = connection.respond(handler).await {
+            return end;
+        }
+        connection.input.consume(consumed as usize);
+    }
+}
+
+enum ReadOutcome {
+    Bytes,
+    Eof,
+    Deadline,
+    Draining,
+    Failed,
+}
+
+struct Connection<'a> {
+    stream: TcpStream,
+    limits: &'a HttpLimits,
+    refusals: &'a RefusalCounters,
+    shutdown: &'a ShutdownSignal,
+    input: InputBuffer,
+    out: Vec<u8>,
+    parser: RequestParser,
+}
+
+impl Connection<'_> {
+    /// Reads until one request is framed; its consumed byte count, or how the connection ends.
+    async fn read_request(&mut self) -> Result<u32, ConnectionEnd> {
+        if self.input.filled == 0 {
+            self.wait_first_byte().await?;
+        }
+        let head_deadline = deadline_in(self.limits.header_read_timeout_ms);
+        let mut body_deadline = None;
+        let mut continue_sent = false;
+        loop {
+            let progress = match self.parser.advance(self.input.filled()) {
+                Ok(progress) => progress,
+                Err(error) => return Err(self.refuse(error).await),
+            };
+            let (deadline, late) = match progress {
+                Progress::Complete { consumed } => return Ok(consumed),
+                Progress::Incomplete(Waiting::Head) => (head_deadline, late_head(self.limits)),
+                Progress::Incomplete(Waiting::Body { expect_continue }) => {
+                    if expect_continue && !continue_sent {
+                        continue_sent = true;
+                        self.send_continue().await?;
+                    }
+                    let limit = self.limits.body_read_timeout_ms;
+                    let deadline = *body_deadline.get_or_insert_with(|| deadline_in(limit));
+                    (deadline, late_body(self.limits))
+                }
+            };
+            match self.read_until(deadline, false).await {
+                ReadOutcome::Bytes => {}
+                ReadOutcome::Eof => return Err(ConnectionEnd::PeerClosed),
+                ReadOutcome::Deadline => return Err(self.refuse(late).await),
+                ReadOutcome::Draining | ReadOutcome::Failed => return Err(ConnectionEnd::IoError),
+            }
+        }
+    }
+
+    /// Waits for the first byte of a request: idle timeout, peer close and draining end it.
+    async fn wait_first_byte(&mut self) -> Result<(), ConnectionEnd> {
+        let deadline = deadline_in(self.limits.keepalive_idle_timeout_ms);
+        match self.read_until(deadline, true).await {
+            ReadOutcome::Bytes => Ok(()),
+            ReadOutcome::Eof => Err(ConnectionEnd::PeerClosed),
+            ReadOutcome::Deadline => Err(ConnectionEnd::IdleTimeout),
+            ReadOutcome::Draining => Err(ConnectionEnd::Draining),
+            ReadOutcome::Failed => Err(ConnectionEnd::IoError),
+        }
+    }
+
+    async fn send_continue(&mut self) -> Result<(), ConnectionEnd> {
+        let interim = b"HTTP/1.1 100 Continue\r\n\r\n";
+        match self.stream.write_all(interim).await {
+            Ok(()) => Ok(()),
+            Err(_) => Err(ConnectionEnd::IoError),
+        }
+    }
+
+    /// One read into the input buffer, raced against `deadline` and, if `stop_on_drain`,
+    /// against draining. A full buffer reads as `Failed`: the parser bounds every request to
+    /// fit, so it cannot happen while a request is incomplete.
+    async fn read_until(&mut self, deadline: Instant, stop_on_drain: bool) -> ReadOutcome {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return ReadOutcome::Deadline;
+        }
+        let shutdown = self.shutdown;
+        let spare = self.input.spare();
+        if spare.is_empty() {
+            return ReadOutcome::Failed;
+        }
+        let stream = &mut self.stream;
+        let read = async {
+            match stream.read(spare).await {
+                Ok(0) => (ReadOutcome::Eof, 0),
+                Ok(n) => (ReadOutcome::Bytes, n),
+                Err(_) => (ReadOutcome::Failed, 0),
+            }
+        };
+        let timer = async {
+            glommio::timer::sleep(remaining).await;
+            (ReadOutcome::Deadline, 0)
+        };
+        let drain = async {
+            if stop_on_drain {
+                shutdown.wait().await;
+                (ReadOutcome::Draining, 0)
+            } else {
+                future::pending().await
+            }
+        };
+        let (outcome, read_bytes) = future::or(read, future::or(drain, timer)).await;
+        self.input.filled += read_bytes;
+        outcome
+    }
+
+    /// Hands the framed request to the handler and writes its response; `Some` ends the loop.
+    async fn respond<H: Handler>(&mut self, handler: &H) -> Option<ConnectionEnd> {
+        let Some(request) = self.parser.request(self.input.filled()) else {
+            return Some(ConnectionEnd::IoError);
+        };
+        let peer = Peer {
+            keep_alive: request.keep_alive(),
+            http11: request.minor_version() == 1,
+            head_only: request.method() == "HEAD",
+        };
+        let mut writer = ResponseWriter::new(&mut self.stream, &mut self.out, self.shutdown, peer);
+        let result = handler.handle(&request, &mut writer).await;
+        let failed = complete_response(&mut writer, result).await;
+        let close = writer.exchange.close;
+        if self.out.capacity() > OUTPUT_RETAIN_BYTES_MAX {
+            self.out.shrink_to(OUTPUT_RETAIN_BYTES_MAX);
+        }
+        if failed {
+            Some(ConnectionEnd::IoError)
+        } else if self.shutdown.is_draining() {
+            Some(ConnectionEnd::Draining)
+        } else if !close {
+            None
+        } else if !peer.keep_alive {
+            Some(ConnectionEnd::PeerClosed)
+        } else {
+            Some(ConnectionEnd::Closed)
+        }
+    }
+
+    /// Counts and answers a refusal, then closes gracefully.
+    async fn refuse(&mut self, error: HttpError) -> ConnectionEnd {
+        self.refusals.count(error.reason);
+        self.out.clear();
+        let peer = Peer {
+            keep_alive: false,
+            http11: true,
+            head_only: false,
+        };
+        let mut writer = ResponseWriter::new(&mut self.stream, &mut self.out, self.shutdown, peer);
+        let body = jsonrpc_error_body(&error.message);
+        let written = writer.json(error.reason.http_status(), &[], &body);
+        if written.is_ok() && self.stream.write_all(&self.out).await.is_ok() {
+            self.linger().await;
+        }
+        self.out.clear();
+        ConnectionEnd::Refused(error.reason)
+    }
+
+    /// Half-closes, then reads and drops what the peer still sends, for a bounded time, so the
+    /// close does not reset the connection before the peer has read our answer.
+    async fn linger(&mut self) {
+        if self.stream.shutdown(Shutdown::Write).await.is_err() {
+            return;
+        }
+        let limit = self.limits.header_read_timeout_ms.min(LINGER_MS_MAX);
+        let deadline = deadline_in(limit);
+        loop {
+            self.input.filled = 0;
+            if !matches!(self.read_until(deadline, false).await, ReadOutcome::Bytes) {
+                return;
+            }
+        }
+    }
+}
+
+/// Makes sure exactly one whole response is on the wire: finishes a stream the handler left
+/// open, answers `500` for a handler that wrote nothing or failed, writes a buffered response.
+/// True when the connection must end with an I/O error.
+async fn complete_response(writer: &mut ResponseWriter<'_>, result: io::Result<()>) -> bool {
+    let handler_failed = result.is_err();
+    let answered = match (result, writer.exchange.written) {
+        (_, Written::Broken | Written::Finished) | (Err(_), Written::Streaming) => {
+            return handler_failed || writer.exchange.written == Written::Broken;
+        }
+        (Ok(()), Written::Streaming) => {
+            return writer.stream_view().finish_in_place().await.is_err();
+        }
+        (Ok(()), Written::Buffered) => Ok(()),
+        (Ok(()), Written::Nothing) => {
+            let body = jsonrpc_error_body("the handler wrote no response");
+            writer.json(500, &[], &body)
+        }
+        (Err(error), Written::Nothing | Written::Buffered) => {
+            writer.discard_buffered();
+            writer.close_after();
+            let body = jsonrpc_error_body(&format!("internal error: {error}"));
+            writer.json(500, &[], &body)
+        }
+    };
+    let sent = match answered {
+        Ok(()) => writer.send_buffered().await,
+        Err(error) => Err(error),
+    };
+    handler_failed || sent.is_err()
+}
+
+fn deadline_in(ms: u64) -> Instant {
+    Instant::now() + Duration::from_millis(ms)
+}
+
+fn late_head(limits: &HttpLimits) -> HttpError {
+    HttpError::new(
+        RefusalReason::HeaderReadTimeout,
+        format!(
+            "request head not received within header_read_timeout_ms {}",
+            limits.header_read_timeout_ms
+        ),
+    )
+}
+
+fn late_body(limits: &HttpLimits) -> HttpError {
+    HttpError::new(
+        RefusalReason::BodyReadTimeout,
+        format!(
+            "request body not received within body_read_timeout_ms {}",
+            limits.body_read_timeout_ms
+        ),
+    )
+}
+
+/// The connection's input: received bytes at the front, grown up to `capacity_max`.
+struct InputBuffer {
+    bytes: Vec<u8>,
+    filled: usize,
+    capacity_max: usize,
+}
+
+impl InputBuffer {
+    fn new(capacity_max: usize) -> InputBuffer {
+        InputBuffer {
+            bytes: Vec::new(),
+            filled: 0,
+            capacity_max,
+        }
+    }
+
+    fn filled(&self) -> &[u8] {
+        &self.bytes[..self.filled]
+    }
+
+    /// Room for the next read: at least `READ_BYTES_MIN` unless the buffer is at its maximum.
+    fn spare(&mut self) -> &mut [u8] {
+        let free = self.bytes.len() - self.filled;
+        if free < READ_BYTES_MIN && self.bytes.len() < self.capacity_max {
+            let wanted = (self.bytes.len() * 2).max(self.filled + READ_BYTES_MIN);
+            self.bytes.resize(wanted.min(self.capacity_max), 0);
+        }
+        &mut self.bytes[self.filled..]
+    }
+
+    /// Drops the first `count` bytes (one answered request), keeping what follows.
+    fn consume(&mut self, count: usize) {
+        debug_assert!(count <= self.filled);
+        self.bytes.copy_within(count..self.filled, 0);
+        self.filled -= count;
+    }
+}

@@ -1,0 +1,243 @@
+//! Session-era MCP sessions: ids, the per-shard session table, idle expiry.
+//!
+//! A session belongs to the shard that created it; the shard number is the id's prefix, so any
+//! shard can tell where to forward a request. The table is an [`EpochTable`] sized once from
+//! `[sessions]` and `[epoch]`: at `sessions_max` it retires its oldest generation early, then
+//! refuses. Each session keeps the client's `clientInfo` and `capabilities` as raw JSON in the
+//! table's arena (at most `session_payload_bytes_max`).
+
+use std::fmt;
+use std::rc::Rc;
+
+use crate::epoch::{EpochTable, Removed, TableLimits, TableRefusal, TableStats};
+use crate::mcp::version::ProtocolVersion;
+use crate::runtime::shutdown::ShutdownSignal;
+
+/// A session id: the owning shard and 128 random bits. Printed as `ss-<32 hex>` (visible ASCII).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct SessionId {
+    pub shard: u8,
+    pub secret: u128,
+}
+
+impl SessionId {
+    /// A fresh id for `shard` from the operating system's secure random source.
+    pub fn generate(shard: u8) -> std::io::Result<SessionId> {
+        let mut bytes = [0u8; 16];
+        getrandom::getrandom(&mut bytes).map_err(std::io::Error::other)?;
+        Ok(SessionId { shard, secret: u128::from_le_bytes(bytes) })
+    }
+
+    /// Parses the header form; `None` for anything that is not exactly `ss-<32 lowercase hex>`.
+    pub fn parse(text: &str) -> Option<SessionId> {
+        let (shard, secret) = text.split_once('-')?;
+        let lower_hex = |s: &str| s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if shard.len() != 2 || secret.len() != 32 || !lower_hex(shard) || !lower_hex(secret) {
+            return None;
+        }
+        Some(SessionId {
+            shard: u8::from_str_radix(shard, 16).ok()?,
+            secret: u128::from_str_radix(secret, 16).ok()?,
+        })
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:02x}-{:032x}", self.shard, self.secret)
+    }
+}
+
+/// What the gateway remembers about one session (besides the raw client JSON in the arena).
+pub struct Session {
+    /// The version negotiated at `initialize`.
+    pub version: ProtocolVersion,
+    /// Set once `notifications/initialized` arrived.
+    pub initialized: bool,
+    /// Set when the session ends (DELETE or expiry): open GET streams watch it and close.
+    pub ended: Rc<ShutdownSignal>,
+}
+
+/// Why a session could not be created.
+#[derive(Debug)]
+pub enum SessionRefusal {
+    /// The table stays full after retiring its oldest generation.
+    Full { sessions_max: u32 },
+    /// The client's info and capabilities exceed `sessions.session_payload_bytes_max`.
+    PayloadTooLarge { payload_bytes: usize, payload_bytes_max: u32 },
+    /// The random source failed.
+    Random(std::io::Error),
+}
+
+impl fmt::Display for SessionRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Full { sessions_max } => write!(
+                f,
+                "session table full: {sessions_max} sessions on this shard (sessions.sessions_max); \
+                 retry later or DELETE unused sessions"
+            ),
+            Self::PayloadTooLarge { payload_bytes, payload_bytes_max } => write!(
+                f,
+                "clientInfo and capabilities are {payload_bytes} bytes, over \
+                 sessions.session_payload_bytes_max {payload_bytes_max}"
+            ),
+            Self::Random(e) => write!(f, "cannot generate a session id: {e}"),
+        }
+    }
+}
+
+/// The shard's session table. Shard-local: owned by one shard, never shared.
+pub struct SessionTable {
+    shard: u8,
+    idle_ttl_ms: u64,
+    table: EpochTable<u128, Session>,
+    expired_total: u64,
+}
+
+impl SessionTable {
+    /// Reserves the whole table up front; fails only if memory cannot be reserved.
+    pub fn new(shard: u8, limits: TableLimits, idle_ttl_ms: u64) -> Result<Self, String> {
+        let table = EpochTable::new(limits).map_err(|e| format!("session table: {e:?}"))?;
+        Ok(SessionTable { shard, idle_ttl_ms, table, expired_total: 0 })
+    }
+
+    /// Creates a session, retiring the oldest generation early if the table is full.
+    pub fn create(
+        &mut self,
+        version: ProtocolVersion,
+        client_json: &[u8],
+        now_ms: u64,
+    ) -> Result<SessionId, SessionRefusal> {
+        let id = SessionId::generate(self.shard).map_err(SessionRefusal::Random)?;
+        let session = Session { version, initialized: false, ended: Rc::default() };
+        let expires_at_ms = now_ms + self.idle_ttl_ms;
+        let expired = &mut self.expired_total;
+        self.table
+            .insert_or_retire(id.secret, session, client_json, expires_at_ms, now_ms, |removed| {
+                *expired += end_session(removed)
+            })
+            .map(|_| id)
+            .map_err(|(refusal, _session)| match refusal {
+                TableRefusal::PayloadTooLarge { payload_bytes, payload_bytes_max } => {
+                    SessionRefusal::PayloadTooLarge { payload_bytes, payload_bytes_max }
+                }
+                _ => SessionRefusal::Full { sessions_max: self.table.limits().entries_max },
+            })
+    }
+
+    /// Finds a live session and extends its idle deadline.
+    pub fn touch(&mut self, id: SessionId, now_ms: u64) -> Option<&mut Session> {
+        debug_assert_eq!(id.shard, self.shard, "sessions are looked up on their owning shard");
+        if !self.table.touch(&id.secret, now_ms + self.idle_ttl_ms, now_ms) {
+            return None;
+        }
+        self.table.get_mut(&id.secret, now_ms).map(|entry| entry.value)
+    }
+
+    /// Ends a session now (DELETE). Returns false if it was unknown or already expired.
+    pub fn delete(&mut self, id: SessionId, now_ms: u64) -> bool {
+        if self.table.get(&id.secret, now_ms).is_none() {
+            return false;
+        }
+        match self.table.remove(&id.secret) {
+            Some(session) => {
+                session.ended.start_draining();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The epoch tick: retires the oldest generation, ending sessions idle past the TTL.
+    pub fn advance(&mut self, now_ms: u64) {
+        let expired = &mut self.expired_total;
+        self.table.advance(now_ms, |removed| *expired += end_session(removed));
+    }
+
+    /// Table gauges for `/status`.
+    pub fn stats(&self) -> TableStats {
+        self.table.stats()
+    }
+
+    /// Sessions removed because they idled past `session_idle_ttl_ms` (or were evicted).
+    pub fn expired_total(&self) -> u64 {
+        self.expired_total
+    }
+}
+
+/// Signals a removed session's streams to close; returns 1 so callers can count.
+fn end_session(removed: Removed<'_, u128, Session>) -> u64 {
+    removed.value.ended.start_draining();
+    1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(sessions_max: u32) -> SessionTable {
+        let limits = TableLimits {
+            entries_max: sessions_max,
+            generations: 4,
+            arena_bytes_max: sessions_max as usize * 256,
+            payload_bytes_max: 256,
+        };
+        SessionTable::new(3, limits, 1000).unwrap()
+    }
+
+    #[test]
+    fn session_id_round_trips_and_encodes_the_owner_shard() {
+        let id = SessionId::generate(3).unwrap();
+        let text = id.to_string();
+        assert_eq!(text.len(), 35);
+        assert!(text.bytes().all(|b| (0x21..=0x7e).contains(&b)));
+        assert!(text.starts_with("03-"));
+        assert_eq!(SessionId::parse(&text), Some(id));
+    }
+
+    #[test]
+    fn session_id_parse_rejects_other_shapes() {
+        for bad in ["", "03", "03-abc", "3-0123456789abcdef0123456789abcdef", "03-0123456789ABCDEF0123456789abcdef", "03-0123456789abcdef0123456789abcdeg"] {
+            assert_eq!(SessionId::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn session_table_refuses_create_at_sessions_max_until_sessions_expire() {
+        let mut sessions = table(2);
+        sessions.create(ProtocolVersion::V2025_11_25, b"{}", 0).unwrap();
+        sessions.create(ProtocolVersion::V2025_11_25, b"{}", 0).unwrap();
+        let refusal = sessions.create(ProtocolVersion::V2025_11_25, b"{}", 10).unwrap_err();
+        assert!(matches!(refusal, SessionRefusal::Full { sessions_max: 2 }));
+        // Past the idle TTL the early retire of a full table reclaims them.
+        for tick in 1..=4 {
+            sessions.advance(1000 + tick);
+        }
+        assert_eq!(sessions.stats().entries, 0);
+        assert_eq!(sessions.expired_total(), 2);
+        sessions.create(ProtocolVersion::V2025_11_25, b"{}", 1100).unwrap();
+    }
+
+    #[test]
+    fn deleted_session_is_gone_and_its_streams_are_told() {
+        let mut sessions = table(4);
+        let id = sessions.create(ProtocolVersion::V2025_06_18, b"{}", 0).unwrap();
+        let ended = sessions.touch(id, 1).unwrap().ended.clone();
+        assert!(sessions.delete(id, 2));
+        assert!(ended.is_draining());
+        assert!(sessions.touch(id, 3).is_none());
+        assert!(!sessions.delete(id, 4));
+    }
+
+    #[test]
+    fn touch_keeps_a_busy_session_alive_past_the_ttl() {
+        let mut sessions = table(4);
+        let id = sessions.create(ProtocolVersion::V2025_11_25, b"{}", 0).unwrap();
+        for now in (500..5000).step_by(500) {
+            assert!(sessions.touch(id, now).is_some(), "alive at {now}");
+            sessions.advance(now);
+        }
+        assert!(sessions.touch(id, 7000).is_none(), "expired after idling past the TTL");
+    }
+}

@@ -1,0 +1,418 @@
+//! One shard: everything a pinned executor owns, and the tasks it runs.
+//!
+//! A shard owns its listener (SO_REUSEPORT, shared port), its connections (at most
+//! `limits.connections_max`), its session table, its refusal counters, its end of the mesh and
+//! its epoch clock. None of it is `Send`: it lives in an `Rc` on the executor's thread, and only
+//! [`MeshMessage`]s leave it.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_lite::future;
+use glommio::net::{TcpListener, TcpStream};
+
+use crate::config::{Config, UpstreamKind};
+use crate::epoch::TableLimits;
+use crate::http::{self, HttpLimits, Request, ResponseWriter};
+use crate::mcp::router::Router;
+use crate::mcp::session::SessionTable;
+use crate::mcp::transport::{
+    Endpoint, HttpMethod, HttpReply, McpHeaders, McpRequest, Reply,
+};
+use crate::refusal::{RefusalCounters, RefusalReason};
+use crate::runtime::mesh::{ForwardedReply, ForwardedRequest, Mesh, MeshMessage};
+use crate::runtime::shutdown::ShutdownSignal;
+use crate::runtime::status::{GenerationStatus, ShardStatus};
+use crate::upstream::builtin::Demo;
+
+/// How often a stream forwarded from another shard asks the owner whether its session still
+/// lives: bounds how late such a stream notices a DELETE or expiry, for one mesh round trip.
+const FORWARDED_STREAM_CHECK: Duration = Duration::from_secs(1);
+
+/// The state of one shard. Created on its executor, never leaves it.
+pub struct Shard {
+    pub id: u8,
+    pub core: usize,
+    pub config: Arc<Config>,
+    pub endpoint: Endpoint,
+    pub sessions: RefCell<SessionTable>,
+    pub refusals: RefusalCounters,
+    pub shutdown: ShutdownSignal,
+    pub mesh: Mesh,
+    pub http_limits: HttpLimits,
+    connections: Cell<u32>,
+    clock_origin: Instant,
+}
+
+/// The session table's limits, from `[sessions]` and `[epoch]`.
+pub fn session_table_limits(config: &Config) -> TableLimits {
+    TableLimits {
+        entries_max: config.sessions.sessions_max,
+        generations: config.epoch.generations as u8,
+        arena_bytes_max: config.epoch.session_arena_bytes_max as usize,
+        payload_bytes_max: config.sessions.session_payload_bytes_max as u32,
+    }
+}
+
+/// The HTTP codec's limits, from `[limits]`.
+pub fn http_limits(config: &Config) -> HttpLimits {
+    let l = &config.limits;
+    HttpLimits {
+        header_bytes_max: l.header_bytes_max,
+        headers_count_max: l.headers_count_max,
+        request_body_bytes_max: l.request_body_bytes_max,
+        header_read_timeout_ms: l.header_read_timeout_ms,
+        body_read_timeout_ms: l.body_read_timeout_ms,
+        keepalive_idle_timeout_ms: l.keepalive_idle_timeout_ms,
+    }
+}
+
+/// The `sleep` cap of the configured builtin upstream (the demo is served on every shard).
+fn demo_sleep_ms_max(config: &Config) -> u64 {
+    config
+        .upstreams
+        .iter()
+        .map(|upstream| match upstream.kind {
+            UpstreamKind::Builtin { sleep_ms_max } => sleep_ms_max,
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+impl Shard {
+    pub fn new(
+        id: u8,
+        shards: u8,
+        core: usize,
+        config: Arc<Config>,
+        mesh: Mesh,
+        clock_origin: Instant,
+    ) -> Result<Shard, String> {
+        let sessions = SessionTable::new(
+            id,
+            session_table_limits(&config),
+            config.sessions.session_idle_ttl_ms,
+        )?;
+        let demo = Demo::new(demo_sleep_ms_max(&config));
+        let endpoint = Endpoint::new(id, shards, Router::new(demo), config.clone());
+        Ok(Shard {
+            id,
+            core,
+            http_limits: http_limits(&config),
+            config,
+            endpoint,
+            sessions: RefCell::new(sessions),
+            refusals: RefusalCounters::default(),
+            shutdown: ShutdownSignal::default(),
+            mesh,
+            connections: Cell::new(0),
+            clock_origin,
+        })
+    }
+
+    /// Milliseconds on the process-wide monotonic clock (the same origin on every shard).
+    pub fn now_ms(&self) -> u64 {
+        self.clock_origin.elapsed().as_millis() as u64
+    }
+
+    pub fn connections(&self) -> u32 {
+        self.connections.get()
+    }
+
+    /// Accepts until draining starts, then drops the listener so new connects are refused.
+    /// Each connection is served by the handler `make_handler` builds for it.
+    pub async fn accept_loop<H: http::Handler + 'static>(
+        self: &Rc<Self>,
+        listener: TcpListener,
+        make_handler: impl Fn(Rc<Shard>) -> H,
+    ) {
+        loop {
+            let accepted = future::or(async { Some(listener.accept().await) }, async {
+                self.shutdown.wait().await;
+                None
+            })
+            .await;
+            let stream = match accepted {
+                None => break,
+                Some(Ok(stream)) => stream,
+                Some(Err(e)) => {
+                    eprintln!("shardgate: shard {}: accept failed: {e}", self.id);
+                    glommio::timer::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            };
+            let shard = self.clone();
+            if self.connections.get() >= self.config.limits.connections_max {
+                glommio::spawn_local(async move { shard.refuse_connection(stream).await }).detach();
+                continue;
+            }
+            self.connections.set(self.connections.get() + 1);
+            let handler = make_handler(shard.clone());
+            glommio::spawn_local(async move {
+                http::serve_connection(stream, &shard.http_limits, &handler, &shard.refusals, &shard.shutdown)
+                    .await;
+                shard.connections.set(shard.connections.get() - 1);
+            })
+            .detach();
+        }
+        drop(listener);
+    }
+
+    /// Answers 503 to a connection over `limits.connections_max`, then closes it.
+    async fn refuse_connection(&self, stream: TcpStream) {
+        use futures_lite::io::AsyncWriteExt;
+        self.refusals.count(RefusalReason::ConnectionsFull);
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":null,"error":{{"code":-32600,"message":"shard {} holds {} connections (limits.connections_max)"}}}}"#,
+            self.id, self.config.limits.connections_max
+        );
+        let response = format!(
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.config.sessions.retry_after_s,
+            body.len()
+        );
+        let mut stream = stream;
+        let _ = stream.write_all(response.as_bytes()).await;
+        let _ = stream.close().await;
+    }
+
+    /// Waits until every connection has finished, or `server.drain_timeout_ms` has passed.
+    pub async fn drain(&self) {
+        let deadline = Instant::now() + Duration::from_millis(self.config.server.drain_timeout_ms);
+        while self.connections.get() > 0 && Instant::now() < deadline {
+            glommio::timer::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The epoch clock: every `epoch.tick_ms`, retire the oldest generation of each table.
+    pub async fn epoch_clock(&self) {
+        let tick = Duration::from_millis(self.config.epoch.tick_ms);
+        while !self.shutdown.is_draining() {
+            let stopped = future::or(async { glommio::timer::sleep(tick).await; false }, async {
+                self.shutdown.wait().await;
+                true
+            })
+            .await;
+            if stopped {
+                break;
+            }
+            self.sessions.borrow_mut().advance(self.now_ms());
+        }
+    }
+
+    /// Handles one mesh message addressed to this shard.
+    pub async fn on_mesh_message(self: &Rc<Self>, from: u8, message: MeshMessage) {
+        match message {
+            MeshMessage::Forward { ticket, request } => {
+                let reply = self.answer_forwarded(&request).await;
+                let _ = self.mesh.answer(from, MeshMessage::Reply { ticket, reply }).await;
+            }
+            MeshMessage::StatusQuery { ticket } => {
+                let status = Box::new(self.status());
+                let _ = self.mesh.answer(from, MeshMessage::StatusReply { ticket, status }).await;
+            }
+            MeshMessage::Reply { ticket, .. } | MeshMessage::StatusReply { ticket, .. } => {
+                self.mesh.deliver(ticket, message)
+            }
+        }
+    }
+
+    async fn answer_forwarded(&self, request: &ForwardedRequest) -> ForwardedReply {
+        let now = self.now_ms();
+        match self.endpoint.handle(&request.as_request(), &self.sessions, &self.refusals, now).await {
+            Reply::Http(reply) => ForwardedReply::Http(reply),
+            Reply::Stream { .. } => ForwardedReply::StreamOpened,
+            Reply::Forward { owner } => ForwardedReply::Http(self.internal_error(format!(
+                "session owned by shard {owner} reached shard {}",
+                self.id
+            ))),
+        }
+    }
+
+    fn internal_error(&self, message: String) -> HttpReply {
+        match self.endpoint.refusal_reply(RefusalReason::Internal, message, &self.refusals) {
+            Reply::Http(reply) => reply,
+            _ => unreachable!("refusal_reply always answers with an HTTP reply"),
+        }
+    }
+
+    /// This shard's gauges.
+    pub fn status(&self) -> ShardStatus {
+        let sessions = self.sessions.borrow();
+        let table = sessions.stats();
+        ShardStatus {
+            shard: self.id,
+            core: self.core,
+            draining: self.shutdown.is_draining(),
+            connections: self.connections.get(),
+            connections_max: self.config.limits.connections_max,
+            sessions: table.entries,
+            sessions_max: table.entries_max,
+            sessions_expired_total: sessions.expired_total(),
+            epoch: table.epoch,
+            early_retires: table.early_retires,
+            forwarded_in_flight: self.mesh.waiting() as u32,
+            arena: table
+                .generations
+                .iter()
+                .map(|g| GenerationStatus {
+                    generation: g.generation,
+                    used_bytes: g.used_bytes,
+                    allocated_bytes: g.allocated_bytes,
+                })
+                .collect(),
+            refusals: self.refusals.nonzero().collect(),
+        }
+    }
+}
+
+/// The MCP endpoint as an HTTP handler: path check, then the endpoint's rules, then the answer
+/// written locally, or fetched from the owning shard.
+pub struct McpFront {
+    pub shard: Rc<Shard>,
+}
+
+impl http::Handler for McpFront {
+    async fn handle(
+        &self,
+        request: &Request<'_>,
+        response: &mut ResponseWriter<'_>,
+    ) -> std::io::Result<()> {
+        let shard = &self.shard;
+        let path = request.path.split('?').next().unwrap_or("");
+        if path != shard.config.server.path {
+            let reply = shard.endpoint.refusal_reply(
+                RefusalReason::NotFound,
+                format!("no MCP endpoint at {path:?}; it is at {:?}", shard.config.server.path),
+                &shard.refusals,
+            );
+            return write_reply(response, reply_http(reply)).await;
+        }
+        let mcp = McpRequest {
+            method: HttpMethod::parse(request.method),
+            headers: McpHeaders {
+                origin: request.header_str("origin"),
+                accept: request.header_str("accept"),
+                content_type: request.header_str("content-type"),
+                session_id: request.header_str("mcp-session-id"),
+                protocol_version: request.header_str("mcp-protocol-version"),
+                mcp_method: request.header_str("mcp-method"),
+                mcp_name: request.header_str("mcp-name"),
+            },
+            body: request.body,
+        };
+        if let Some(reply) = shard.endpoint.precheck(&mcp, &shard.refusals) {
+            return write_reply(response, reply_http(reply)).await;
+        }
+        let reply =
+            shard.endpoint.handle(&mcp, &shard.sessions, &shard.refusals, shard.now_ms()).await;
+        match reply {
+            Reply::Http(reply) => write_reply(response, reply).await,
+            Reply::Stream { ended } => {
+                session_stream(shard, response, || async { ended.wait().await }).await
+            }
+            Reply::Forward { owner } => self.forward(owner, &mcp, response).await,
+        }
+    }
+}
+
+impl McpFront {
+    async fn forward(
+        &self,
+        owner: u8,
+        mcp: &McpRequest<'_>,
+        response: &mut ResponseWriter<'_>,
+    ) -> std::io::Result<()> {
+        let shard = &self.shard;
+        match ask_owner(shard, owner, mcp).await {
+            Err(reply) => write_reply(response, reply).await,
+            Ok(ForwardedReply::Http(reply)) => write_reply(response, reply).await,
+            Ok(ForwardedReply::StreamOpened) => {
+                let owner_still_has_session = || async {
+                    loop {
+                        glommio::timer::sleep(FORWARDED_STREAM_CHECK).await;
+                        if !matches!(ask_owner(shard, owner, mcp).await, Ok(ForwardedReply::StreamOpened)) {
+                            return;
+                        }
+                    }
+                };
+                session_stream(shard, response, owner_still_has_session).await
+            }
+        }
+    }
+}
+
+/// Forwards `mcp` to the shard that owns its session; overload and failure come back as the
+/// HTTP reply to send.
+async fn ask_owner(shard: &Shard, owner: u8, mcp: &McpRequest<'_>) -> Result<ForwardedReply, HttpReply> {
+    let request = ForwardedRequest::from_request(mcp);
+    match shard.mesh.ask(owner, |ticket| MeshMessage::Forward { ticket, request }).await {
+        Ok(MeshMessage::Reply { reply, .. }) => Ok(reply),
+        Ok(_) => Err(shard.internal_error(format!("shard {owner} answered a forward with another message"))),
+        Err(error) => {
+            let reply = shard.endpoint.refusal_reply(RefusalReason::MeshFull, error.to_string(), &shard.refusals);
+            Err(reply_http(reply))
+        }
+    }
+}
+
+fn reply_http(reply: Reply) -> HttpReply {
+    match reply {
+        Reply::Http(reply) => reply,
+        _ => unreachable!("refusals are always HTTP replies"),
+    }
+}
+
+async fn write_reply(response: &mut ResponseWriter<'_>, reply: HttpReply) -> std::io::Result<()> {
+    let headers: Vec<(&str, &str)> =
+        reply.headers.iter().map(|(name, value)| (*name, value.as_str())).collect();
+    match &reply.json {
+        Some(body) => response.json(reply.status, &headers, body),
+        None => response.empty(reply.status, &headers),
+    }
+    Ok(())
+}
+
+/// Serves a session's GET stream: a priming event, then keep-alive comments every
+/// `limits.sse_keepalive_interval_ms`, until the session ends, the client leaves, or the shard
+/// drains.
+async fn session_stream<F, Fut>(
+    shard: &Shard,
+    response: &mut ResponseWriter<'_>,
+    session_ended: F,
+) -> std::io::Result<()>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let keepalive = Duration::from_millis(shard.config.limits.sse_keepalive_interval_ms);
+    let mut stream = response.sse(200, &[])?;
+    stream.retry(keepalive.as_millis() as u64);
+    stream.event(Some("0"), b"");
+    stream.flush().await?;
+    let ended = session_ended();
+    futures_lite::pin!(ended);
+    loop {
+        let tick = async {
+            glommio::timer::sleep(keepalive).await;
+            false
+        };
+        let stop = async {
+            future::or(ended.as_mut(), shard.shutdown.wait()).await;
+            true
+        };
+        let stopping = future::or(stop, future::or(tick, async {
+            stream.peer_closed().await;
+            true
+        }))
+        .await;
+        if stopping {
+            break;
+        }
+        stream.comment("keep-alive");
+        stream.flush().await?;
+    }
+    stream.finish().await
+}

@@ -1,0 +1,62 @@
+//! Per-shard gauges, gathered over the mesh for `/status`.
+
+use serde::Serialize;
+
+/// One shard's gauges at one instant. Built by the shard it describes, sent to shard 0, dropped
+/// there after rendering.
+#[derive(Serialize, Debug, Clone)]
+pub struct ShardStatus {
+    pub shard: u8,
+    pub core: usize,
+    pub draining: bool,
+    pub connections: u32,
+    pub connections_max: u32,
+    pub sessions: u32,
+    pub sessions_max: u32,
+    pub sessions_expired_total: u64,
+    pub epoch: u64,
+    pub early_retires: u64,
+    pub forwarded_in_flight: u32,
+    pub arena: Vec<GenerationStatus>,
+    pub refusals: Vec<(&'static str, u64)>,
+}
+
+/// Bytes held by one generation's arena of the session table.
+#[derive(Serialize, Debug, Clone)]
+pub struct GenerationStatus {
+    pub generation: u64,
+    pub used_bytes: u64,
+    pub allocated_bytes: u64,
+}
+
+/// Renders the `/status` document: every shard, then totals.
+pub fn render(shards: &[ShardStatus]) -> String {
+    let mut refusals: Vec<(&'static str, u64)> = Vec::new();
+    for (reason, count) in shards.iter().flat_map(|s| s.refusals.iter()) {
+        match refusals.iter_mut().find(|(r, _)| r == reason) {
+            Some((_, total)) => *total += count,
+            None => refusals.push((reason, *count)),
+        }
+    }
+    let as_object = |pairs: &[(&'static str, u64)]| {
+        pairs.iter().map(|(k, v)| (k.to_string(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>()
+    };
+    let shard_docs: Vec<serde_json::Value> = shards
+        .iter()
+        .map(|s| {
+            let mut doc = serde_json::to_value(s).expect("status serializes");
+            doc["refusals"] = serde_json::Value::Object(as_object(&s.refusals));
+            doc
+        })
+        .collect();
+    serde_json::json!({
+        "shards": shard_docs,
+        "totals": {
+            "connections": shards.iter().map(|s| u64::from(s.connections)).sum::<u64>(),
+            "sessions": shards.iter().map(|s| u64::from(s.sessions)).sum::<u64>(),
+            "forwarded_in_flight": shards.iter().map(|s| u64::from(s.forwarded_in_flight)).sum::<u64>(),
+            "refusals": as_object(&refusals),
+        }
+    })
+    .to_string()
+}
