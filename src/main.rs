@@ -27,7 +27,11 @@ fn parse_args(mut raw: impl Iterator<Item = String>) -> Result<Args, String> {
     if !matches!(command.as_str(), "serve" | "check" | "plan") {
         return Err(format!("unknown command {command:?}"));
     }
-    let mut args = Args { command, config: None, cores: None };
+    let mut args = Args {
+        command,
+        config: None,
+        cores: None,
+    };
     while let Some(flag) = raw.next() {
         let mut value = || raw.next().ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
@@ -49,7 +53,9 @@ fn parse_cores(value: &str) -> Result<Cores, String> {
         "all" => Ok(Cores::All),
         n => match n.parse::<u16>() {
             Ok(count) if count > 0 => Ok(Cores::Count(count)),
-            _ => Err(format!("--cores takes \"all\" or a count from 1, got {value:?}")),
+            _ => Err(format!(
+                "--cores takes \"all\" or a count from 1, got {value:?}"
+            )),
         },
     }
 }
@@ -66,8 +72,11 @@ fn load(args: &Args) -> Result<Config, ExitCode> {
 
 fn cores_for(args: &Args, config: &Config) -> Result<Vec<usize>, ExitCode> {
     // Read the affinity mask before any thread is pinned.
-    let available: Vec<usize> =
-        core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|c| c.id).collect();
+    let available: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
     let choice = args.cores.as_ref().unwrap_or(&config.server.cores);
     platform::select_cores(choice, &available).map_err(|e| {
         eprintln!("shardgate: {e}");

@@ -65,6 +65,8 @@ pub enum TableError {
     EntriesMax { entries_max: u32 },
     /// `generations` is below 2: the oldest generation would also be the current one.
     Generations { generations: u8 },
+    /// `arena_bytes_max` is above 4 GiB.
+    ArenaBytesMax { arena_bytes_max: usize },
     /// `payload_bytes_max` exceeds `arena_bytes_max`: such a payload could never be stored.
     PayloadBytesMax {
         payload_bytes_max: u32,
@@ -85,6 +87,11 @@ impl fmt::Display for TableError {
             Self::Generations { generations } => {
                 write!(f, "generations {generations} is below the minimum 2")
             }
+            Self::ArenaBytesMax { arena_bytes_max } => write!(
+                f,
+                "arena_bytes_max {arena_bytes_max} exceeds the limit {}",
+                table::ARENA_BYTES_MAX_LIMIT
+            ),
             Self::PayloadBytesMax {
                 payload_bytes_max,
                 arena_bytes_max,

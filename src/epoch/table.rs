@@ -17,6 +17,9 @@ use super::{
 /// marker inside `u32`.
 pub(super) const ENTRIES_MAX_LIMIT: u32 = u32::MAX / 2;
 
+/// Largest accepted `arena_bytes_max` (4 GiB per generation), so sizes stay exact in `u64`.
+pub(super) const ARENA_BYTES_MAX_LIMIT: usize = 1 << 32;
+
 /// Free-list end marker (never a slot number, as `entries_max <= ENTRIES_MAX_LIMIT`).
 const FREE_END: u32 = u32::MAX;
 
@@ -118,6 +121,9 @@ fn validate(limits: &TableLimits) -> Result<(), TableError> {
     if generations < 2 {
         return Err(TableError::Generations { generations });
     }
+    if arena_bytes_max > ARENA_BYTES_MAX_LIMIT {
+        return Err(TableError::ArenaBytesMax { arena_bytes_max });
+    }
     if payload_bytes_max as usize > arena_bytes_max {
         return Err(TableError::PayloadBytesMax {
             payload_bytes_max,
@@ -194,7 +200,8 @@ impl<K: Copy + Eq + Hash, V: 'static> EpochTable<K, V> {
         })
     }
 
-    /// The bytes a table with these limits can ever hold, term by term.
+    /// The bytes a table with these limits can ever hold, term by term (for limits that
+    /// [`Self::new`] accepts).
     pub fn memory_ceiling(limits: &TableLimits) -> MemoryCeiling {
         MemoryCeiling {
             slab_bytes: u64::from(limits.entries_max) * mem::size_of::<Slot<K, V>>() as u64,

@@ -46,6 +46,12 @@ fn new_refuses_invalid_limits() {
         })
     );
     assert_eq!(
+        refused(limits(4, 2, (1 << 32) + 1)),
+        Some(TableError::ArenaBytesMax {
+            arena_bytes_max: (1 << 32) + 1
+        })
+    );
+    assert_eq!(
         TableError::Generations { generations: 1 }.to_string(),
         "generations 1 is below the minimum 2"
     );

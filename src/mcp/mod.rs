@@ -5,7 +5,7 @@
 //! per request. Limits and refusals are documented per submodule.
 
 pub mod jsonrpc;
-pub mod version;
 pub mod router;
 pub mod session;
 pub mod transport;
+pub mod version;

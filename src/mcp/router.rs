@@ -62,13 +62,18 @@ impl Router {
             (Era::Session(_), "server/discover") => Err(RpcError::method_not_found(method)),
             (Era::Session(version), _) => self.demo.handle(method, params, version).await,
             (Era::Stateless, _) => {
-                self.demo.handle(method, params, ProtocolVersion::V2026_07_28).await
+                self.demo
+                    .handle(method, params, ProtocolVersion::V2026_07_28)
+                    .await
             }
         }
     }
 
     fn discover(&self) -> Box<RawValue> {
-        let supported: Vec<&str> = ProtocolVersion::SUPPORTED.iter().map(|v| v.as_str()).collect();
+        let supported: Vec<&str> = ProtocolVersion::SUPPORTED
+            .iter()
+            .map(|v| v.as_str())
+            .collect();
         raw(format!(
             r#"{{"supportedVersions":{},"capabilities":{},"serverInfo":{},"instructions":{},"ttlMs":{DISCOVER_TTL_MS},"cacheScope":"public"}}"#,
             serde_json::to_string(&supported).expect("strings serialize"),

@@ -24,14 +24,20 @@ impl SessionId {
     /// A fresh id for `shard` from the operating system's secure random source.
     pub fn generate(shard: u8) -> std::io::Result<SessionId> {
         let mut bytes = [0u8; 16];
-        getrandom::getrandom(&mut bytes).map_err(std::io::Error::other)?;
-        Ok(SessionId { shard, secret: u128::from_le_bytes(bytes) })
+        getrandom::getrandom(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok(SessionId {
+            shard,
+            secret: u128::from_le_bytes(bytes),
+        })
     }
 
     /// Parses the header form; `None` for anything that is not exactly `ss-<32 lowercase hex>`.
     pub fn parse(text: &str) -> Option<SessionId> {
         let (shard, secret) = text.split_once('-')?;
-        let lower_hex = |s: &str| s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let lower_hex = |s: &str| {
+            s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
         if shard.len() != 2 || secret.len() != 32 || !lower_hex(shard) || !lower_hex(secret) {
             return None;
         }
@@ -64,7 +70,10 @@ pub enum SessionRefusal {
     /// The table stays full after retiring its oldest generation.
     Full { sessions_max: u32 },
     /// The client's info and capabilities exceed `sessions.session_payload_bytes_max`.
-    PayloadTooLarge { payload_bytes: usize, payload_bytes_max: u32 },
+    PayloadTooLarge {
+        payload_bytes: usize,
+        payload_bytes_max: u32,
+    },
     /// The random source failed.
     Random(std::io::Error),
 }
@@ -99,7 +108,12 @@ impl SessionTable {
     /// Reserves the whole table up front; fails only if memory cannot be reserved.
     pub fn new(shard: u8, limits: TableLimits, idle_ttl_ms: u64) -> Result<Self, String> {
         let table = EpochTable::new(limits).map_err(|e| format!("session table: {e:?}"))?;
-        Ok(SessionTable { shard, idle_ttl_ms, table, expired_total: 0 })
+        Ok(SessionTable {
+            shard,
+            idle_ttl_ms,
+            table,
+            expired_total: 0,
+        })
     }
 
     /// Creates a session, retiring the oldest generation early if the table is full.
@@ -110,29 +124,52 @@ impl SessionTable {
         now_ms: u64,
     ) -> Result<SessionId, SessionRefusal> {
         let id = SessionId::generate(self.shard).map_err(SessionRefusal::Random)?;
-        let session = Session { version, initialized: false, ended: Rc::default() };
+        let session = Session {
+            version,
+            initialized: false,
+            ended: Rc::default(),
+        };
         let expires_at_ms = now_ms + self.idle_ttl_ms;
         let expired = &mut self.expired_total;
         self.table
-            .insert_or_retire(id.secret, session, client_json, expires_at_ms, now_ms, |removed| {
-                *expired += end_session(removed)
-            })
+            .insert_or_retire(
+                id.secret,
+                session,
+                client_json,
+                expires_at_ms,
+                now_ms,
+                |removed| *expired += end_session(removed),
+            )
             .map(|_| id)
-            .map_err(|(refusal, _session)| match refusal {
-                TableRefusal::PayloadTooLarge { payload_bytes, payload_bytes_max } => {
-                    SessionRefusal::PayloadTooLarge { payload_bytes, payload_bytes_max }
-                }
-                _ => SessionRefusal::Full { sessions_max: self.table.limits().entries_max },
+            .map_err(|refused| match refused.refusal {
+                TableRefusal::PayloadTooLarge {
+                    payload_bytes,
+                    payload_bytes_max,
+                } => SessionRefusal::PayloadTooLarge {
+                    payload_bytes,
+                    payload_bytes_max,
+                },
+                _ => SessionRefusal::Full {
+                    sessions_max: self.table.limits().entries_max,
+                },
             })
     }
 
     /// Finds a live session and extends its idle deadline.
     pub fn touch(&mut self, id: SessionId, now_ms: u64) -> Option<&mut Session> {
-        debug_assert_eq!(id.shard, self.shard, "sessions are looked up on their owning shard");
-        if !self.table.touch(&id.secret, now_ms + self.idle_ttl_ms, now_ms) {
+        debug_assert_eq!(
+            id.shard, self.shard,
+            "sessions are looked up on their owning shard"
+        );
+        if !self
+            .table
+            .touch(&id.secret, now_ms + self.idle_ttl_ms, now_ms)
+        {
             return None;
         }
-        self.table.get_mut(&id.secret, now_ms).map(|entry| entry.value)
+        self.table
+            .get_mut(&id.secret, now_ms)
+            .map(|entry| entry.value)
     }
 
     /// Ends a session now (DELETE). Returns false if it was unknown or already expired.
@@ -152,7 +189,8 @@ impl SessionTable {
     /// The epoch tick: retires the oldest generation, ending sessions idle past the TTL.
     pub fn advance(&mut self, now_ms: u64) {
         let expired = &mut self.expired_total;
-        self.table.advance(now_ms, |removed| *expired += end_session(removed));
+        self.table
+            .advance(now_ms, |removed| *expired += end_session(removed));
     }
 
     /// Table gauges for `/status`.
@@ -198,7 +236,14 @@ mod tests {
 
     #[test]
     fn session_id_parse_rejects_other_shapes() {
-        for bad in ["", "03", "03-abc", "3-0123456789abcdef0123456789abcdef", "03-0123456789ABCDEF0123456789abcdef", "03-0123456789abcdef0123456789abcdeg"] {
+        for bad in [
+            "",
+            "03",
+            "03-abc",
+            "3-0123456789abcdef0123456789abcdef",
+            "03-0123456789ABCDEF0123456789abcdef",
+            "03-0123456789abcdef0123456789abcdeg",
+        ] {
             assert_eq!(SessionId::parse(bad), None, "{bad}");
         }
     }
@@ -206,9 +251,15 @@ mod tests {
     #[test]
     fn session_table_refuses_create_at_sessions_max_until_sessions_expire() {
         let mut sessions = table(2);
-        sessions.create(ProtocolVersion::V2025_11_25, b"{}", 0).unwrap();
-        sessions.create(ProtocolVersion::V2025_11_25, b"{}", 0).unwrap();
-        let refusal = sessions.create(ProtocolVersion::V2025_11_25, b"{}", 10).unwrap_err();
+        sessions
+            .create(ProtocolVersion::V2025_11_25, b"{}", 0)
+            .unwrap();
+        sessions
+            .create(ProtocolVersion::V2025_11_25, b"{}", 0)
+            .unwrap();
+        let refusal = sessions
+            .create(ProtocolVersion::V2025_11_25, b"{}", 10)
+            .unwrap_err();
         assert!(matches!(refusal, SessionRefusal::Full { sessions_max: 2 }));
         // Past the idle TTL the early retire of a full table reclaims them.
         for tick in 1..=4 {
@@ -216,13 +267,17 @@ mod tests {
         }
         assert_eq!(sessions.stats().entries, 0);
         assert_eq!(sessions.expired_total(), 2);
-        sessions.create(ProtocolVersion::V2025_11_25, b"{}", 1100).unwrap();
+        sessions
+            .create(ProtocolVersion::V2025_11_25, b"{}", 1100)
+            .unwrap();
     }
 
     #[test]
     fn deleted_session_is_gone_and_its_streams_are_told() {
         let mut sessions = table(4);
-        let id = sessions.create(ProtocolVersion::V2025_06_18, b"{}", 0).unwrap();
+        let id = sessions
+            .create(ProtocolVersion::V2025_06_18, b"{}", 0)
+            .unwrap();
         let ended = sessions.touch(id, 1).unwrap().ended.clone();
         assert!(sessions.delete(id, 2));
         assert!(ended.is_draining());
@@ -233,11 +288,16 @@ mod tests {
     #[test]
     fn touch_keeps_a_busy_session_alive_past_the_ttl() {
         let mut sessions = table(4);
-        let id = sessions.create(ProtocolVersion::V2025_11_25, b"{}", 0).unwrap();
+        let id = sessions
+            .create(ProtocolVersion::V2025_11_25, b"{}", 0)
+            .unwrap();
         for now in (500..5000).step_by(500) {
             assert!(sessions.touch(id, now).is_some(), "alive at {now}");
             sessions.advance(now);
         }
-        assert!(sessions.touch(id, 7000).is_none(), "expired after idling past the TTL");
+        assert!(
+            sessions.touch(id, 7000).is_none(),
+            "expired after idling past the TTL"
+        );
     }
 }

@@ -14,10 +14,10 @@ use crate::config::Config;
 use crate::mcp::jsonrpc::{self, Message, Meta, RpcError};
 use crate::mcp::router::{Era, Router};
 use crate::mcp::session::{SessionId, SessionRefusal, SessionTable};
-use std::cell::RefCell;
 use crate::mcp::version::ProtocolVersion;
 use crate::refusal::{RefusalCounters, RefusalReason};
 use crate::runtime::shutdown::ShutdownSignal;
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -84,11 +84,19 @@ pub struct HttpReply {
 
 impl HttpReply {
     fn json(status: u16, headers: ReplyHeaders, body: Vec<u8>) -> Reply {
-        Reply::Http(HttpReply { status, headers, json: Some(body) })
+        Reply::Http(HttpReply {
+            status,
+            headers,
+            json: Some(body),
+        })
     }
 
     fn empty(status: u16) -> Reply {
-        Reply::Http(HttpReply { status, headers: ReplyHeaders::new(), json: None })
+        Reply::Http(HttpReply {
+            status,
+            headers: ReplyHeaders::new(),
+            json: None,
+        })
     }
 }
 
@@ -112,7 +120,14 @@ struct Refused {
 
 impl Refused {
     fn new(reason: RefusalReason, code: i32, message: impl Into<String>) -> Refused {
-        Refused { reason, code, message: message.into(), id: None, data: None, allow: None }
+        Refused {
+            reason,
+            code,
+            message: message.into(),
+            id: None,
+            data: None,
+            allow: None,
+        }
     }
 
     fn invalid(reason: RefusalReason, message: impl Into<String>) -> Refused {
@@ -120,7 +135,10 @@ impl Refused {
     }
 
     fn method_not_allowed(allow: &'static str, message: &str) -> Refused {
-        Refused { allow: Some(allow), ..Refused::invalid(RefusalReason::MethodNotAllowed, message) }
+        Refused {
+            allow: Some(allow),
+            ..Refused::invalid(RefusalReason::MethodNotAllowed, message)
+        }
     }
 
     fn with_id(mut self, id: &RawValue) -> Refused {
@@ -130,21 +148,33 @@ impl Refused {
 }
 
 /// The methods the 2026-07-28 revision removed; they are unknown to a stateless request.
-const REMOVED_IN_STATELESS: [&str; 5] =
-    ["initialize", "ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"];
+const REMOVED_IN_STATELESS: [&str; 5] = [
+    "initialize",
+    "ping",
+    "logging/setLevel",
+    "resources/subscribe",
+    "resources/unsubscribe",
+];
 
 /// Methods whose `Mcp-Name` header mirrors `params.name` or `params.uri`.
 const NAMED_METHODS: [&str; 3] = ["tools/call", "resources/read", "prompts/get"];
 
 impl Endpoint {
     pub fn new(shard: u8, shards: u8, router: Router, config: Arc<Config>) -> Endpoint {
-        Endpoint { shard, shards, router, config }
+        Endpoint {
+            shard,
+            shards,
+            router,
+            config,
+        }
     }
 
     /// Steps that need no session: origin, HTTP method, media types. Run on the shard that
     /// accepted the connection, before any forwarding.
     pub fn precheck(&self, request: &McpRequest<'_>, refusals: &RefusalCounters) -> Option<Reply> {
-        self.check_transport(request).err().map(|refused| self.refuse(refused, refusals))
+        self.check_transport(request)
+            .err()
+            .map(|refused| self.refuse(refused, refusals))
     }
 
     /// Handles a request that passed [`Endpoint::precheck`].
@@ -177,11 +207,11 @@ impl Endpoint {
         if let Some(allow) = refused.allow {
             headers.push(("Allow", allow.to_owned()));
         }
-        if matches!(
-            refused.reason.http_status(),
-            503
-        ) {
-            headers.push(("Retry-After", self.config.sessions.retry_after_s.to_string()));
+        if matches!(refused.reason.http_status(), 503) {
+            headers.push((
+                "Retry-After",
+                self.config.sessions.retry_after_s.to_string(),
+            ));
         }
         let body = jsonrpc::error_bytes(
             refused.id.as_deref(),
@@ -207,15 +237,13 @@ impl Endpoint {
                 "POST",
                 "protocol version 2026-07-28 has no GET or DELETE: POST each request",
             )),
-            HttpMethod::Get if !accepts(h.accept, "text/event-stream") => {
-                Err(Refused::invalid(
-                    RefusalReason::NotAcceptable,
-                    format!(
-                        "GET opens an event stream: Accept must list text/event-stream, got {:?}",
-                        h.accept.unwrap_or("")
-                    ),
-                ))
-            }
+            HttpMethod::Get if !accepts(h.accept, "text/event-stream") => Err(Refused::invalid(
+                RefusalReason::NotAcceptable,
+                format!(
+                    "GET opens an event stream: Accept must list text/event-stream, got {:?}",
+                    h.accept.unwrap_or("")
+                ),
+            )),
             HttpMethod::Get | HttpMethod::Delete => Ok(()),
             HttpMethod::Other => Err(Refused::method_not_allowed(
                 "POST, GET, DELETE",
@@ -264,7 +292,8 @@ impl Endpoint {
         if is_stateless(&request.headers, &message) {
             return self.stateless(&request.headers, &message).await;
         }
-        self.session_era(&request.headers, &message, sessions, now_ms).await
+        self.session_era(&request.headers, &message, sessions, now_ms)
+            .await
     }
 
     /// Finds the session a session-era request names; `Err(Forward)` style replies are returned
@@ -279,7 +308,11 @@ impl Endpoint {
         let id = SessionId::parse(text)
             .filter(|id| id.shard < self.shards)
             .ok_or_else(|| unknown_session(text))?;
-        Ok(if id.shard == self.shard { Ok(id) } else { Err(id.shard) })
+        Ok(if id.shard == self.shard {
+            Ok(id)
+        } else {
+            Err(id.shard)
+        })
     }
 
     fn stream_or_delete(
@@ -300,8 +333,12 @@ impl Endpoint {
                 false => Err(unknown_session(text)),
             };
         }
-        let session = table.touch(id, now_ms).ok_or_else(|| unknown_session(text))?;
-        Ok(Reply::Stream { ended: session.ended.clone() })
+        let session = table
+            .touch(id, now_ms)
+            .ok_or_else(|| unknown_session(text))?;
+        Ok(Reply::Stream {
+            ended: session.ended.clone(),
+        })
     }
 
     async fn session_era(
@@ -334,7 +371,9 @@ impl Endpoint {
         let version = {
             let mut table = sessions.borrow_mut();
             let text = h.session_id.unwrap_or("");
-            let session = table.touch(id, now_ms).ok_or_else(|| unknown_session(text))?;
+            let session = table
+                .touch(id, now_ms)
+                .ok_or_else(|| unknown_session(text))?;
             if matches!(message, Message::Notification { method, .. } if method == "notifications/initialized")
             {
                 session.initialized = true;
@@ -344,7 +383,10 @@ impl Endpoint {
         let Message::Request { id, method, params } = message else {
             return Ok(HttpReply::empty(202));
         };
-        let answer = self.router.call(Era::Session(version), method, *params).await;
+        let answer = self
+            .router
+            .call(Era::Session(version), method, *params)
+            .await;
         Ok(rpc_reply(id, answer, Era::Session(version)))
     }
 
@@ -356,8 +398,12 @@ impl Endpoint {
         now_ms: u64,
     ) -> Result<Reply, Refused> {
         let init = InitializeParams::parse(params).map_err(|message| {
-            Refused::new(RefusalReason::InvalidJsonRpc, jsonrpc::INVALID_PARAMS, message)
-                .with_id(id)
+            Refused::new(
+                RefusalReason::InvalidJsonRpc,
+                jsonrpc::INVALID_PARAMS,
+                message,
+            )
+            .with_id(id)
         })?;
         let version = ProtocolVersion::negotiate(&init.protocol_version);
         let client_json = format!(
@@ -365,7 +411,9 @@ impl Endpoint {
             init.client_info.get(),
             init.capabilities.get()
         );
-        let created = sessions.borrow_mut().create(version, client_json.as_bytes(), now_ms);
+        let created = sessions
+            .borrow_mut()
+            .create(version, client_json.as_bytes(), now_ms);
         let session = created.map_err(|refusal| {
             let reason = match refusal {
                 SessionRefusal::Full { .. } => RefusalReason::SessionsFull,
@@ -376,15 +424,17 @@ impl Endpoint {
         })?;
         let result = self.router.initialize_result(version);
         let headers = vec![("Mcp-Session-Id", session.to_string())];
-        Ok(HttpReply::json(200, headers, jsonrpc::result_bytes(id, &result)))
+        Ok(HttpReply::json(
+            200,
+            headers,
+            jsonrpc::result_bytes(id, &result),
+        ))
     }
 
     async fn stateless(&self, h: &McpHeaders<'_>, message: &Message<'_>) -> Result<Reply, Refused> {
         let (id, method, params) = match message {
             Message::Request { id, method, params } => (*id, method.as_ref(), *params),
-            Message::Notification { .. } => {
-                return Ok(HttpReply::empty(202))
-            }
+            Message::Notification { .. } => return Ok(HttpReply::empty(202)),
             Message::Response { .. } => {
                 return Err(Refused::invalid(
                     RefusalReason::InvalidJsonRpc,
@@ -420,7 +470,8 @@ struct InitializeParams<'a> {
 
 impl<'a> InitializeParams<'a> {
     fn parse(params: Option<&'a RawValue>) -> Result<InitializeParams<'a>, String> {
-        let params = params.ok_or("initialize needs params: protocolVersion, capabilities, clientInfo")?;
+        let params =
+            params.ok_or("initialize needs params: protocolVersion, capabilities, clientInfo")?;
         serde_json::from_str(params.get()).map_err(|e| format!("invalid initialize params: {e}"))
     }
 }
@@ -445,14 +496,19 @@ fn require_stateless_meta(meta: &Meta<'_>) -> Result<(), Refused> {
 
 /// `"2025-03-26, 2025-06-18, …"` for error messages.
 fn supported_list() -> String {
-    let versions: Vec<&str> = ProtocolVersion::SUPPORTED.iter().map(|v| v.as_str()).collect();
+    let versions: Vec<&str> = ProtocolVersion::SUPPORTED
+        .iter()
+        .map(|v| v.as_str())
+        .collect();
     versions.join(", ")
 }
 
 fn unknown_session(text: &str) -> Refused {
     Refused::invalid(
         RefusalReason::UnknownSession,
-        format!("unknown session {text:?}: it expired, was deleted, or never existed; initialize again"),
+        format!(
+            "unknown session {text:?}: it expired, was deleted, or never existed; initialize again"
+        ),
     )
 }
 
@@ -508,7 +564,11 @@ fn check_mirrored_headers(
     params: Option<&RawValue>,
 ) -> Result<(), Refused> {
     let mismatch = |message: String| {
-        Refused::new(RefusalReason::HeaderMismatch, jsonrpc::HEADER_MISMATCH, message)
+        Refused::new(
+            RefusalReason::HeaderMismatch,
+            jsonrpc::HEADER_MISMATCH,
+            message,
+        )
     };
     let body_version = meta.protocol_version.as_deref().unwrap_or("");
     match h.protocol_version {
@@ -527,17 +587,26 @@ fn check_mirrored_headers(
                 "header mismatch: Mcp-Method header {m:?} does not match body method {method:?}"
             )))
         }
-        None => return Err(mismatch(format!("header mismatch: Mcp-Method header is missing (body method {method:?})"))),
+        None => {
+            return Err(mismatch(format!(
+                "header mismatch: Mcp-Method header is missing (body method {method:?})"
+            )))
+        }
     }
     if !NAMED_METHODS.contains(&method) {
         return Ok(());
     }
     let body_name = jsonrpc::routing_name(method, params).unwrap_or_default();
     let Some(header) = h.mcp_name else {
-        return Err(mismatch(format!("header mismatch: Mcp-Name header is missing (body name {body_name:?})")));
+        return Err(mismatch(format!(
+            "header mismatch: Mcp-Name header is missing (body name {body_name:?})"
+        )));
     };
-    let decoded = decode_header_value(header)
-        .ok_or_else(|| mismatch(format!("header mismatch: Mcp-Name header {header:?} has invalid base64")))?;
+    let decoded = decode_header_value(header).ok_or_else(|| {
+        mismatch(format!(
+            "header mismatch: Mcp-Name header {header:?} has invalid base64"
+        ))
+    })?;
     if decoded != body_name {
         return Err(mismatch(format!(
             "header mismatch: Mcp-Name header {decoded:?} does not match body value {body_name:?}"
@@ -548,7 +617,10 @@ fn check_mirrored_headers(
 
 /// Decodes the `=?base64?…?=` sentinel form of a mirrored header; other values pass unchanged.
 fn decode_header_value(value: &str) -> Option<Cow<'_, str>> {
-    let Some(encoded) = value.strip_prefix("=?base64?").and_then(|v| v.strip_suffix("?=")) else {
+    let Some(encoded) = value
+        .strip_prefix("=?base64?")
+        .and_then(|v| v.strip_suffix("?="))
+    else {
         return Some(Cow::Borrowed(value));
     };
     let sextet = |c: u8| match c {
@@ -607,17 +679,29 @@ mod tests {
     #[test]
     fn mirrored_header_values_decode_the_base64_sentinel() {
         assert_eq!(decode_header_value("get_weather").unwrap(), "get_weather");
-        assert_eq!(decode_header_value("=?base64?SGVsbG8sIOS4lueVjA==?=").unwrap(), "Hello, 世界");
-        assert_eq!(decode_header_value("=?base64?IHBhZGRlZCA=?=").unwrap(), " padded ");
+        assert_eq!(
+            decode_header_value("=?base64?SGVsbG8sIOS4lueVjA==?=").unwrap(),
+            "Hello, 世界"
+        );
+        assert_eq!(
+            decode_header_value("=?base64?IHBhZGRlZCA=?=").unwrap(),
+            " padded "
+        );
         assert!(decode_header_value("=?base64?***?=").is_none());
         assert!(decode_header_value("=?base64?abc?=").is_none());
     }
 
     #[test]
     fn accept_header_matching_is_by_media_range() {
-        assert!(accepts(Some("application/json, text/event-stream"), "text/event-stream"));
+        assert!(accepts(
+            Some("application/json, text/event-stream"),
+            "text/event-stream"
+        ));
         assert!(accepts(Some("*/*"), "application/json"));
-        assert!(accepts(Some("text/event-stream;q=0.9"), "text/event-stream"));
+        assert!(accepts(
+            Some("text/event-stream;q=0.9"),
+            "text/event-stream"
+        ));
         assert!(!accepts(Some("application/jsonx"), "application/json"));
         assert!(!accepts(None, "application/json"));
     }

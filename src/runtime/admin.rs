@@ -8,6 +8,8 @@ use crate::runtime::mesh::MeshMessage;
 use crate::runtime::shard::Shard;
 use crate::runtime::status::{self, ShardStatus};
 
+const TEXT: (&str, &str) = ("Content-Type", "text/plain; charset=utf-8");
+
 /// Admin HTTP handler on shard 0.
 pub struct AdminFront {
     pub shard: Rc<Shard>,
@@ -20,7 +22,10 @@ impl AdminFront {
         let mut statuses = vec![self.shard.status()];
         let mut silent = Vec::new();
         for peer in 1..self.shards {
-            let answer = self.shard.mesh.ask(peer, |ticket| MeshMessage::StatusQuery { ticket });
+            let answer = self
+                .shard
+                .mesh
+                .ask(peer, |ticket| MeshMessage::StatusQuery { ticket });
             match answer.await {
                 Ok(MeshMessage::StatusReply { status, .. }) => statuses.push(*status),
                 _ => silent.push(peer),
@@ -39,22 +44,21 @@ impl http::Handler for AdminFront {
         request: &Request<'_>,
         response: &mut ResponseWriter<'_>,
     ) -> std::io::Result<()> {
-        let text = [("Content-Type", "text/plain; charset=utf-8")];
-        let path = request.path.split('?').next().unwrap_or("");
-        if request.method != "GET" {
-            response.text(405, &[("Allow", "GET")], b"the admin listener answers GET\n");
-            return Ok(());
+        let path = request.path().split('?').next().unwrap_or("");
+        if request.method() != "GET" {
+            let headers = [TEXT, ("Allow", "GET")];
+            return response.json(405, &headers, b"the admin listener answers GET\n");
         }
         match path {
-            "/healthz" => response.text(200, &text, b"ok\n"),
+            "/healthz" => response.json(200, &[TEXT], b"ok\n"),
             "/readyz" => match self.gather().await {
                 Ok(_) if !self.shard.shutdown.is_draining() => {
-                    response.text(200, &text, b"ready\n")
+                    response.json(200, &[TEXT], b"ready\n")
                 }
-                Ok(_) => response.text(503, &text, b"draining\n"),
+                Ok(_) => response.json(503, &[TEXT], b"draining\n"),
                 Err(silent) => {
                     let body = format!("shards not answering: {silent:?}\n");
-                    response.text(503, &text, body.as_bytes())
+                    response.json(503, &[TEXT], body.as_bytes())
                 }
             },
             "/status" => match self.gather().await {
@@ -64,8 +68,7 @@ impl http::Handler for AdminFront {
                     response.json(503, &[], body.as_bytes())
                 }
             },
-            _ => response.text(404, &text, b"admin paths: /healthz /readyz /status\n"),
+            _ => response.json(404, &[TEXT], b"admin paths: /healthz /readyz /status\n"),
         }
-        Ok(())
     }
 }

@@ -23,13 +23,22 @@ pub type Ticket = u64;
 /// receiving shard owns and drops it.
 pub enum MeshMessage {
     /// Origin → owner: handle this request for a session you own.
-    Forward { ticket: Ticket, request: ForwardedRequest },
+    Forward {
+        ticket: Ticket,
+        request: ForwardedRequest,
+    },
     /// Owner → origin: the answer to `Forward` with the same ticket.
-    Reply { ticket: Ticket, reply: ForwardedReply },
+    Reply {
+        ticket: Ticket,
+        reply: ForwardedReply,
+    },
     /// Shard 0 → any: report your gauges.
     StatusQuery { ticket: Ticket },
     /// Any → shard 0: the gauges.
-    StatusReply { ticket: Ticket, status: Box<ShardStatus> },
+    StatusReply {
+        ticket: Ticket,
+        status: Box<ShardStatus>,
+    },
 }
 
 /// The parts of an MCP request the owning shard needs (origin and media types were checked
@@ -89,7 +98,9 @@ pub enum MeshError {
 impl std::fmt::Display for MeshError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::TicketsFull { forwarded_requests_max } => write!(
+            Self::TicketsFull {
+                forwarded_requests_max,
+            } => write!(
                 f,
                 "{forwarded_requests_max} requests already wait on other shards \
                  (limits.forwarded_requests_max)"
@@ -129,7 +140,12 @@ impl Mesh {
         waiting
             .try_reserve(waiting_max as usize)
             .map_err(|e| format!("cannot reserve {waiting_max} forwarded-request slots: {e}"))?;
-        Ok(Mesh { senders, waiting: RefCell::new(waiting), waiting_max, next_ticket: Cell::new(1) })
+        Ok(Mesh {
+            senders,
+            waiting: RefCell::new(waiting),
+            waiting_max,
+            next_ticket: Cell::new(1),
+        })
     }
 
     /// Requests waiting on other shards right now.
@@ -150,7 +166,9 @@ impl Mesh {
         {
             let mut waiting = self.waiting.borrow_mut();
             if waiting.len() >= self.waiting_max as usize {
-                return Err(MeshError::TicketsFull { forwarded_requests_max: self.waiting_max });
+                return Err(MeshError::TicketsFull {
+                    forwarded_requests_max: self.waiting_max,
+                });
             }
             waiting.insert(ticket, sender);
         }
@@ -161,9 +179,9 @@ impl Mesh {
 
     /// Sends without waiting for room: a full channel is an overload answer, not a queue.
     pub fn send(&self, shard: u8, message: MeshMessage) -> Result<(), MeshError> {
-        self.senders.try_send_to(shard as usize, message).map_err(|_| {
-            MeshError::ChannelFull { shard }
-        })
+        self.senders
+            .try_send_to(shard as usize, message)
+            .map_err(|_| MeshError::ChannelFull { shard })
     }
 
     /// Sends an answer, waiting for room: the asker is already waiting for it.

@@ -22,7 +22,10 @@ use glommio::channels::channel_mesh::{Full, MeshBuilder};
 use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
 
-use crate::config::Config;
+use crate::config::plan::{Plan, PlanTerm};
+use crate::config::{self, Config};
+use crate::epoch::EpochTable;
+use crate::mcp::session::Session;
 use admin::AdminFront;
 use mesh::{Mesh, MeshMessage};
 use platform::StartupError;
@@ -85,7 +88,10 @@ pub fn serve(
             .name(&format!("shard-{id}"))
             .io_memory(config.server.io_memory_bytes as usize)
             .spawn(move || run_shard(plan))
-            .map_err(|e| StartupError::Shard { shard: id, message: e.to_string() })?;
+            .map_err(|e| StartupError::Shard {
+                shard: id,
+                message: e.to_string(),
+            })?;
         handles.push(handle);
     }
     drop(started);
@@ -108,7 +114,10 @@ pub fn serve(
     }
     for (id, handle) in handles.into_iter().enumerate() {
         if let Err(e) = handle.join() {
-            failure = failure.or(Some(StartupError::Shard { shard: id, message: e.to_string() }));
+            failure = failure.or(Some(StartupError::Shard {
+                shard: id,
+                message: e.to_string(),
+            }));
         }
     }
     failure.map_or(Ok(()), Err)
@@ -134,11 +143,15 @@ async fn run_shard(plan: ShardPlan) {
         let shards = plan.shards;
         let front = shard.clone();
         glommio::spawn_local(async move {
-            front.accept_loop(admin, |shard| AdminFront { shard, shards }).await
+            front
+                .accept_loop(admin, |shard| AdminFront { shard, shards })
+                .await
         })
         .detach();
     }
-    shard.accept_loop(listener, |shard| McpFront { shard }).await;
+    shard
+        .accept_loop(listener, |shard| McpFront { shard })
+        .await;
     shard.drain().await;
     plan.serving.fetch_sub(1, Ordering::SeqCst);
     while plan.serving.load(Ordering::SeqCst) > 0 {
@@ -149,12 +162,26 @@ async fn run_shard(plan: ShardPlan) {
 type Started = (Rc<Shard>, TcpListener, Option<TcpListener>);
 
 async fn start_shard(plan: &ShardPlan) -> Result<Started, StartupError> {
-    let fail = |message: String| StartupError::Shard { shard: plan.id as usize, message };
-    let (senders, mut receivers) =
-        plan.mesh.clone().join().await.map_err(|_| fail("cannot join the shard mesh".into()))?;
+    let fail = |message: String| StartupError::Shard {
+        shard: plan.id as usize,
+        message,
+    };
+    let (senders, mut receivers) = plan
+        .mesh
+        .clone()
+        .join()
+        .await
+        .map_err(|_| fail("cannot join the shard mesh".into()))?;
     let mesh = Mesh::new(senders, plan.config.limits.forwarded_requests_max).map_err(fail)?;
-    let shard = Shard::new(plan.id, plan.shards, plan.core, plan.config.clone(), mesh, plan.clock_origin)
-        .map_err(fail)?;
+    let shard = Shard::new(
+        plan.id,
+        plan.shards,
+        plan.core,
+        plan.config.clone(),
+        mesh,
+        plan.clock_origin,
+    )
+    .map_err(fail)?;
     let shard = Rc::new(shard);
     let bind = |key: &'static str, addr: SocketAddr| {
         TcpListener::bind(addr).map_err(|e| StartupError::Bind {
@@ -173,11 +200,54 @@ async fn start_shard(plan: &ShardPlan) -> Result<Started, StartupError> {
         glommio::spawn_local(async move {
             while let Some(message) = receiver.recv().await {
                 let shard = shard.clone();
-                glommio::spawn_local(async move { shard.on_mesh_message(peer as u8, message).await })
-                    .detach();
+                glommio::spawn_local(
+                    async move { shard.on_mesh_message(peer as u8, message).await },
+                )
+                .detach();
             }
         })
         .detach();
     }
     Ok((shard, listener, admin))
+}
+
+/// The memory plan of `config` on `shards` shards: the config's fixed terms plus the tables
+/// this runtime builds, sized from their real structures.
+pub fn plan(config: &Config, shards: u16) -> Plan {
+    let limits = shard::session_table_limits(config);
+    let ceiling = EpochTable::<u128, Session>::memory_ceiling(&limits);
+    let forwarded_slot_bytes = std::mem::size_of::<(
+        mesh::Ticket,
+        glommio::channels::local_channel::LocalSender<MeshMessage>,
+    )>() as u64;
+    let terms = [
+        PlanTerm {
+            name: "session table",
+            per_shard_bytes: ceiling.total(),
+            explanation: format!(
+                "sessions_max {} → slab {} + index {} + key lists {} bytes; arenas \
+                 generations {} × session_arena_bytes_max {} + chunk overhead {} bytes",
+                limits.entries_max,
+                ceiling.slab_bytes,
+                ceiling.index_bytes,
+                ceiling.key_lists_bytes,
+                limits.generations,
+                limits.arena_bytes_max,
+                ceiling.arena_overhead_bytes,
+            ),
+        },
+        PlanTerm {
+            name: "forwarded requests",
+            per_shard_bytes: u64::from(config.limits.forwarded_requests_max) * 2 * forwarded_slot_bytes,
+            explanation: format!(
+                "forwarded_requests_max {} × {forwarded_slot_bytes} bytes, index reserved at twice the entries",
+                config.limits.forwarded_requests_max
+            ),
+        },
+        PlanTerm::mesh_message(
+            std::mem::size_of::<MeshMessage>() as u64,
+            "one cross-shard message (its heap parts are counted in the request buffers)".into(),
+        ),
+    ];
+    config::plan::plan(config, shards, &terms)
 }

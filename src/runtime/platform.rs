@@ -21,7 +21,11 @@ pub enum StartupError {
     /// `--cores N` asks for more cores than the process may run on.
     TooFewCores { wanted: u16, available: Vec<usize> },
     /// A listen address is already in use (or otherwise cannot be bound).
-    Bind { key: &'static str, addr: SocketAddr, error: std::io::Error },
+    Bind {
+        key: &'static str,
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
     /// A shard failed while starting.
     Shard { shard: usize, message: String },
 }
@@ -42,7 +46,10 @@ impl fmt::Display for StartupError {
                      blocks them by default: run with --security-opt seccomp=<profile> allowing them)"
                 )
             }
-            Self::MemlockTooLow { limit_bytes, needed_bytes } => write!(
+            Self::MemlockTooLow {
+                limit_bytes,
+                needed_bytes,
+            } => write!(
                 f,
                 "RLIMIT_MEMLOCK is {limit_bytes} bytes but each shard locks {needed_bytes} bytes \
                  (server.io_memory_bytes, at least {MEMLOCK_BYTES_MIN}): raise it with \
@@ -73,12 +80,17 @@ impl std::error::Error for StartupError {}
 
 /// Proves io_uring works here by creating (and dropping) a tiny ring.
 pub fn check_io_uring() -> Result<(), StartupError> {
-    io_uring::IoUring::new(2).map(drop).map_err(StartupError::IoUringUnavailable)
+    io_uring::IoUring::new(2)
+        .map(drop)
+        .map_err(StartupError::IoUringUnavailable)
 }
 
 /// Checks that RLIMIT_MEMLOCK leaves room for every shard's registered io memory.
 pub fn check_memlock(io_memory_bytes: u64, shards: usize) -> Result<(), StartupError> {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit writes into the valid, exclusively borrowed `limit`; no other invariant.
     let rc = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) };
     if rc != 0 || limit.rlim_cur == libc::RLIM_INFINITY {
@@ -87,7 +99,10 @@ pub fn check_memlock(io_memory_bytes: u64, shards: usize) -> Result<(), StartupE
     // Each executor registers its io memory separately; the limit is per process.
     let needed = io_memory_bytes.max(MEMLOCK_BYTES_MIN) * shards as u64;
     if limit.rlim_cur < needed {
-        return Err(StartupError::MemlockTooLow { limit_bytes: limit.rlim_cur, needed_bytes: needed });
+        return Err(StartupError::MemlockTooLow {
+            limit_bytes: limit.rlim_cur,
+            needed_bytes: needed,
+        });
     }
     Ok(())
 }
@@ -102,12 +117,18 @@ pub fn select_cores(configured: &Cores, available: &[usize]) -> Result<Vec<usize
         Cores::Count(wanted) if (*wanted as usize) <= available.len() => {
             Ok(available[..*wanted as usize].to_vec())
         }
-        Cores::Count(wanted) => Err(StartupError::TooFewCores { wanted: *wanted, available }),
+        Cores::Count(wanted) => Err(StartupError::TooFewCores {
+            wanted: *wanted,
+            available,
+        }),
         Cores::List(list) => list
             .iter()
             .map(|&core| match available.contains(&(core as usize)) {
                 true => Ok(core as usize),
-                false => Err(StartupError::CoreUnavailable { core, available: available.clone() }),
+                false => Err(StartupError::CoreUnavailable {
+                    core,
+                    available: available.clone(),
+                }),
             })
             .collect(),
     }
@@ -117,9 +138,14 @@ pub fn select_cores(configured: &Cores, available: &[usize]) -> Result<Vec<usize
 /// port 0 to a concrete port every shard can then share. glommio always sets SO_REUSEPORT, so
 /// without this a second gateway would silently share the port.
 pub fn resolve_listen(key: &'static str, addr: SocketAddr) -> Result<SocketAddr, StartupError> {
-    let probe =
-        std::net::TcpListener::bind(addr).map_err(|error| StartupError::Bind { key, addr, error })?;
-    probe.local_addr().map_err(|error| StartupError::Bind { key, addr, error })
+    let probe = std::net::TcpListener::bind(addr).map_err(|error| StartupError::Bind {
+        key,
+        addr,
+        error,
+    })?;
+    probe
+        .local_addr()
+        .map_err(|error| StartupError::Bind { key, addr, error })
 }
 
 #[cfg(test)]
@@ -145,16 +171,28 @@ mod tests {
 
     #[test]
     fn memlock_check_names_the_key_to_lower() {
-        let err = StartupError::MemlockTooLow { limit_bytes: 65536, needed_bytes: 2 << 20 };
+        let err = StartupError::MemlockTooLow {
+            limit_bytes: 65536,
+            needed_bytes: 2 << 20,
+        };
         assert!(err.to_string().contains("server.io_memory_bytes"));
     }
 
     #[test]
     fn select_cores_intersects_the_choice_with_the_affinity_mask() {
         let available = [3, 1, 2];
-        assert_eq!(select_cores(&Cores::All, &available).unwrap(), vec![1, 2, 3]);
-        assert_eq!(select_cores(&Cores::Count(2), &available).unwrap(), vec![1, 2]);
-        assert_eq!(select_cores(&Cores::List(vec![3, 1]), &available).unwrap(), vec![3, 1]);
+        assert_eq!(
+            select_cores(&Cores::All, &available).unwrap(),
+            vec![1, 2, 3]
+        );
+        assert_eq!(
+            select_cores(&Cores::Count(2), &available).unwrap(),
+            vec![1, 2]
+        );
+        assert_eq!(
+            select_cores(&Cores::List(vec![3, 1]), &available).unwrap(),
+            vec![3, 1]
+        );
         let err = select_cores(&Cores::List(vec![0]), &available).unwrap_err();
         assert!(err.to_string().contains("core 0"), "{err}");
         let err = select_cores(&Cores::Count(4), &available).unwrap_err();

@@ -18,9 +18,7 @@ use crate::epoch::TableLimits;
 use crate::http::{self, HttpLimits, Request, ResponseWriter};
 use crate::mcp::router::Router;
 use crate::mcp::session::SessionTable;
-use crate::mcp::transport::{
-    Endpoint, HttpMethod, HttpReply, McpHeaders, McpRequest, Reply,
-};
+use crate::mcp::transport::{Endpoint, HttpMethod, HttpReply, McpHeaders, McpRequest, Reply};
 use crate::refusal::{RefusalCounters, RefusalReason};
 use crate::runtime::mesh::{ForwardedReply, ForwardedRequest, Mesh, MeshMessage};
 use crate::runtime::shutdown::ShutdownSignal;
@@ -60,9 +58,9 @@ pub fn session_table_limits(config: &Config) -> TableLimits {
 pub fn http_limits(config: &Config) -> HttpLimits {
     let l = &config.limits;
     HttpLimits {
-        header_bytes_max: l.header_bytes_max,
-        headers_count_max: l.headers_count_max,
-        request_body_bytes_max: l.request_body_bytes_max,
+        header_bytes_max: l.header_bytes_max as u32,
+        headers_count_max: l.headers_count_max as u16,
+        request_body_bytes_max: l.request_body_bytes_max as u32,
         header_read_timeout_ms: l.header_read_timeout_ms,
         body_read_timeout_ms: l.body_read_timeout_ms,
         keepalive_idle_timeout_ms: l.keepalive_idle_timeout_ms,
@@ -151,8 +149,14 @@ impl Shard {
             self.connections.set(self.connections.get() + 1);
             let handler = make_handler(shard.clone());
             glommio::spawn_local(async move {
-                http::serve_connection(stream, &shard.http_limits, &handler, &shard.refusals, &shard.shutdown)
-                    .await;
+                http::serve_connection(
+                    stream,
+                    &shard.http_limits,
+                    &handler,
+                    &shard.refusals,
+                    &shard.shutdown,
+                )
+                .await;
                 shard.connections.set(shard.connections.get() - 1);
             })
             .detach();
@@ -190,10 +194,16 @@ impl Shard {
     pub async fn epoch_clock(&self) {
         let tick = Duration::from_millis(self.config.epoch.tick_ms);
         while !self.shutdown.is_draining() {
-            let stopped = future::or(async { glommio::timer::sleep(tick).await; false }, async {
-                self.shutdown.wait().await;
-                true
-            })
+            let stopped = future::or(
+                async {
+                    glommio::timer::sleep(tick).await;
+                    false
+                },
+                async {
+                    self.shutdown.wait().await;
+                    true
+                },
+            )
             .await;
             if stopped {
                 break;
@@ -207,11 +217,17 @@ impl Shard {
         match message {
             MeshMessage::Forward { ticket, request } => {
                 let reply = self.answer_forwarded(&request).await;
-                let _ = self.mesh.answer(from, MeshMessage::Reply { ticket, reply }).await;
+                let _ = self
+                    .mesh
+                    .answer(from, MeshMessage::Reply { ticket, reply })
+                    .await;
             }
             MeshMessage::StatusQuery { ticket } => {
                 let status = Box::new(self.status());
-                let _ = self.mesh.answer(from, MeshMessage::StatusReply { ticket, status }).await;
+                let _ = self
+                    .mesh
+                    .answer(from, MeshMessage::StatusReply { ticket, status })
+                    .await;
             }
             MeshMessage::Reply { ticket, .. } | MeshMessage::StatusReply { ticket, .. } => {
                 self.mesh.deliver(ticket, message)
@@ -221,7 +237,11 @@ impl Shard {
 
     async fn answer_forwarded(&self, request: &ForwardedRequest) -> ForwardedReply {
         let now = self.now_ms();
-        match self.endpoint.handle(&request.as_request(), &self.sessions, &self.refusals, now).await {
+        match self
+            .endpoint
+            .handle(&request.as_request(), &self.sessions, &self.refusals, now)
+            .await
+        {
             Reply::Http(reply) => ForwardedReply::Http(reply),
             Reply::Stream { .. } => ForwardedReply::StreamOpened,
             Reply::Forward { owner } => ForwardedReply::Http(self.internal_error(format!(
@@ -232,7 +252,10 @@ impl Shard {
     }
 
     fn internal_error(&self, message: String) -> HttpReply {
-        match self.endpoint.refusal_reply(RefusalReason::Internal, message, &self.refusals) {
+        match self
+            .endpoint
+            .refusal_reply(RefusalReason::Internal, message, &self.refusals)
+        {
             Reply::Http(reply) => reply,
             _ => unreachable!("refusal_reply always answers with an HTTP reply"),
         }
@@ -281,17 +304,20 @@ impl http::Handler for McpFront {
         response: &mut ResponseWriter<'_>,
     ) -> std::io::Result<()> {
         let shard = &self.shard;
-        let path = request.path.split('?').next().unwrap_or("");
+        let path = request.path().split('?').next().unwrap_or("");
         if path != shard.config.server.path {
             let reply = shard.endpoint.refusal_reply(
                 RefusalReason::NotFound,
-                format!("no MCP endpoint at {path:?}; it is at {:?}", shard.config.server.path),
+                format!(
+                    "no MCP endpoint at {path:?}; it is at {:?}",
+                    shard.config.server.path
+                ),
                 &shard.refusals,
             );
             return write_reply(response, reply_http(reply)).await;
         }
         let mcp = McpRequest {
-            method: HttpMethod::parse(request.method),
+            method: HttpMethod::parse(request.method()),
             headers: McpHeaders {
                 origin: request.header_str("origin"),
                 accept: request.header_str("accept"),
@@ -301,13 +327,15 @@ impl http::Handler for McpFront {
                 mcp_method: request.header_str("mcp-method"),
                 mcp_name: request.header_str("mcp-name"),
             },
-            body: request.body,
+            body: request.body(),
         };
         if let Some(reply) = shard.endpoint.precheck(&mcp, &shard.refusals) {
             return write_reply(response, reply_http(reply)).await;
         }
-        let reply =
-            shard.endpoint.handle(&mcp, &shard.sessions, &shard.refusals, shard.now_ms()).await;
+        let reply = shard
+            .endpoint
+            .handle(&mcp, &shard.sessions, &shard.refusals, shard.now_ms())
+            .await;
         match reply {
             Reply::Http(reply) => write_reply(response, reply).await,
             Reply::Stream { ended } => {
@@ -333,7 +361,10 @@ impl McpFront {
                 let owner_still_has_session = || async {
                     loop {
                         glommio::timer::sleep(FORWARDED_STREAM_CHECK).await;
-                        if !matches!(ask_owner(shard, owner, mcp).await, Ok(ForwardedReply::StreamOpened)) {
+                        if !matches!(
+                            ask_owner(shard, owner, mcp).await,
+                            Ok(ForwardedReply::StreamOpened)
+                        ) {
                             return;
                         }
                     }
@@ -346,13 +377,27 @@ impl McpFront {
 
 /// Forwards `mcp` to the shard that owns its session; overload and failure come back as the
 /// HTTP reply to send.
-async fn ask_owner(shard: &Shard, owner: u8, mcp: &McpRequest<'_>) -> Result<ForwardedReply, HttpReply> {
+async fn ask_owner(
+    shard: &Shard,
+    owner: u8,
+    mcp: &McpRequest<'_>,
+) -> Result<ForwardedReply, HttpReply> {
     let request = ForwardedRequest::from_request(mcp);
-    match shard.mesh.ask(owner, |ticket| MeshMessage::Forward { ticket, request }).await {
+    match shard
+        .mesh
+        .ask(owner, |ticket| MeshMessage::Forward { ticket, request })
+        .await
+    {
         Ok(MeshMessage::Reply { reply, .. }) => Ok(reply),
-        Ok(_) => Err(shard.internal_error(format!("shard {owner} answered a forward with another message"))),
+        Ok(_) => Err(shard.internal_error(format!(
+            "shard {owner} answered a forward with another message"
+        ))),
         Err(error) => {
-            let reply = shard.endpoint.refusal_reply(RefusalReason::MeshFull, error.to_string(), &shard.refusals);
+            let reply = shard.endpoint.refusal_reply(
+                RefusalReason::MeshFull,
+                error.to_string(),
+                &shard.refusals,
+            );
             Err(reply_http(reply))
         }
     }
@@ -366,13 +411,15 @@ fn reply_http(reply: Reply) -> HttpReply {
 }
 
 async fn write_reply(response: &mut ResponseWriter<'_>, reply: HttpReply) -> std::io::Result<()> {
-    let headers: Vec<(&str, &str)> =
-        reply.headers.iter().map(|(name, value)| (*name, value.as_str())).collect();
+    let headers: Vec<(&str, &str)> = reply
+        .headers
+        .iter()
+        .map(|(name, value)| (*name, value.as_str()))
+        .collect();
     match &reply.json {
         Some(body) => response.json(reply.status, &headers, body),
         None => response.empty(reply.status, &headers),
     }
-    Ok(())
 }
 
 /// Serves a session's GET stream: a priming event, then keep-alive comments every
@@ -390,7 +437,7 @@ where
     let keepalive = Duration::from_millis(shard.config.limits.sse_keepalive_interval_ms);
     let mut stream = response.sse(200, &[])?;
     stream.retry(keepalive.as_millis() as u64);
-    stream.event(Some("0"), b"");
+    stream.event(Some("0"), b"")?;
     stream.flush().await?;
     let ended = session_ended();
     futures_lite::pin!(ended);
@@ -403,10 +450,13 @@ where
             future::or(ended.as_mut(), shard.shutdown.wait()).await;
             true
         };
-        let stopping = future::or(stop, future::or(tick, async {
-            stream.peer_closed().await;
-            true
-        }))
+        let stopping = future::or(
+            stop,
+            future::or(tick, async {
+                stream.peer_closed().await;
+                true
+            }),
+        )
         .await;
         if stopping {
             break;

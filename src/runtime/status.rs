@@ -39,7 +39,10 @@ pub fn render(shards: &[ShardStatus]) -> String {
         }
     }
     let as_object = |pairs: &[(&'static str, u64)]| {
-        pairs.iter().map(|(k, v)| (k.to_string(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_json::json!(v)))
+            .collect::<serde_json::Map<_, _>>()
     };
     let shard_docs: Vec<serde_json::Value> = shards
         .iter()
