@@ -20,7 +20,7 @@ use common::mcp::{
 use common::{config_with, Gateway};
 use serde_json::{json, Value};
 
-const SSE_KEEPALIVE_INTERVAL_MS: u64 = 300;
+const SSE_KEEPALIVE_INTERVAL_MS: u64 = 1000;
 
 fn gateway() -> Gateway {
     let limits = format!("[limits]\nsse_keepalive_interval_ms = {SSE_KEEPALIVE_INTERVAL_MS}\n");
@@ -404,23 +404,34 @@ fn get_stream_primes_keeps_alive_and_ends_when_the_session_is_deleted() {
     );
 
     let mut parser = SseParser::default();
-    match stream.next_sse(&mut parser).expect("read priming event") {
-        Some(SseItem::Event(event)) => {
-            assert!(
-                event.id.as_deref().is_some_and(|id| !id.is_empty()),
-                "priming id: {event:?}"
-            );
-            assert!(event.data.is_empty(), "priming data is empty: {event:?}");
+    // A block carrying only `retry:` sets the reconnection delay and is not an event.
+    let priming = loop {
+        match stream.next_sse(&mut parser).expect("read priming event") {
+            Some(SseItem::Event(event)) if event.id.is_none() && !event.has_data => {
+                assert!(
+                    event.retry.is_some(),
+                    "field-less block before priming: {event:?}"
+                );
+            }
+            Some(SseItem::Event(event)) => break event,
+            other => panic!("the stream opens with the priming event, got {other:?}"),
         }
-        other => panic!("first stream item is the priming event, got {other:?}"),
-    }
+    };
+    assert!(
+        priming.id.as_deref().is_some_and(|id| !id.is_empty()),
+        "priming event has an id: {priming:?}"
+    );
+    assert!(
+        priming.has_data && priming.data.is_empty(),
+        "priming data is empty: {priming:?}"
+    );
     let waited = Instant::now();
     match stream.next_sse(&mut parser).expect("read keep-alive") {
         Some(SseItem::Comment(_)) => {}
         other => panic!("a `:` keep-alive comment follows, got {other:?}"),
     }
     assert!(
-        waited.elapsed() < Duration::from_millis(SSE_KEEPALIVE_INTERVAL_MS * 5),
+        waited.elapsed() < Duration::from_millis(SSE_KEEPALIVE_INTERVAL_MS * 3),
         "keep-alive within sse_keepalive_interval_ms={SSE_KEEPALIVE_INTERVAL_MS}"
     );
 

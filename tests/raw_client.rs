@@ -75,9 +75,9 @@ fn sse_items_arrive_one_by_one_and_end_with_the_stream() {
             b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
                 .to_vec(),
             one_chunk(b"id: 0-1\ndata:\n\n"),
-            // A comment block split across two chunks.
+            // A comment line split across two chunks, with no blank line after it.
             one_chunk(b": keepalive"),
-            one_chunk(b"\n\n"),
+            one_chunk(b"\n"),
             // CRLF line endings inside the event.
             one_chunk(b"event: m\ndata: {\"a\":\r\ndata: 1}\r\n\r\n"),
             b"0\r\n\r\n".to_vec(),

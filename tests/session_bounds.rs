@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::client::Conn;
 use common::mcp::SESSION_VERSION_LATEST;
-use common::{config_with, plan_total_bytes, rss_bytes, Gateway};
+use common::{config_with, plan_total_bytes, rss_bytes, rss_peak_bytes, Gateway};
 use serde_json::Value;
 
 const SESSIONS_MAX: u64 = 50;
@@ -26,11 +26,15 @@ const BATCH_CALLS: u64 = 50;
 /// Slack for scheduling on a loaded 2-core CI machine.
 const RECLAIM_MARGIN_MS: u64 = 3000;
 
+/// Small connection limits keep the plan's connection-buffer term (connections_max × buffer
+/// sizes) from dwarfing everything else, so the RSS ceiling is a tight bound worth asserting.
 fn bounded_config() -> String {
     config_with(&format!(
         "[sessions]\nsessions_max = {SESSIONS_MAX}\nsession_idle_ttl_ms = {SESSION_IDLE_TTL_MS}\n\
          retry_after_s = {RETRY_AFTER_S}\n\n\
-         [epoch]\ntick_ms = {TICK_MS}\ngenerations = {GENERATIONS}\n"
+         [epoch]\ntick_ms = {TICK_MS}\ngenerations = {GENERATIONS}\n\n\
+         [limits]\nconnections_max = 16\nheader_bytes_max = 8192\n\
+         request_body_bytes_max = 65536\nresponse_body_bytes_max = 65536\n"
     ))
 }
 
@@ -88,17 +92,11 @@ fn arenas_empty(status: &Value) -> bool {
         .all(|generation| generation["used_bytes"] == 0)
 }
 
-#[test]
-fn session_table_stays_within_sessions_max_and_drains_after_ttl() {
-    let gw = Gateway::start(&bounded_config(), 1);
-    let ceiling_bytes = plan_total_bytes(&gw.config_path, 1);
+/// Sends all `INITIALIZE_CALLS` in batches, asserting the sessions gauge after each batch.
+fn flood_with_initialize(gw: &Gateway) -> Tally {
     let mut tally = Tally::default();
-    let mut rss_peak_bytes = rss_bytes(gw.pid());
-
-    let mut first_id = 0;
-    while first_id < INITIALIZE_CALLS {
-        initialize_batch(&gw, first_id, &mut tally);
-        first_id += BATCH_CALLS;
+    for first_id in (0..INITIALIZE_CALLS).step_by(BATCH_CALLS as usize) {
+        initialize_batch(gw, first_id, &mut tally);
         let status = gw.status();
         let sessions = shard0(&status)["sessions"]
             .as_u64()
@@ -108,9 +106,34 @@ fn session_table_stays_within_sessions_max_and_drains_after_ttl() {
             "sessions gauge {sessions} > sessions_max"
         );
         assert_eq!(shard0(&status)["sessions_max"], SESSIONS_MAX);
-        rss_peak_bytes = rss_peak_bytes.max(rss_bytes(gw.pid()));
     }
     assert_eq!(tally.created + tally.refused, INITIALIZE_CALLS);
+    tally
+}
+
+/// Polls `/status` until the table and every arena generation are empty; returns that status.
+fn wait_for_reclaim(gw: &Gateway) -> Value {
+    let reclaim_by = Duration::from_millis(SESSION_IDLE_TTL_MS + GENERATIONS * TICK_MS);
+    let deadline = Instant::now() + reclaim_by + Duration::from_millis(RECLAIM_MARGIN_MS);
+    loop {
+        let status = gw.status();
+        if shard0(&status)["sessions"] == 0 && arenas_empty(&status) {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not reclaimed within ttl + generations x tick + {RECLAIM_MARGIN_MS} ms: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn session_table_stays_within_sessions_max_and_drains_after_ttl() {
+    let gw = Gateway::start(&bounded_config(), 1);
+    let ceiling_bytes = plan_total_bytes(&gw.config_path, 1);
+    let rss_start = rss_bytes(gw.pid());
+    let tally = flood_with_initialize(&gw);
     assert!(
         tally.created >= SESSIONS_MAX,
         "at least sessions_max were created: {tally:?}"
@@ -124,33 +147,31 @@ fn session_table_stays_within_sessions_max_and_drains_after_ttl() {
         counted, tally.refused,
         "refusals.sessions_full counts every 503: {status}"
     );
+    let growth = rss_peak_bytes(gw.pid()).saturating_sub(rss_start);
     assert!(
-        rss_peak_bytes < ceiling_bytes,
-        "VmRSS peak {rss_peak_bytes} bytes over the plan ceiling {ceiling_bytes} bytes"
+        growth < ceiling_bytes,
+        "VmHWM grew {growth} bytes over the flood, more than the plan ceiling {ceiling_bytes}"
     );
 
-    let reclaim_by = Duration::from_millis(SESSION_IDLE_TTL_MS + GENERATIONS * TICK_MS);
-    let deadline = Instant::now() + reclaim_by + Duration::from_millis(RECLAIM_MARGIN_MS);
-    let status = loop {
-        let status = gw.status();
-        if shard0(&status)["sessions"] == 0 && arenas_empty(&status) {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not reclaimed within ttl + generations x tick + {RECLAIM_MARGIN_MS} ms: {status}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = wait_for_reclaim(&gw);
     assert_eq!(status["totals"]["sessions"], 0);
     assert!(
         shard0(&status)["epoch"].as_u64().unwrap() > 0,
         "epoch clock advanced: {status}"
     );
-    let rss_after = rss_bytes(gw.pid());
+}
+
+#[test]
+fn process_rss_stays_under_the_plan_total() {
+    let gw = Gateway::start(&bounded_config(), 1);
+    let ceiling_bytes = plan_total_bytes(&gw.config_path, 1);
+    let rss_start = rss_bytes(gw.pid());
+    flood_with_initialize(&gw);
+    let rss_peak = rss_peak_bytes(gw.pid());
     assert!(
-        rss_after < ceiling_bytes,
-        "VmRSS {rss_after} over the plan ceiling {ceiling_bytes}"
+        rss_peak < ceiling_bytes,
+        "VmHWM {rss_peak} bytes (VmRSS {rss_start} at ready) over the `plan` total \
+         {ceiling_bytes} bytes"
     );
 }
 

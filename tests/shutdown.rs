@@ -8,6 +8,7 @@
 
 mod common;
 
+use std::process::Stdio;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -20,11 +21,15 @@ const SLEEP_MS: u64 = 1500;
 const DRAIN_TIMEOUT_MS: u64 = 5000;
 const IN_FLIGHT: u64 = 3;
 
-fn gateway() -> Gateway {
+/// A config with `server.drain_timeout_ms` set. `config_with` already opens `[server]`, so the
+/// key is added to that table instead of repeating it.
+fn drain_config() -> String {
     let server = format!("[server]\ndrain_timeout_ms = {DRAIN_TIMEOUT_MS}\n");
-    // config_with already opens [server]; append the key to that table instead of repeating it.
-    let config = config_with("").replacen("[server]\n", &server, 1);
-    Gateway::start(&config, 1)
+    config_with("").replacen("[server]\n", &server, 1)
+}
+
+fn gateway() -> Gateway {
+    Gateway::start(&drain_config(), 1)
 }
 
 fn start_sleep_call(gw: &Gateway, id: u64) -> JoinHandle<Response> {
@@ -123,4 +128,16 @@ fn idle_gateway_exits_0_promptly_on_sigterm() {
         "nothing to drain, yet exit took {:?}",
         signalled.elapsed()
     );
+}
+
+#[test]
+fn sigterm_drains_even_when_stderr_is_closed() {
+    // A log reader that went away leaves stderr a broken pipe; the signal path must not depend
+    // on writing a log line successfully.
+    let mut gw = Gateway::start_with_stderr(&drain_config(), 1, Stdio::piped());
+    drop(gw.child.stderr.take());
+    send_signal(gw.pid(), "TERM");
+    let status = wait_exit(&mut gw.child, Duration::from_millis(DRAIN_TIMEOUT_MS))
+        .expect("gateway with a closed stderr exits within drain_timeout_ms of SIGTERM");
+    assert_eq!(status.code(), Some(0));
 }

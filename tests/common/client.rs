@@ -82,11 +82,13 @@ impl Response {
     }
 }
 
-/// One server-sent event, or a comment block.
+/// One server-sent event, or one comment line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SseItem {
+    /// The fields up to a blank line. A block with only `retry:` or `id:` is reported too.
     Event(SseEvent),
-    /// A block made only of `:` comment lines (keep-alives); the text after the colon.
+    /// A `:` comment line (keep-alives); the text after the colon, trimmed. Comments are lines,
+    /// not blocks, so one is reported as soon as its line ends.
     Comment(String),
 }
 
@@ -101,10 +103,13 @@ pub struct SseEvent {
     pub retry: Option<u64>,
 }
 
-/// Incremental SSE parser: push bytes, pull complete blocks.
+/// Incremental SSE parser (line-based, as the SSE specification reads a stream): push bytes,
+/// pull complete items.
 #[derive(Default)]
 pub struct SseParser {
     pending: Vec<u8>,
+    event: SseEvent,
+    has_field: bool,
 }
 
 impl SseParser {
@@ -112,35 +117,38 @@ impl SseParser {
         self.pending.extend_from_slice(bytes);
     }
 
-    /// The next complete block, if the buffer holds one (blocks end with a blank line).
+    /// The next complete item, if the buffer holds one: a comment line, or an event ended by a
+    /// blank line. Lines end with `\n` or `\r\n`.
     pub fn next_item(&mut self) -> Option<SseItem> {
         loop {
-            let text = String::from_utf8_lossy(&self.pending).replace("\r\n", "\n");
-            let end = text.find("\n\n")?;
-            let block = text[..end].to_owned();
-            self.pending = text.as_bytes()[end + 2..].to_vec();
-            if block.is_empty() {
+            let end = self.pending.iter().position(|&b| b == b'\n')?;
+            let mut line: Vec<u8> = self.pending.drain(..=end).collect();
+            line.pop();
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            let line = String::from_utf8_lossy(&line).into_owned();
+            if line.is_empty() {
+                if self.has_field {
+                    self.has_field = false;
+                    return Some(SseItem::Event(std::mem::take(&mut self.event)));
+                }
                 continue;
             }
-            return Some(parse_sse_block(&block));
+            if let Some(comment) = line.strip_prefix(':') {
+                return Some(SseItem::Comment(comment.trim().to_owned()));
+            }
+            self.has_field = true;
+            self.field(&line);
         }
     }
-}
 
-fn parse_sse_block(block: &str) -> SseItem {
-    let mut event = SseEvent::default();
-    let mut comments = Vec::new();
-    let mut has_field = false;
-    for line in block.split('\n') {
-        if let Some(comment) = line.strip_prefix(':') {
-            comments.push(comment.trim().to_owned());
-            continue;
-        }
-        has_field = true;
+    fn field(&mut self, line: &str) {
         let (name, value) = match line.split_once(':') {
             Some((n, v)) => (n, v.strip_prefix(' ').unwrap_or(v)),
             None => (line, ""),
         };
+        let event = &mut self.event;
         match name {
             "id" => event.id = Some(value.to_owned()),
             "event" => event.event = Some(value.to_owned()),
@@ -154,11 +162,6 @@ fn parse_sse_block(block: &str) -> SseItem {
             }
             _ => {}
         }
-    }
-    if has_field {
-        SseItem::Event(event)
-    } else {
-        SseItem::Comment(comments.join("\n"))
     }
 }
 

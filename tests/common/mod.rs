@@ -65,6 +65,12 @@ impl Gateway {
     /// Starts `shardgate serve --config <file> --cores <cores>` and waits for its ready line:
     /// `shardgate ready: mcp=http://ADDR/PATH admin=http://ADDR shards=N`.
     pub fn start(config_toml: &str, cores: u32) -> Gateway {
+        Self::start_with_stderr(config_toml, cores, Stdio::inherit())
+    }
+
+    /// As `start`, with the gateway's stderr connected to `stderr` (e.g. `Stdio::piped()` to
+    /// take `child.stderr` and close it, as a log reader that went away would).
+    pub fn start_with_stderr(config_toml: &str, cores: u32, stderr: Stdio) -> Gateway {
         let dir = TempDir::new("gw");
         let config_path = dir.0.join("shardgate.toml");
         std::fs::write(&config_path, config_toml).unwrap();
@@ -73,7 +79,7 @@ impl Gateway {
             .arg(&config_path)
             .args(["--cores", &cores.to_string()])
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawn shardgate");
         let stdout = child.stdout.take().unwrap();
@@ -88,7 +94,14 @@ impl Gateway {
         });
         let line = rx
             .recv_timeout(Duration::from_secs(20))
-            .expect("shardgate printed no ready line within 20 s");
+            .unwrap_or_else(|_| {
+                let exited = wait_exit(&mut child, Duration::from_secs(1));
+                let _ = child.kill();
+                match exited {
+                    Some(status) => panic!("shardgate exited ({status}) before its ready line"),
+                    None => panic!("shardgate printed no ready line within 20 s"),
+                }
+            });
         let field = |name: &str| {
             line.split_whitespace()
                 .find_map(|w| w.strip_prefix(&format!("{name}=")).map(str::to_owned))
@@ -176,12 +189,21 @@ fn bytes_in_parens(line: &str) -> Option<u64> {
 
 /// Resident set size of process `pid` in bytes, from `/proc/PID/status` (`VmRSS`).
 pub fn rss_bytes(pid: u32) -> u64 {
+    proc_status_bytes(pid, "VmRSS")
+}
+
+/// Peak resident set size of process `pid` in bytes so far (`VmHWM`, the high-water mark).
+pub fn rss_peak_bytes(pid: u32) -> u64 {
+    proc_status_bytes(pid, "VmHWM")
+}
+
+fn proc_status_bytes(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read proc status");
     let kib: u64 = status
         .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"));
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
     kib * 1024
 }
 
