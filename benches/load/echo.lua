@@ -1,7 +1,8 @@
 -- wrk script: one stateless-era (2026-07-28) MCP request per call on keep-alive connections.
 -- LOAD_REQUEST selects the request: "echo" (default) is tools/call echo through the builtin
--- upstream; "discover" is server/discover, answered by the gateway itself (the floor: HTTP
--- framing, JSON-RPC envelope and header checks with no upstream call).
+-- upstream; "discover" is server/discover, answered by the gateway itself with no upstream call;
+-- "notify" is a notifications/cancelled for an unknown request id, answered 202 with no body:
+-- the floor (HTTP framing, JSON-RPC envelope and header checks, nothing to build or forward).
 -- Every request carries the _meta fields and the mirrored MCP-Protocol-Version, Mcp-Method and
 -- Mcp-Name headers the stateless era requires, so no session is needed.
 
@@ -20,12 +21,17 @@ local requests = {
     method = "server/discover",
     params = '{' .. meta .. '}',
   },
+  notify = {
+    method = "notifications/cancelled",
+    params = '{"requestId":"none",' .. meta .. '}',
+    notification = true,
+  },
 }
 
 local kind = os.getenv("LOAD_REQUEST") or "echo"
 local request = requests[kind]
 if request == nil then
-  error("LOAD_REQUEST must be echo or discover, got " .. kind)
+  error("LOAD_REQUEST must be echo, discover or notify, got " .. kind)
 end
 
 wrk.method = "POST"
@@ -36,5 +42,6 @@ wrk.headers["Mcp-Method"] = request.method
 if request.name ~= nil then
   wrk.headers["Mcp-Name"] = request.name
 end
-wrk.body = '{"jsonrpc":"2.0","id":1,"method":"' .. request.method .. '","params":'
+local id = request.notification and "" or '"id":1,'
+wrk.body = '{"jsonrpc":"2.0",' .. id .. '"method":"' .. request.method .. '","params":'
   .. request.params .. '}'

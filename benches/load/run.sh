@@ -2,7 +2,8 @@
 # Load harness: whole-request cost of the gateway on one shard.
 #
 # Builds the release binary, starts `shardgate serve --cores 1` on an ephemeral port, warms up,
-# then for each request kind (the `discover` floor and `echo` through the builtin upstream):
+# then for each request kind (`notify`, the floor: a stateless notification answered 202;
+# `discover`, answered by the gateway; `echo`, a tools/call through the builtin upstream):
 #   - runs `wrk --latency -t1 -c$CONNECTIONS -d$DURATION` with benches/load/echo.lua,
 #   - reads the gateway's utime+stime from /proc/PID/stat before and after (server CPU-us/request,
 #     the figure that travels: on 2 cores wrk competes with the server for CPU),
@@ -87,7 +88,7 @@ clk_tck=$(getconf CLK_TCK)
 run_wrk echo "$WARMUP_DURATION" "$work/warmup.txt"
 
 printf '%-9s %10s %10s %10s %12s %13s\n' request req/s p50 p99 cpu-us/req syscalls/req
-for kind in discover echo; do
+for kind in notify discover echo; do
   before=$(cpu_ticks)
   run_wrk "$kind" "$DURATION" "$work/$kind.txt"
   after=$(cpu_ticks)
