@@ -381,19 +381,16 @@ fn foreign_origin_is_403_and_localhost_origin_is_allowed() {
     }
 }
 
-#[test]
-fn get_stream_primes_keeps_alive_and_ends_when_the_session_is_deleted() {
-    let gw = gateway();
-    let session = gw.open_session(SESSION_VERSION_LATEST);
+/// Opens a GET stream for `session` on a fresh connection and reads it up to and including the
+/// priming event (id, empty data), asserting each step.
+fn open_primed_stream(gw: &Gateway, session: &Session) -> (Conn, SseParser) {
     let mut stream = Conn::connect(&gw.mcp_addr);
-    stream.send(
-        &session
-            .bare("GET", &gw.mcp_path())
-            .header("Accept", "text/event-stream")
-            .to_bytes(),
-    );
+    let request = session
+        .bare("GET", &gw.mcp_path())
+        .header("Accept", "text/event-stream");
+    stream.send(&request.to_bytes());
     let head = stream.read_head();
-    assert_eq!(head.status, 200);
+    assert_eq!(head.status, 200, "GET stream for {}", session.id);
     let content_type = head
         .header("Content-Type")
         .unwrap_or("")
@@ -425,6 +422,14 @@ fn get_stream_primes_keeps_alive_and_ends_when_the_session_is_deleted() {
         priming.has_data && priming.data.is_empty(),
         "priming data is empty: {priming:?}"
     );
+    (stream, parser)
+}
+
+#[test]
+fn get_stream_primes_keeps_alive_and_ends_when_the_session_is_deleted() {
+    let gw = gateway();
+    let session = gw.open_session(SESSION_VERSION_LATEST);
+    let (mut stream, mut parser) = open_primed_stream(&gw, &session);
     let waited = Instant::now();
     match stream.next_sse(&mut parser).expect("read keep-alive") {
         Some(SseItem::Comment(_)) => {}
@@ -544,4 +549,55 @@ fn sessions_are_usable_from_any_shard_via_forwarding() {
             "shard {index} holds the sessions it minted"
         );
     }
+}
+
+#[test]
+fn get_stream_and_delete_work_for_sessions_owned_by_either_shard() {
+    const STREAMS_PER_SESSION: usize = 4;
+    let gw = Gateway::start(&config_with(""), 2);
+    // Open sessions until each shard owns one (the kernel picks the shard per connection).
+    let mut opened: Vec<Session> = Vec::new();
+    let mut owned: BTreeMap<String, Session> = BTreeMap::new();
+    while owned.len() < 2 && opened.len() < 64 {
+        let session = gw.open_session(SESSION_VERSION_LATEST);
+        owned
+            .entry(session.id[..2].to_ascii_lowercase())
+            .or_insert_with(|| session.clone());
+        opened.push(session);
+    }
+    assert_eq!(
+        owned.len(),
+        2,
+        "64 sessions all landed on one shard: {opened:?}"
+    );
+    // Fresh connections land on either shard, so some streams are served across the mesh.
+    for session in owned.values() {
+        for _ in 0..STREAMS_PER_SESSION {
+            drop(open_primed_stream(&gw, session));
+        }
+    }
+    // Fresh connections again: some DELETEs reach the owner only through the mesh.
+    for session in &opened {
+        let deleted = gw.call(&session.bare("DELETE", &gw.mcp_path()));
+        assert_eq!(
+            deleted.status,
+            200,
+            "DELETE {}: {}",
+            session.id,
+            deleted.text()
+        );
+        let after = gw.session_call(session, &rpc(2, "ping", json!({})));
+        assert_eq!(
+            after.status,
+            404,
+            "{} after DELETE: {}",
+            session.id,
+            after.text()
+        );
+    }
+    assert_eq!(
+        gw.sessions_total(),
+        0,
+        "both shards dropped every deleted session"
+    );
 }
