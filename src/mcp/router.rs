@@ -75,9 +75,10 @@ impl Router {
             .map(|v| v.as_str())
             .collect();
         raw(format!(
-            r#"{{"supportedVersions":{},"capabilities":{},"serverInfo":{},"instructions":{},"ttlMs":{DISCOVER_TTL_MS},"cacheScope":"public"}}"#,
+            r#"{{"supportedVersions":{},"capabilities":{},"serverInfo":{},"instructions":{},"ttlMs":{DISCOVER_TTL_MS},"cacheScope":"public","_meta":{{"io.modelcontextprotocol/serverInfo":{}}}}}"#,
             serde_json::to_string(&supported).expect("strings serialize"),
             Demo::capabilities_json(),
+            self.server_info,
             self.server_info,
             serde_json::to_string(Demo::instructions()).expect("a string serializes"),
         ))
