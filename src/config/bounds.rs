@@ -58,7 +58,7 @@ pub const MESH_MESSAGES_MAX: Bound = Bound::new(256, 1, 65_536);
 /// `limits.forwarded_requests_max`.
 pub const FORWARDED_REQUESTS_MAX: Bound = Bound::new(1_024, 1, 65_536);
 /// `limits.sse_keepalive_interval_ms`.
-pub const SSE_KEEPALIVE_INTERVAL_MS: Bound = Bound::new(15_000, 1_000, 600_000);
+pub const SSE_KEEPALIVE_INTERVAL_MS: Bound = Bound::new(15_000, 100, 600_000);
 
 /// `sessions.sessions_max`.
 pub const SESSIONS_MAX: Bound = Bound::new(10_000, 1, 10_000_000);

@@ -310,7 +310,7 @@ fn sse_stream_is_chunked_and_parses_back() {
         let text = String::from_utf8(response.body.clone()).expect("utf-8");
         assert_eq!(
             text,
-            "retry: 1000\n\nid: 1\ndata: one\ndata: two\n\n: ping\ndata:\n\n"
+            "retry: 1000\n\nid: 1\ndata: one\ndata: two\n\n: ping\n\ndata:\n\n"
         );
         // One chunk per flush, then the terminating zero chunk.
         assert_eq!(response.chunks.len(), 3);

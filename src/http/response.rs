@@ -307,12 +307,13 @@ impl SseStream<'_> {
         Ok(())
     }
 
-    /// Queues a comment (`: text`), one per line of `text`; keeps idle streams open through
-    /// proxies.
+    /// Queues a comment block (`: text`, one per line of `text`, then a blank line, so
+    /// block-oriented parsers see it at once); keeps idle streams open through proxies.
     pub fn comment(&mut self, text: &str) {
         for line in sse_lines(text.as_bytes()) {
             self.field_line(b"", line);
         }
+        self.out.push(b'\n');
     }
 
     /// Queues `retry: ms`, the client's reconnection delay.

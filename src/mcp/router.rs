@@ -74,12 +74,13 @@ impl Router {
             .iter()
             .map(|v| v.as_str())
             .collect();
+        let supported = serde_json::to_string(&supported).expect("strings serialize");
+        let capabilities = Demo::capabilities_json();
+        let info = &self.server_info;
+        let instructions =
+            serde_json::to_string(Demo::instructions()).expect("a string serializes");
         raw(format!(
-            r#"{{"supportedVersions":{},"capabilities":{},"serverInfo":{},"instructions":{},"ttlMs":{DISCOVER_TTL_MS},"cacheScope":"public"}}"#,
-            serde_json::to_string(&supported).expect("strings serialize"),
-            Demo::capabilities_json(),
-            self.server_info,
-            serde_json::to_string(Demo::instructions()).expect("a string serializes"),
+            r#"{{"supportedVersions":{supported},"capabilities":{capabilities},"serverInfo":{info},"instructions":{instructions},"ttlMs":{DISCOVER_TTL_MS},"cacheScope":"public","_meta":{{"io.modelcontextprotocol/serverInfo":{info}}}}}"#
         ))
     }
 }
@@ -114,5 +115,11 @@ mod tests {
         assert!(versions.iter().any(|v| v == "2026-07-28"));
         assert_eq!(result["cacheScope"], "public");
         assert!(result["ttlMs"].as_u64().unwrap() > 0);
+        assert!(result["instructions"].is_string());
+        assert_eq!(result["serverInfo"]["name"], "shardgate");
+        assert_eq!(
+            result["_meta"]["io.modelcontextprotocol/serverInfo"],
+            result["serverInfo"]
+        );
     }
 }

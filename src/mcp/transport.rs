@@ -446,8 +446,9 @@ impl Endpoint {
             Refused::new(RefusalReason::MissingMeta, error.code, error.message).with_id(id)
         })?;
         require_stateless_meta(&meta).map_err(|r| r.with_id(id))?;
-        check_stateless_version(&meta).map_err(|r| r.with_id(id))?;
+        // A header that contradicts the body is a mismatch whatever the version says.
         check_mirrored_headers(h, &meta, method, params).map_err(|r| r.with_id(id))?;
+        check_stateless_version(&meta).map_err(|r| r.with_id(id))?;
         if REMOVED_IN_STATELESS.contains(&method) {
             let error = RpcError::method_not_found(method);
             return Ok(rpc_reply(id, Err(error), Era::Stateless));

@@ -436,7 +436,6 @@ where
 {
     let keepalive = Duration::from_millis(shard.config.limits.sse_keepalive_interval_ms);
     let mut stream = response.sse(200, &[])?;
-    stream.retry(keepalive.as_millis() as u64);
     stream.event(Some("0"), b"")?;
     stream.flush().await?;
     let ended = session_ended();
