@@ -64,7 +64,7 @@ fn load(args: &Args) -> Result<Config, ExitCode> {
     match &args.config {
         None => Ok(Config::default_embedded()),
         Some(path) => Config::load(path).map_err(|errors| {
-            eprintln!("shardgate: invalid configuration:\n{errors}");
+            runtime::log(format_args!("invalid configuration:\n{errors}"));
             ExitCode::from(2)
         }),
     }
@@ -79,7 +79,7 @@ fn cores_for(args: &Args, config: &Config) -> Result<Vec<usize>, ExitCode> {
         .collect();
     let choice = args.cores.as_ref().unwrap_or(&config.server.cores);
     platform::select_cores(choice, &available).map_err(|e| {
-        eprintln!("shardgate: {e}");
+        runtime::log(format_args!("{e}"));
         ExitCode::from(2)
     })
 }
@@ -106,7 +106,7 @@ fn run(args: Args) -> Result<(), ExitCode> {
                 );
             })
             .map_err(|e| {
-                eprintln!("shardgate: {e}");
+                runtime::log(format_args!("{e}"));
                 ExitCode::from(1)
             })
         }
@@ -121,7 +121,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(message) => {
-            eprintln!("shardgate: {message}\n{USAGE}");
+            runtime::log(format_args!("{message}\n{USAGE}"));
             return ExitCode::from(2);
         }
     };

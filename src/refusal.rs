@@ -58,11 +58,13 @@ pub enum RefusalReason {
     ClientInfoTooLarge,
     /// The gateway itself failed (random source, a shard gone); never the client's fault.
     Internal,
+    /// An answer exceeded `response_body_bytes_max`; the client gets an error instead.
+    ResponseTooLarge,
 }
 
 impl RefusalReason {
     /// Every reason, in declaration order; the index is the counter slot.
-    pub const ALL: [RefusalReason; 24] = [
+    pub const ALL: [RefusalReason; 25] = [
         Self::MalformedHttp,
         Self::AmbiguousFraming,
         Self::UnsupportedTransferEncoding,
@@ -87,6 +89,7 @@ impl RefusalReason {
         Self::UnsupportedMediaType,
         Self::ClientInfoTooLarge,
         Self::Internal,
+        Self::ResponseTooLarge,
     ];
 
     /// Fixed label used in counters and logs.
@@ -116,6 +119,7 @@ impl RefusalReason {
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::ClientInfoTooLarge => "client_info_too_large",
             Self::Internal => "internal",
+            Self::ResponseTooLarge => "response_too_large",
         }
     }
 
@@ -140,6 +144,7 @@ impl RefusalReason {
             Self::HeadersTooLarge => 431,
             Self::Internal => 500,
             Self::UnsupportedTransferEncoding => 501,
+            Self::ResponseTooLarge => 502,
             Self::ConnectionsFull | Self::SessionsFull | Self::MeshFull | Self::Draining => 503,
         }
     }

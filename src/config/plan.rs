@@ -46,6 +46,9 @@ pub struct Plan {
     pub shards: u16,
     /// One row per consumer, fixed terms first, then the supplied ones in the order given.
     pub terms: Vec<PlanTerm>,
+    /// Rows paid once per process, not per shard (the program image); `per_shard_bytes` holds
+    /// the whole amount.
+    pub process_terms: Vec<PlanTerm>,
 }
 
 impl Plan {
@@ -56,10 +59,20 @@ impl Plan {
             .fold(0, |sum: u64, term| sum.saturating_add(term.per_shard_bytes))
     }
 
-    /// The ceiling of the whole process: `shards ×` the per-shard total.
+    /// The ceiling of the whole process: `shards ×` the per-shard total, plus the process terms.
     pub fn total_bytes(&self) -> u64 {
-        self.per_shard_bytes()
-            .saturating_mul(u64::from(self.shards))
+        let shards = self
+            .per_shard_bytes()
+            .saturating_mul(u64::from(self.shards));
+        self.process_terms
+            .iter()
+            .fold(shards, |sum, term| sum.saturating_add(term.per_shard_bytes))
+    }
+
+    /// Adds a row paid once per process.
+    pub fn with_process_term(mut self, term: PlanTerm) -> Plan {
+        self.process_terms.push(term);
+        self
     }
 }
 
@@ -82,10 +95,13 @@ pub fn plan(config: &Config, shards: u16, terms: &[PlanTerm]) -> Plan {
 
     let limits = &config.limits;
     let io_memory_bytes = config.server.io_memory_bytes;
+    // Input: the head, the chunk-framing budget (another header_bytes_max) and the raw body;
+    // the decoded copy of a chunked body; the reply body and its copy in the output buffer.
     let connection_bytes = limits
         .header_bytes_max
         .saturating_add(limits.request_body_bytes_max)
-        .saturating_add(limits.response_body_bytes_max);
+        .saturating_add(limits.response_body_bytes_max)
+        .saturating_mul(2);
     let mesh_slots = u64::from(shards) * u64::from(limits.mesh_messages_max);
     let mut rows = vec![
         // glommio registers this much locked memory with io_uring for each executor.
@@ -94,13 +110,14 @@ pub fn plan(config: &Config, shards: u16, terms: &[PlanTerm]) -> Plan {
             per_shard_bytes: io_memory_bytes,
             explanation: format!("server.io_memory_bytes {io_memory_bytes}"),
         },
-        // Every connection may hold a full header, request body and response body at once.
+        // Every connection may hold a full head, request body and response body at once.
         PlanTerm {
             name: "connection buffers",
             per_shard_bytes: u64::from(limits.connections_max).saturating_mul(connection_bytes),
             explanation: format!(
-                "limits.connections_max {} × (header_bytes_max {} + request_body_bytes_max {} \
-                 + response_body_bytes_max {})",
+                "limits.connections_max {} × 2 × (header_bytes_max {} + request_body_bytes_max {} \
+                 + response_body_bytes_max {}): head and chunk framing, raw and decoded body, \
+                 reply and output buffer",
                 limits.connections_max,
                 limits.header_bytes_max,
                 limits.request_body_bytes_max,
@@ -128,6 +145,7 @@ pub fn plan(config: &Config, shards: u16, terms: &[PlanTerm]) -> Plan {
     Plan {
         shards,
         terms: rows,
+        process_terms: Vec::new(),
     }
 }
 
@@ -166,6 +184,13 @@ impl fmt::Display for Plan {
             human_bytes(self.per_shard_bytes()),
             "sum of the terms above",
         ));
+        for term in &self.process_terms {
+            lines.push((
+                term.name,
+                human_bytes(term.per_shard_bytes),
+                term.explanation.as_str(),
+            ));
+        }
         let total_bytes = human_bytes(self.total_bytes());
         let name_width = lines
             .iter()
@@ -198,7 +223,11 @@ impl fmt::Display for Plan {
         let shards = self.shards;
         writeln!(
             f,
-            "{total_label:<name_width$}  {total_bytes:<bytes_width$}  {shards} × per shard total"
+            "{total_label:<name_width$}  {total_bytes:<bytes_width$}  {shards} × per shard total{}",
+            match self.process_terms.is_empty() {
+                true => "",
+                false => " + the once-per-process rows",
+            }
         )
     }
 }
@@ -224,7 +253,7 @@ mod tests {
         let config = Config::default();
         let plan = plan(&config, 2, &[message_term(), session_term()]);
         let limits = &config.limits;
-        let connections = 1024 * (16_384 + 1_048_576 + 4_194_304);
+        let connections = 1024 * 2 * (16_384 + 1_048_576 + 4_194_304);
         let mesh = 2 * u64::from(limits.mesh_messages_max) * 64;
         let per_shard = 1_048_576 + connections + mesh + 1000;
         assert_eq!(plan.per_shard_bytes(), per_shard);

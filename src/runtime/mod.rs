@@ -31,6 +31,13 @@ use mesh::{Mesh, MeshMessage};
 use platform::StartupError;
 use shard::{McpFront, Shard};
 
+/// Writes one line to stderr. A closed stderr (the supervisor went away) must not stop the
+/// gateway from draining and exiting, so write errors are ignored rather than panicking.
+pub fn log(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "shardgate: {line}");
+}
+
 /// Where the gateway listens once every shard is up.
 pub struct Ready {
     pub mcp: SocketAddr,
@@ -244,10 +251,32 @@ pub fn plan(config: &Config, shards: u16) -> Plan {
                 config.limits.forwarded_requests_max
             ),
         },
+        PlanTerm {
+            name: "executor thread",
+            per_shard_bytes: EXECUTOR_THREAD_BYTES,
+            explanation: "the shard thread's stack (2 MiB, the Rust default) and its io_uring rings".into(),
+        },
         PlanTerm::mesh_message(
             std::mem::size_of::<MeshMessage>() as u64,
             "one cross-shard message (its heap parts are counted in the request buffers)".into(),
         ),
     ];
-    config::plan::plan(config, shards, &terms)
+    let image_bytes = std::env::current_exe()
+        .and_then(std::fs::metadata)
+        .map_or(0, |meta| meta.len());
+    config::plan::plan(config, shards, &terms).with_process_term(PlanTerm {
+        name: "program image",
+        per_shard_bytes: image_bytes + PROCESS_THREADS_BYTES,
+        explanation: format!(
+            "once per process: the executable ({image_bytes} bytes, all of it as if resident) \
+             and the main and signal threads' stacks"
+        ),
+    })
 }
+
+/// A shard thread's stack (std's 2 MiB default) plus glommio's three rings of 128 entries
+/// (64-byte submissions, two 16-byte completions each).
+const EXECUTOR_THREAD_BYTES: u64 = 2 * 1024 * 1024 + 3 * 128 * (64 + 2 * 16);
+
+/// The main thread's stack (8 MiB, the usual `ulimit -s`) and the signal thread's (2 MiB).
+const PROCESS_THREADS_BYTES: u64 = 10 * 1024 * 1024;

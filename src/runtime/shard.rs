@@ -136,7 +136,7 @@ impl Shard {
                 None => break,
                 Some(Ok(stream)) => stream,
                 Some(Err(e)) => {
-                    eprintln!("shardgate: shard {}: accept failed: {e}", self.id);
+                    super::log(format_args!("shard {}: accept failed: {e}", self.id));
                     glommio::timer::sleep(Duration::from_millis(10)).await;
                     continue;
                 }
@@ -314,7 +314,7 @@ impl http::Handler for McpFront {
                 ),
                 &shard.refusals,
             );
-            return write_reply(response, reply_http(reply)).await;
+            return write_reply(shard, response, reply_http(reply)).await;
         }
         let mcp = McpRequest {
             method: HttpMethod::parse(request.method()),
@@ -330,14 +330,14 @@ impl http::Handler for McpFront {
             body: request.body(),
         };
         if let Some(reply) = shard.endpoint.precheck(&mcp, &shard.refusals) {
-            return write_reply(response, reply_http(reply)).await;
+            return write_reply(shard, response, reply_http(reply)).await;
         }
         let reply = shard
             .endpoint
             .handle(&mcp, &shard.sessions, &shard.refusals, shard.now_ms())
             .await;
         match reply {
-            Reply::Http(reply) => write_reply(response, reply).await,
+            Reply::Http(reply) => write_reply(shard, response, reply).await,
             Reply::Stream { ended } => {
                 session_stream(shard, response, || async { ended.wait().await }).await
             }
@@ -355,8 +355,8 @@ impl McpFront {
     ) -> std::io::Result<()> {
         let shard = &self.shard;
         match ask_owner(shard, owner, mcp).await {
-            Err(reply) => write_reply(response, reply).await,
-            Ok(ForwardedReply::Http(reply)) => write_reply(response, reply).await,
+            Err(reply) => write_reply(shard, response, reply).await,
+            Ok(ForwardedReply::Http(reply)) => write_reply(shard, response, reply).await,
             Ok(ForwardedReply::StreamOpened) => {
                 let owner_still_has_session = || async {
                     loop {
@@ -410,7 +410,24 @@ fn reply_http(reply: Reply) -> HttpReply {
     }
 }
 
-async fn write_reply(response: &mut ResponseWriter<'_>, reply: HttpReply) -> std::io::Result<()> {
+/// Writes `reply`, or a 502 naming the limit when its body exceeds `limits.response_body_bytes_max`.
+async fn write_reply(
+    shard: &Shard,
+    response: &mut ResponseWriter<'_>,
+    reply: HttpReply,
+) -> std::io::Result<()> {
+    let body_bytes = reply.json.as_ref().map_or(0, Vec::len) as u64;
+    let body_bytes_max = shard.config.limits.response_body_bytes_max;
+    let reply = match body_bytes > body_bytes_max {
+        false => reply,
+        true => reply_http(shard.endpoint.refusal_reply(
+            RefusalReason::ResponseTooLarge,
+            format!(
+                "response body {body_bytes} bytes exceeds limits.response_body_bytes_max {body_bytes_max}"
+            ),
+            &shard.refusals,
+        )),
+    };
     let headers: Vec<(&str, &str)> = reply
         .headers
         .iter()

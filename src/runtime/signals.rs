@@ -49,10 +49,10 @@ pub fn install() {
                 }
                 seen += 1;
                 if seen > 1 {
-                    eprintln!("shardgate: second signal, exiting without draining");
+                    super::log(format_args!("second signal, exiting without draining"));
                     std::process::exit(1);
                 }
-                eprintln!("shardgate: signal {signal}, draining");
+                super::log(format_args!("signal {signal}, draining"));
                 request_shutdown();
             }
         })
