@@ -25,9 +25,9 @@ use glommio::{LocalExecutorBuilder, Placement};
 use crate::config::plan::{Plan, PlanTerm};
 use crate::config::{self, Config};
 use crate::epoch::{index_bytes, EpochTable};
-use glommio::channels::local_channel::LocalSender;
 use crate::mcp::session::Session;
 use admin::AdminFront;
+use glommio::channels::local_channel::LocalSender;
 use mesh::{Mesh, MeshMessage};
 use platform::StartupError;
 use shard::{McpFront, Shard};
@@ -259,7 +259,8 @@ pub fn plan(config: &Config, shards: u16) -> Plan {
         PlanTerm {
             name: "executor thread",
             per_shard_bytes: EXECUTOR_THREAD_BYTES,
-            explanation: "the shard thread's stack (2 MiB, the Rust default) and its io_uring rings".into(),
+            explanation:
+                "the shard thread's stack (2 MiB, the Rust default) and its io_uring rings".into(),
         },
         PlanTerm::mesh_message(
             std::mem::size_of::<MeshMessage>() as u64,
