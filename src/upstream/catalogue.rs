@@ -203,7 +203,7 @@ impl Catalogue {
             builder.catalogue.rendered[kind.index()] = Value::Array(entries).to_string();
         }
         let prefixes = &mut builder.catalogue.template_prefixes;
-        prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        prefixes.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
         builder.catalogue
     }
 
