@@ -90,3 +90,33 @@ fn serve_refuses_a_memlock_limit_below_the_io_memory_it_needs() {
         "names the config key: {text}"
     );
 }
+
+#[test]
+fn restart_right_after_sigterm_binds_the_same_port() {
+    // Connections the server closed first sit in TIME_WAIT on the gateway's port; a restart
+    // must still bind it (SO_REUSEADDR), and the port probe must not blame another process.
+    let mut first = common::Gateway::start(&common::config_with(""), 1);
+    for _ in 0..5 {
+        let request = common::mcp::post(
+            "/mcp",
+            &common::mcp::initialize_body(1, common::mcp::SESSION_VERSION_LATEST),
+        )
+        .header("Connection", "close");
+        let mut conn = common::client::Conn::connect(&first.mcp_addr);
+        assert_eq!(conn.roundtrip(&request.to_bytes()).status, 200);
+        // Wait for the server's FIN so the TIME_WAIT side is the gateway's.
+        assert!(matches!(
+            conn.probe_close(std::time::Duration::from_secs(2)),
+            common::client::CloseProbe::Closed(_)
+        ));
+    }
+    common::send_signal(first.pid(), "TERM");
+    let status = common::wait_exit(&mut first.child, std::time::Duration::from_secs(10));
+    assert_eq!(status.and_then(|s| s.code()), Some(0));
+    let again = format!(
+        "[server]\nlisten = \"{}\"\n[admin]\nlisten = \"{}\"\n",
+        first.mcp_addr, first.admin_addr
+    );
+    let second = common::Gateway::start(&again, 1);
+    assert_eq!(second.mcp_addr, first.mcp_addr);
+}

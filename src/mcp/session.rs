@@ -172,6 +172,11 @@ impl SessionTable {
             .map(|entry| entry.value)
     }
 
+    /// Whether `id` names a live session, without extending its idle deadline.
+    pub fn is_live(&self, id: SessionId, now_ms: u64) -> bool {
+        id.shard == self.shard && self.table.get(&id.secret, now_ms).is_some()
+    }
+
     /// Ends a session now (DELETE). Returns false if it was unknown or already expired.
     pub fn delete(&mut self, id: SessionId, now_ms: u64) -> bool {
         if self.table.get(&id.secret, now_ms).is_none() {

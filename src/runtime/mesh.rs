@@ -47,8 +47,10 @@ pub struct ForwardedRequest {
     pub method: HttpMethod,
     pub session_id: Option<String>,
     pub protocol_version: Option<String>,
-    pub accept: Option<String>,
     pub body: Vec<u8>,
+    /// Only ask whether the session still lives (for a GET stream held by the asking shard);
+    /// unlike a request, the check does not extend the session's idle deadline.
+    pub stream_check: bool,
 }
 
 impl ForwardedRequest {
@@ -58,8 +60,8 @@ impl ForwardedRequest {
             method: request.method,
             session_id: h.session_id.map(str::to_owned),
             protocol_version: h.protocol_version.map(str::to_owned),
-            accept: h.accept.map(str::to_owned),
             body: request.body.to_vec(),
+            stream_check: false,
         }
     }
 
@@ -69,7 +71,6 @@ impl ForwardedRequest {
             headers: McpHeaders {
                 session_id: self.session_id.as_deref(),
                 protocol_version: self.protocol_version.as_deref(),
-                accept: self.accept.as_deref(),
                 ..McpHeaders::default()
             },
             body: &self.body,

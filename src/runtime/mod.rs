@@ -5,6 +5,7 @@
 //! returns once every shard has drained after SIGINT/SIGTERM.
 
 pub mod admin;
+pub mod listener;
 pub mod mesh;
 pub mod platform;
 pub mod shard;
@@ -192,11 +193,7 @@ async fn start_shard(plan: &ShardPlan) -> Result<Started, StartupError> {
     .map_err(fail)?;
     let shard = Rc::new(shard);
     let bind = |key: &'static str, addr: SocketAddr| {
-        TcpListener::bind(addr).map_err(|e| StartupError::Bind {
-            key,
-            addr,
-            error: std::io::Error::other(e.to_string()),
-        })
+        listener::bind_shared(addr).map_err(|error| StartupError::Bind { key, addr, error })
     };
     let listener = bind("server.listen", plan.mcp)?;
     let admin = match plan.id {

@@ -134,19 +134,31 @@ pub fn select_cores(configured: &Cores, available: &[usize]) -> Result<Vec<usize
     }
 }
 
-/// Binds a plain (non-reuseport) socket to `addr` to learn whether the port is free, and resolves
-/// port 0 to a concrete port every shard can then share. glommio always sets SO_REUSEPORT, so
-/// without this a second gateway would silently share the port.
+/// Finds out whether another process already serves `addr`, and resolves port 0 to a concrete
+/// port every shard can then share. glommio's listeners use SO_REUSEPORT, so a second gateway
+/// could otherwise silently share the port: a connect that succeeds means someone listens. A
+/// plain probe bind cannot tell instead, because the TIME_WAIT connections of a previous run
+/// on the same port make it fail for a minute after every restart.
 pub fn resolve_listen(key: &'static str, addr: SocketAddr) -> Result<SocketAddr, StartupError> {
-    let probe = std::net::TcpListener::bind(addr).map_err(|error| StartupError::Bind {
-        key,
-        addr,
-        error,
-    })?;
-    probe
-        .local_addr()
-        .map_err(|error| StartupError::Bind { key, addr, error })
+    let bind_error = |error| StartupError::Bind { key, addr, error };
+    if addr.port() == 0 {
+        let probe = std::net::TcpListener::bind(addr).map_err(bind_error)?;
+        return probe.local_addr().map_err(bind_error);
+    }
+    let target = match addr.ip().is_unspecified() {
+        true => SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port()),
+        false => addr,
+    };
+    match std::net::TcpStream::connect_timeout(&target, PORT_PROBE_TIMEOUT) {
+        Ok(_) => Err(bind_error(std::io::Error::from(
+            std::io::ErrorKind::AddrInUse,
+        ))),
+        Err(_) => Ok(addr),
+    }
 }
+
+/// How long the port probe waits for a connect; loopback answers in microseconds.
+const PORT_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
 
 #[cfg(test)]
 mod tests {

@@ -17,7 +17,7 @@ use crate::config::{Config, UpstreamKind};
 use crate::epoch::TableLimits;
 use crate::http::{self, HttpLimits, Request, ResponseWriter};
 use crate::mcp::router::Router;
-use crate::mcp::session::SessionTable;
+use crate::mcp::session::{SessionId, SessionTable};
 use crate::mcp::transport::{Endpoint, HttpMethod, HttpReply, McpHeaders, McpRequest, Reply};
 use crate::refusal::{RefusalCounters, RefusalReason};
 use crate::runtime::mesh::{ForwardedReply, ForwardedRequest, Mesh, MeshMessage};
@@ -237,6 +237,17 @@ impl Shard {
 
     async fn answer_forwarded(&self, request: &ForwardedRequest) -> ForwardedReply {
         let now = self.now_ms();
+        if request.stream_check {
+            let id = request.session_id.as_deref().and_then(SessionId::parse);
+            return match id.is_some_and(|id| self.sessions.borrow().is_live(id, now)) {
+                true => ForwardedReply::StreamOpened,
+                false => ForwardedReply::Http(HttpReply {
+                    status: 404,
+                    headers: Vec::new(),
+                    json: None,
+                }),
+            };
+        }
         match self
             .endpoint
             .handle(&request.as_request(), &self.sessions, &self.refusals, now)
@@ -354,18 +365,18 @@ impl McpFront {
         response: &mut ResponseWriter<'_>,
     ) -> std::io::Result<()> {
         let shard = &self.shard;
-        match ask_owner(shard, owner, mcp).await {
+        match ask_owner(shard, owner, mcp, false).await {
             Err(reply) => write_reply(shard, response, reply).await,
             Ok(ForwardedReply::Http(reply)) => write_reply(shard, response, reply).await,
             Ok(ForwardedReply::StreamOpened) => {
                 let owner_still_has_session = || async {
                     loop {
                         glommio::timer::sleep(FORWARDED_STREAM_CHECK).await;
-                        if !matches!(
-                            ask_owner(shard, owner, mcp).await,
-                            Ok(ForwardedReply::StreamOpened)
-                        ) {
-                            return;
+                        match ask_owner(shard, owner, mcp, true).await {
+                            Ok(ForwardedReply::StreamOpened) => {}
+                            // A busy mesh is no answer: ask again at the next check.
+                            Err(_) => {}
+                            Ok(ForwardedReply::Http(_)) => return,
                         }
                     }
                 };
@@ -381,8 +392,12 @@ async fn ask_owner(
     shard: &Shard,
     owner: u8,
     mcp: &McpRequest<'_>,
+    stream_check: bool,
 ) -> Result<ForwardedReply, HttpReply> {
-    let request = ForwardedRequest::from_request(mcp);
+    let request = ForwardedRequest {
+        stream_check,
+        ..ForwardedRequest::from_request(mcp)
+    };
     match shard
         .mesh
         .ask(owner, |ticket| MeshMessage::Forward { ticket, request })
