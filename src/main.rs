@@ -52,9 +52,10 @@ fn parse_cores(value: &str) -> Result<Cores, String> {
     match value {
         "all" => Ok(Cores::All),
         n => match n.parse::<u16>() {
-            Ok(count) if count > 0 => Ok(Cores::Count(count)),
+            Ok(count) if (1..=platform::SHARDS_MAX).contains(&count) => Ok(Cores::Count(count)),
             _ => Err(format!(
-                "--cores takes \"all\" or a count from 1, got {value:?}"
+                "--cores takes \"all\" or a count 1..={}, got {value:?}",
+                platform::SHARDS_MAX
             )),
         },
     }

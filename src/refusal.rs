@@ -30,8 +30,6 @@ pub enum RefusalReason {
     SessionsFull,
     /// The cross-shard channel to the session's owner is full.
     MeshFull,
-    /// The gateway is draining for shutdown.
-    Draining,
     /// `Origin` header not in the allow-list.
     OriginForbidden,
     /// `Accept` does not list what the transport requires.
@@ -64,7 +62,7 @@ pub enum RefusalReason {
 
 impl RefusalReason {
     /// Every reason, in declaration order; the index is the counter slot.
-    pub const ALL: [RefusalReason; 25] = [
+    pub const ALL: [RefusalReason; 24] = [
         Self::MalformedHttp,
         Self::AmbiguousFraming,
         Self::UnsupportedTransferEncoding,
@@ -75,7 +73,6 @@ impl RefusalReason {
         Self::ConnectionsFull,
         Self::SessionsFull,
         Self::MeshFull,
-        Self::Draining,
         Self::OriginForbidden,
         Self::NotAcceptable,
         Self::InvalidJsonRpc,
@@ -105,7 +102,6 @@ impl RefusalReason {
             Self::ConnectionsFull => "connections_full",
             Self::SessionsFull => "sessions_full",
             Self::MeshFull => "mesh_full",
-            Self::Draining => "draining",
             Self::OriginForbidden => "origin_forbidden",
             Self::NotAcceptable => "not_acceptable",
             Self::InvalidJsonRpc => "invalid_jsonrpc",
@@ -145,7 +141,7 @@ impl RefusalReason {
             Self::Internal => 500,
             Self::UnsupportedTransferEncoding => 501,
             Self::ResponseTooLarge => 502,
-            Self::ConnectionsFull | Self::SessionsFull | Self::MeshFull | Self::Draining => 503,
+            Self::ConnectionsFull | Self::SessionsFull | Self::MeshFull => 503,
         }
     }
 
@@ -204,9 +200,9 @@ mod tests {
         let c = RefusalCounters::default();
         c.count(RefusalReason::BodyTooLarge);
         c.count(RefusalReason::BodyTooLarge);
-        c.count(RefusalReason::Draining);
+        c.count(RefusalReason::MeshFull);
         assert_eq!(c.get(RefusalReason::BodyTooLarge), 2);
-        assert_eq!(c.get(RefusalReason::Draining), 1);
+        assert_eq!(c.get(RefusalReason::MeshFull), 1);
         assert_eq!(c.get(RefusalReason::SessionsFull), 0);
         assert_eq!(c.nonzero().count(), 2);
     }

@@ -44,10 +44,17 @@ fn serve_refuses_more_cores_than_the_process_may_use() {
         &dir,
         "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n",
     );
-    let output = run_cli(&["serve", "--config", &config, "--cores", "4096"]);
+    let output = run_cli(&["serve", "--config", &config, "--cores", "200"]);
     let text = output_text(&output);
     assert_eq!(output.status.code(), Some(2), "{text}");
-    assert!(text.contains("4096 cores requested"), "{text}");
+    assert!(text.contains("200 cores requested"), "{text}");
+    let output = run_cli(&["serve", "--config", &config, "--cores", "300"]);
+    let text = output_text(&output);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("1..=256"),
+        "shard numbers are one byte: {text}"
+    );
 }
 
 #[test]

@@ -33,7 +33,7 @@ pub const DRAIN_TIMEOUT_MS: Bound = Bound::new(10_000, 0, 600_000);
 /// `server.io_memory_bytes`.
 pub const IO_MEMORY_BYTES: Bound = Bound::new(1_048_576, 65_536, 67_108_864);
 /// `server.cores` as a count.
-pub const CORES_COUNT: Bound = Bound::new(1, 1, 4_096);
+pub const CORES_COUNT: Bound = Bound::new(1, 1, 256);
 /// One entry of `server.cores` as a list of core ids.
 pub const CORE_ID: Bound = Bound::new(0, 0, 4_095);
 
@@ -88,7 +88,8 @@ const _: () = assert!(SESSIONS_MAX.max <= u32::MAX as i64);
 const _: () = assert!(GENERATIONS.max <= u32::MAX as i64);
 const _: () = assert!(RETRY_AFTER_S.max <= u32::MAX as i64);
 // Core ids and counts are u16.
-const _: () = assert!(CORES_COUNT.max <= u16::MAX as i64);
+// Shard numbers travel in session ids and mesh messages as one byte.
+const _: () = assert!(CORES_COUNT.max <= 256);
 const _: () = assert!(CORE_ID.max <= u16::MAX as i64);
 // Everything else is u64: every range starts at zero or above.
 const _: () = assert!(DRAIN_TIMEOUT_MS.min >= 0 && SLEEP_MS_MAX.min >= 0);

@@ -196,6 +196,14 @@ impl Checker<'_> {
                 );
                 Cores::All
             }
+            RawCores::List(ids) if ids.len() > bounds::CORES_COUNT.max as usize => {
+                let reason = format!(
+                    "at most {} cores (one byte of shard number)",
+                    bounds::CORES_COUNT.max
+                );
+                self.invalid("server.cores", &format!("{} cores", ids.len()), &reason);
+                Cores::All
+            }
             RawCores::List(ids) => {
                 let mut checked: Vec<u16> = Vec::with_capacity(ids.len());
                 for (index, &id) in ids.iter().enumerate() {

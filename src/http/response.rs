@@ -180,12 +180,6 @@ impl<'c> ResponseWriter<'c> {
         self.exchange.close = true;
     }
 
-    /// True when the client asked to close after this response (`Connection: close`, or
-    /// HTTP/1.0 without `keep-alive`).
-    pub fn peer_asked_close(&self) -> bool {
-        !self.peer_keep_alive
-    }
-
     /// Writes a buffered response out.
     pub(crate) async fn send_buffered(&mut self) -> io::Result<()> {
         debug_assert!(self.exchange.written == Written::Buffered);

@@ -70,11 +70,7 @@ impl Router {
     }
 
     fn discover(&self) -> Box<RawValue> {
-        let supported: Vec<&str> = ProtocolVersion::SUPPORTED
-            .iter()
-            .map(|v| v.as_str())
-            .collect();
-        let supported = serde_json::to_string(&supported).expect("strings serialize");
+        let supported = ProtocolVersion::SUPPORTED_JSON;
         let capabilities = Demo::capabilities_json();
         let info = &self.server_info;
         let instructions =

@@ -13,7 +13,8 @@ use crate::epoch::{EpochTable, Removed, TableLimits, TableRefusal, TableStats};
 use crate::mcp::version::ProtocolVersion;
 use crate::runtime::shutdown::ShutdownSignal;
 
-/// A session id: the owning shard and 128 random bits. Printed as `ss-<32 hex>` (visible ASCII).
+/// A session id: the owning shard and 128 random bits. Printed as `<shard: 2 hex>-<32 hex>`
+/// (visible ASCII).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct SessionId {
     pub shard: u8,
@@ -31,7 +32,8 @@ impl SessionId {
         })
     }
 
-    /// Parses the header form; `None` for anything that is not exactly `ss-<32 lowercase hex>`.
+    /// Parses the header form; `None` for anything that is not exactly
+    /// `<2 lowercase hex>-<32 lowercase hex>`.
     pub fn parse(text: &str) -> Option<SessionId> {
         let (shard, secret) = text.split_once('-')?;
         let lower_hex = |s: &str| {
@@ -69,6 +71,10 @@ pub struct Session {
 pub enum SessionRefusal {
     /// The table stays full after retiring its oldest generation.
     Full { sessions_max: u32 },
+    /// The current generation's arena is full even after retiring the oldest generation.
+    ArenaFull { arena_bytes_max: usize },
+    /// A fresh random id matched a live session (a broken random source).
+    DuplicateId,
     /// The client's info and capabilities exceed `sessions.session_payload_bytes_max`.
     PayloadTooLarge {
         payload_bytes: usize,
@@ -91,6 +97,12 @@ impl fmt::Display for SessionRefusal {
                 "clientInfo and capabilities are {payload_bytes} bytes, over \
                  sessions.session_payload_bytes_max {payload_bytes_max}"
             ),
+            Self::ArenaFull { arena_bytes_max } => write!(
+                f,
+                "session arena full: {arena_bytes_max} bytes in this generation \
+                 (epoch.session_arena_bytes_max); retry later"
+            ),
+            Self::DuplicateId => f.write_str("the random source repeated a live session id"),
             Self::Random(e) => write!(f, "cannot generate a session id: {e}"),
         }
     }
@@ -149,9 +161,15 @@ impl SessionTable {
                     payload_bytes,
                     payload_bytes_max,
                 },
-                _ => SessionRefusal::Full {
-                    sessions_max: self.table.limits().entries_max,
+                TableRefusal::ArenaFull {
+                    arena_bytes_max, ..
+                } => SessionRefusal::ArenaFull { arena_bytes_max },
+                TableRefusal::Full { entries_max } => SessionRefusal::Full {
+                    sessions_max: entries_max,
                 },
+                TableRefusal::DuplicateKey | TableRefusal::UnknownKey => {
+                    SessionRefusal::DuplicateId
+                }
             })
     }
 

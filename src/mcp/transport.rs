@@ -171,7 +171,11 @@ impl Endpoint {
 
     /// Steps that need no session: origin, HTTP method, media types. Run on the shard that
     /// accepted the connection, before any forwarding.
-    pub fn precheck(&self, request: &McpRequest<'_>, refusals: &RefusalCounters) -> Option<Reply> {
+    pub fn precheck(
+        &self,
+        request: &McpRequest<'_>,
+        refusals: &RefusalCounters,
+    ) -> Option<HttpReply> {
         self.check_transport(request)
             .err()
             .map(|refused| self.refuse(refused, refusals))
@@ -187,7 +191,7 @@ impl Endpoint {
     ) -> Reply {
         match self.dispatch(request, sessions, now_ms).await {
             Ok(reply) => reply,
-            Err(refused) => self.refuse(refused, refusals),
+            Err(refused) => Reply::Http(self.refuse(refused, refusals)),
         }
     }
 
@@ -197,11 +201,11 @@ impl Endpoint {
         reason: RefusalReason,
         message: String,
         refusals: &RefusalCounters,
-    ) -> Reply {
+    ) -> HttpReply {
         self.refuse(Refused::invalid(reason, message), refusals)
     }
 
-    fn refuse(&self, refused: Refused, refusals: &RefusalCounters) -> Reply {
+    fn refuse(&self, refused: Refused, refusals: &RefusalCounters) -> HttpReply {
         refusals.count(refused.reason);
         let mut headers = ReplyHeaders::new();
         if let Some(allow) = refused.allow {
@@ -219,7 +223,11 @@ impl Endpoint {
             &refused.message,
             refused.data.as_deref(),
         );
-        HttpReply::json(refused.reason.http_status(), headers, body)
+        HttpReply {
+            status: refused.reason.http_status(),
+            headers,
+            json: Some(body),
+        }
     }
 
     fn check_transport(&self, request: &McpRequest<'_>) -> Result<(), Refused> {
@@ -416,9 +424,11 @@ impl Endpoint {
             .create(version, client_json.as_bytes(), now_ms);
         let session = created.map_err(|refusal| {
             let reason = match refusal {
-                SessionRefusal::Full { .. } => RefusalReason::SessionsFull,
+                SessionRefusal::Full { .. } | SessionRefusal::ArenaFull { .. } => {
+                    RefusalReason::SessionsFull
+                }
                 SessionRefusal::PayloadTooLarge { .. } => RefusalReason::ClientInfoTooLarge,
-                SessionRefusal::Random(_) => RefusalReason::Internal,
+                SessionRefusal::DuplicateId | SessionRefusal::Random(_) => RefusalReason::Internal,
             };
             Refused::invalid(reason, refusal.to_string()).with_id(id)
         })?;
@@ -540,12 +550,13 @@ fn check_stateless_version(meta: &Meta<'_>) -> Result<(), Refused> {
     if ProtocolVersion::parse(requested).is_some_and(|v| v.is_stateless()) {
         return Ok(());
     }
-    let data = serde_json::json!({
-        "supported": ProtocolVersion::SUPPORTED.iter().map(|v| v.as_str()).collect::<Vec<_>>(),
-        "requested": requested,
-    });
+    let requested_json = serde_json::to_string(requested).expect("a string serializes");
+    let data = format!(
+        r#"{{"supported":{},"requested":{requested_json}}}"#,
+        ProtocolVersion::SUPPORTED_JSON
+    );
     Err(Refused {
-        data: RawValue::from_string(data.to_string()).ok(),
+        data: RawValue::from_string(data).ok(),
         ..Refused::new(
             RefusalReason::UnsupportedProtocolVersion,
             jsonrpc::UNSUPPORTED_PROTOCOL_VERSION,

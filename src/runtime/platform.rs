@@ -107,11 +107,17 @@ pub fn check_memlock(io_memory_bytes: u64, shards: usize) -> Result<(), StartupE
     Ok(())
 }
 
+/// Shards one process runs at most: a shard's number is one byte in session ids and on the mesh.
+pub const SHARDS_MAX: u16 = 256;
+
 /// The cores to run shards on: the configured choice intersected with `available` (the
 /// process affinity mask, read before any thread is pinned), in ascending order.
 pub fn select_cores(configured: &Cores, available: &[usize]) -> Result<Vec<usize>, StartupError> {
     let mut available = available.to_vec();
     available.sort_unstable();
+    if matches!(configured, Cores::All) {
+        available.truncate(SHARDS_MAX as usize);
+    }
     match configured {
         Cores::All => Ok(available),
         Cores::Count(wanted) if (*wanted as usize) <= available.len() => {

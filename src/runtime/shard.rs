@@ -263,13 +263,8 @@ impl Shard {
     }
 
     fn internal_error(&self, message: String) -> HttpReply {
-        match self
-            .endpoint
+        self.endpoint
             .refusal_reply(RefusalReason::Internal, message, &self.refusals)
-        {
-            Reply::Http(reply) => reply,
-            _ => unreachable!("refusal_reply always answers with an HTTP reply"),
-        }
     }
 
     /// This shard's gauges.
@@ -325,7 +320,7 @@ impl http::Handler for McpFront {
                 ),
                 &shard.refusals,
             );
-            return write_reply(shard, response, reply_http(reply)).await;
+            return write_reply(shard, response, reply).await;
         }
         let mcp = McpRequest {
             method: HttpMethod::parse(request.method()),
@@ -341,7 +336,7 @@ impl http::Handler for McpFront {
             body: request.body(),
         };
         if let Some(reply) = shard.endpoint.precheck(&mcp, &shard.refusals) {
-            return write_reply(shard, response, reply_http(reply)).await;
+            return write_reply(shard, response, reply).await;
         }
         let reply = shard
             .endpoint
@@ -413,15 +408,8 @@ async fn ask_owner(
                 error.to_string(),
                 &shard.refusals,
             );
-            Err(reply_http(reply))
+            Err(reply)
         }
-    }
-}
-
-fn reply_http(reply: Reply) -> HttpReply {
-    match reply {
-        Reply::Http(reply) => reply,
-        _ => unreachable!("refusals are always HTTP replies"),
     }
 }
 
@@ -435,13 +423,13 @@ async fn write_reply(
     let body_bytes_max = shard.config.limits.response_body_bytes_max;
     let reply = match body_bytes > body_bytes_max {
         false => reply,
-        true => reply_http(shard.endpoint.refusal_reply(
+        true => shard.endpoint.refusal_reply(
             RefusalReason::ResponseTooLarge,
             format!(
                 "response body {body_bytes} bytes exceeds limits.response_body_bytes_max {body_bytes_max}"
             ),
             &shard.refusals,
-        )),
+        ),
     };
     let headers: Vec<(&str, &str)> = reply
         .headers
