@@ -19,6 +19,7 @@
 //! and heads or bodies that arrive too slowly.
 
 mod connection;
+mod framing;
 mod parse;
 mod response;
 
