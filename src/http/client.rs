@@ -1,10 +1,11 @@
 //! HTTP/1.1 client codec for upstream servers: the request writer, the incremental response
-//! parser and the Server-Sent Events reader. All of it is I/O-free; the upstream pool
-//! (`crate::upstream::pool`) owns the sockets and feeds these the bytes it reads.
+//! parser and the Server-Sent Events reader (all I/O-free), and [`ClientConnection`], which runs
+//! them over one socket under deadlines. Which connection to use, and when to open or close
+//! one, is the upstream pool's business (`crate::upstream::pool`).
 //!
-//! Owns, per upstream connection: one [`ResponseParser`] (header slots reused across
-//! responses) and, while an event stream is read, one [`SseReader`]. Both live on the shard that
-//! owns the connection and are touched by no other.
+//! Owns, per upstream connection: one input buffer, one output buffer and one
+//! [`ResponseParser`] (header slots reused across responses); while an event stream is read,
+//! one [`SseReader`]. All of it lives on the shard that owns the connection.
 //!
 //! Limits ([`ClientLimits`]): a response head (interim `1xx` heads included) is at most
 //! `response_head_bytes_max` bytes with at most `response_headers_count_max` fields; a buffered
@@ -19,6 +20,7 @@
 //! and bodies that end before their framing says. A body without `Content-Length` or
 //! `Transfer-Encoding` is read until the server closes, and the connection is not reused.
 
+mod connection;
 mod request;
 mod response;
 mod sse;
@@ -26,6 +28,8 @@ mod sse;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use connection::with_deadline;
+pub use connection::ClientConnection;
 pub use request::write_request;
 pub use response::{BodyFraming, BodyProgress, ResponseHead, ResponseParser};
 pub use sse::{SseEvent, SseReader, SseStep};
@@ -64,6 +68,8 @@ pub enum ClientErrorKind {
     ClosedEarly,
     /// The request to write was refused (a framing header, a value that would split the head).
     InvalidRequest,
+    /// The deadline passed before the request was written or the response read.
+    Timeout,
 }
 
 impl ClientErrorKind {
@@ -74,6 +80,7 @@ impl ClientErrorKind {
             Self::TooLarge => "response_too_large",
             Self::ClosedEarly => "closed_early",
             Self::InvalidRequest => "invalid_request",
+            Self::Timeout => "timeout",
         }
     }
 }

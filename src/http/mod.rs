@@ -18,6 +18,7 @@
 //! any transfer coding other than exactly `chunked`, oversized heads, bodies or chunk framing,
 //! and heads or bodies that arrive too slowly.
 
+mod buffer;
 pub mod client;
 mod connection;
 mod framing;
