@@ -7,6 +7,7 @@
 //! `Handler::handle` → flush the response → drop the consumed bytes; a pipelined request already
 //! in the buffer starts its head clock now.
 
+use super::buffer::InputBuffer;
 use super::parse::{Progress, RequestParser, Waiting};
 use super::response::{jsonrpc_error_body, Peer, ResponseWriter, Written};
 use super::{HttpError, HttpLimits};
@@ -19,8 +20,6 @@ use std::io;
 use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
-/// Bytes asked of the socket at least per read.
-const READ_BYTES_MIN: usize = 4096;
 /// Output capacity kept between responses; a larger one is shrunk back to this.
 const OUTPUT_RETAIN_BYTES_MAX: usize = 64 * 1024;
 /// After a refusal, how long at most the peer's remaining bytes are read and dropped so that
@@ -325,42 +324,4 @@ fn late_body(limits: &HttpLimits) -> HttpError {
             limits.body_read_timeout_ms
         ),
     )
-}
-
-/// The connection's input: received bytes at the front, grown up to `capacity_max`.
-struct InputBuffer {
-    bytes: Vec<u8>,
-    filled: usize,
-    capacity_max: usize,
-}
-
-impl InputBuffer {
-    fn new(capacity_max: usize) -> InputBuffer {
-        InputBuffer {
-            bytes: Vec::new(),
-            filled: 0,
-            capacity_max,
-        }
-    }
-
-    fn filled(&self) -> &[u8] {
-        &self.bytes[..self.filled]
-    }
-
-    /// Room for the next read: at least `READ_BYTES_MIN` unless the buffer is at its maximum.
-    fn spare(&mut self) -> &mut [u8] {
-        let free = self.bytes.len() - self.filled;
-        if free < READ_BYTES_MIN && self.bytes.len() < self.capacity_max {
-            let wanted = (self.bytes.len() * 2).max(self.filled + READ_BYTES_MIN);
-            self.bytes.resize(wanted.min(self.capacity_max), 0);
-        }
-        &mut self.bytes[self.filled..]
-    }
-
-    /// Drops the first `count` bytes (one answered request), keeping what follows.
-    fn consume(&mut self, count: usize) {
-        debug_assert!(count <= self.filled);
-        self.bytes.copy_within(count..self.filled, 0);
-        self.filled -= count;
-    }
 }

@@ -1,5 +1,6 @@
 //! HTTP/1.1 server codec: request framing on `httparse`, the per-connection loop and the response
-//! writer (JSON bodies and SSE streams).
+//! writer (JSON bodies and SSE streams). The upstream client codec is [`client`]; both share the
+//! chunked decoder and the input buffer.
 //!
 //! Owns, per connection: one input buffer, one output buffer and one [`RequestParser`]. All of it
 //! lives on the shard that accepted the connection and is touched by no other (`!Send` futures).
@@ -18,7 +19,10 @@
 //! any transfer coding other than exactly `chunked`, oversized heads, bodies or chunk framing,
 //! and heads or bodies that arrive too slowly.
 
+mod buffer;
+pub mod client;
 mod connection;
+mod framing;
 mod parse;
 mod response;
 

@@ -10,16 +10,14 @@
 //! is incomplete (at most `header_bytes_max` bytes), and a chunked body is decoded as it arrives
 //! into a buffer reused across requests.
 
+use super::framing::{
+    list_elements, parse_decimal, recycle, ChunkError, ChunkLimits, ChunkedDecoder,
+};
 use super::{HttpError, HttpLimits};
 use crate::refusal::RefusalReason;
 use httparse::{Header, Status, EMPTY_HEADER};
 
-/// Longest chunk size line, extensions and CRLF included. Real clients send a few hex digits;
-/// this leaves room for short extensions while a hostile line is refused after 256 bytes.
-pub const CHUNK_LINE_BYTES_MAX: u32 = 256;
-
-/// Longest chunk size in hex digits (`u64`); longer is refused as malformed.
-const CHUNK_SIZE_DIGITS_MAX: usize = 16;
+pub use super::framing::CHUNK_LINE_BYTES_MAX;
 
 /// What an incomplete request is waiting for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,21 +101,12 @@ struct Head {
     framing: Framing,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ChunkPhase {
-    SizeLine,
-    Data { remaining: u32 },
-    DataEnd,
-    Trailers,
-}
-
 #[derive(Clone, Copy, Debug)]
 struct ChunkCursor {
     /// Next unread byte of the buffer.
     pos: u32,
-    /// Size lines, data CRLFs and trailers so far; bounded by `header_bytes_max`.
-    framing_bytes: u32,
-    phase: ChunkPhase,
+    /// Size lines, data CRLFs and trailers are bounded by `header_bytes_max`.
+    decoder: ChunkedDecoder,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -204,8 +193,7 @@ impl RequestParser {
                 Some(head) => {
                     let cursor = ChunkCursor {
                         pos: head.len,
-                        framing_bytes: 0,
-                        phase: ChunkPhase::SizeLine,
+                        decoder: ChunkedDecoder::new(),
                     };
                     (head, cursor)
                 }
@@ -300,161 +288,29 @@ impl RequestParser {
         buf: &[u8],
         cursor: &mut ChunkCursor,
     ) -> Result<Option<u32>, HttpError> {
-        loop {
-            let rest = &buf[cursor.pos as usize..];
-            let used = match cursor.phase {
-                ChunkPhase::SizeLine => self.chunk_size_line(rest, cursor)?,
-                ChunkPhase::Data { remaining } => {
-                    let take = rest.len().min(remaining as usize);
-                    self.decoded.extend_from_slice(&rest[..take]);
-                    let remaining = remaining - take as u32;
-                    cursor.phase = if remaining == 0 {
-                        ChunkPhase::DataEnd
-                    } else {
-                        ChunkPhase::Data { remaining }
-                    };
-                    (take > 0).then_some(take as u32)
-                }
-                ChunkPhase::DataEnd => chunk_data_end(rest, cursor)?,
-                ChunkPhase::Trailers => {
-                    let Some(len) = self.trailers(rest, cursor)? else {
-                        return Ok(None);
-                    };
-                    return Ok(Some(cursor.pos + len));
-                }
-            };
-            match used {
-                Some(len) => cursor.pos += len,
-                None => return Ok(None),
-            }
-        }
-    }
-
-    /// Reads one chunk size line; moves to the chunk's data or to the trailers.
-    fn chunk_size_line(
-        &self,
-        rest: &[u8],
-        cursor: &mut ChunkCursor,
-    ) -> Result<Option<u32>, HttpError> {
-        let window = &rest[..rest.len().min(CHUNK_LINE_BYTES_MAX as usize)];
-        let Some((len, size)) = parse_chunk_line(window)? else {
-            if window.len() >= CHUNK_LINE_BYTES_MAX as usize {
-                return Err(malformed(format!(
-                    "chunk size line exceeds {CHUNK_LINE_BYTES_MAX} bytes"
-                )));
-            }
-            self.charge_framing(cursor.framing_bytes, window.len() as u32)?;
-            return Ok(None);
+        let limits = ChunkLimits {
+            body_bytes_max: u64::from(self.limits.request_body_bytes_max),
+            framing_bytes_max: u64::from(self.limits.header_bytes_max),
         };
-        cursor.framing_bytes = self.charge_framing(cursor.framing_bytes, len)?;
-        let total = self.decoded.len() as u64 + size;
-        if total > u64::from(self.limits.request_body_bytes_max) {
-            return Err(body_too_large(total, &self.limits));
-        }
-        cursor.phase = if size == 0 {
-            ChunkPhase::Trailers
-        } else {
-            // size ≤ request_body_bytes_max, a u32, by the check above.
-            ChunkPhase::Data {
-                remaining: size as u32,
-            }
-        };
-        Ok(Some(len))
-    }
-
-    /// Reads the trailer section (discarded) and its blank line; `Some(len)` once whole.
-    fn trailers(&mut self, rest: &[u8], cursor: &ChunkCursor) -> Result<Option<u32>, HttpError> {
-        let budget = self.limits.header_bytes_max - cursor.framing_bytes;
-        let window = &rest[..rest.len().min(budget as usize)];
-        let mut slots: Vec<Header<'_>> = std::mem::take(&mut self.slots);
-        let status = match httparse::parse_headers(window, &mut slots) {
-            Ok(Status::Complete((len, _))) => Ok(Status::Complete(len)),
-            Ok(Status::Partial) => Ok(Status::Partial),
-            Err(e) => Err(e),
-        };
-        self.slots = recycle(slots);
-        match status {
-            Ok(Status::Complete(len)) => Ok(Some(len as u32)),
-            Ok(Status::Partial) if window.len() >= budget as usize => Err(framing_too_large(
-                u64::from(cursor.framing_bytes) + rest.len() as u64,
-                &self.limits,
-            )),
-            Ok(Status::Partial) => Ok(None),
-            Err(httparse::Error::TooManyHeaders) => Err(too_many_fields("trailer", &self.limits)),
-            Err(e) => Err(malformed(format!("chunked trailer section: {e}"))),
-        }
-    }
-
-    /// Adds `len` framing bytes to `so_far`, refusing past `header_bytes_max`.
-    fn charge_framing(&self, so_far: u32, len: u32) -> Result<u32, HttpError> {
-        let total = u64::from(so_far) + u64::from(len);
-        if total > u64::from(self.limits.header_bytes_max) {
-            return Err(framing_too_large(total, &self.limits));
-        }
-        Ok(total as u32)
+        let rest = &buf[cursor.pos as usize..];
+        let decoded = cursor
+            .decoder
+            .decode(rest, &mut self.decoded, &limits, &mut self.slots)
+            .map_err(|error| chunk_refusal(error, &self.limits))?;
+        // The body lies within the input buffer, whose size is a u32 (`input_buffer_bytes_max`).
+        cursor.pos += decoded.consumed as u32;
+        Ok(decoded.done.then_some(cursor.pos))
     }
 }
 
-/// Hands `httparse`'s header slots back for the next call, keeping their allocation.
-fn recycle(slots: Vec<Header<'_>>) -> Vec<Header<'static>> {
-    slots.into_iter().map(|_| EMPTY_HEADER).collect()
-}
-
-/// The CRLF after a chunk's data.
-fn chunk_data_end(rest: &[u8], cursor: &mut ChunkCursor) -> Result<Option<u32>, HttpError> {
-    let seen = &rest[..rest.len().min(2)];
-    if seen != &b"\r\n"[..seen.len()] {
-        return Err(malformed("chunk data not followed by crlf".to_string()));
+/// The server's refusal for a chunked body the decoder refused.
+fn chunk_refusal(error: ChunkError, limits: &HttpLimits) -> HttpError {
+    match error {
+        ChunkError::Malformed(message) => malformed(message),
+        ChunkError::BodyTooLarge { length } => body_too_large(length, limits),
+        ChunkError::FramingTooLarge { length } => framing_too_large(length, limits),
+        ChunkError::TooManyTrailerFields => too_many_fields("trailer", limits),
     }
-    if seen.len() < 2 {
-        return Ok(None);
-    }
-    cursor.framing_bytes += 2;
-    cursor.phase = ChunkPhase::SizeLine;
-    Ok(Some(2))
-}
-
-/// `chunk-size [ chunk-ext ] CRLF` → (line length, size); `None` until the CRLF arrives.
-/// Extensions are skipped but must be visible characters, spaces or tabs.
-fn parse_chunk_line(line: &[u8]) -> Result<Option<(u32, u64)>, HttpError> {
-    let invalid = || {
-        let shown = String::from_utf8_lossy(&line[..line.len().min(32)]).into_owned();
-        malformed(format!("invalid chunk size line {shown:?}"))
-    };
-    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
-    if digits > CHUNK_SIZE_DIGITS_MAX {
-        return Err(malformed(format!(
-            "chunk size has more than {CHUNK_SIZE_DIGITS_MAX} hex digits"
-        )));
-    }
-    if digits == 0 {
-        return if line.is_empty() {
-            Ok(None)
-        } else {
-            Err(invalid())
-        };
-    }
-    let size = line[..digits].iter().fold(0u64, |size, digit| {
-        let value = (*digit as char).to_digit(16).unwrap_or_default();
-        (size << 4) | u64::from(value)
-    });
-    let mut in_extension = false;
-    for (i, byte) in line.iter().enumerate().skip(digits) {
-        match byte {
-            b'\r' => {
-                return match line.get(i + 1) {
-                    None => Ok(None),
-                    Some(b'\n') => Ok(Some(((i + 2) as u32, size))),
-                    Some(_) => Err(malformed("chunk size line has a bare cr".to_string())),
-                };
-            }
-            b';' => in_extension = true,
-            b' ' | b'\t' => {}
-            0x21..=0x7e | 0x80..=0xff if in_extension => {}
-            _ => return Err(invalid()),
-        }
-    }
-    Ok(None)
 }
 
 /// What the header fields say, gathered in one pass.
@@ -565,24 +421,6 @@ impl HeadFacts {
             expect_continue: self.expect_continue,
         })
     }
-}
-
-/// Elements of a comma-separated field value, optional whitespace trimmed, empties skipped.
-fn list_elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value
-        .split(|b| *b == b',')
-        .map(|element| element.trim_ascii())
-        .filter(|element| !element.is_empty())
-}
-
-/// `1*DIGIT` as a `u64`; values past `u64::MAX` saturate (they exceed any limit anyway).
-fn parse_decimal(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    Some(digits.iter().fold(0u64, |n, d| {
-        n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
-    }))
 }
 
 fn malformed(message: String) -> HttpError {

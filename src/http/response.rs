@@ -251,7 +251,7 @@ pub(crate) struct Peer {
 
 /// Refuses names that are not tokens, framing headers the writer owns, and values that could
 /// split the head.
-fn check_header(name: &str, value: &str) -> io::Result<()> {
+pub(super) fn check_header(name: &str, value: &str) -> io::Result<()> {
     let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
     if name.is_empty() || !name.bytes().all(token) {
         return Err(invalid_input(format!(

@@ -1,0 +1,86 @@
+//! The request writer: one HTTP/1.1 request head and its JSON body into a reused buffer.
+
+use super::{ClientError, ClientErrorKind};
+use crate::http::response::check_header;
+use std::io::Write;
+
+/// Appends one request to `out`: `method target HTTP/1.1`, `Host: host`, the caller's
+/// `headers`, and with a `body` `Content-Type: application/json` (unless `headers` set one) and
+/// `Content-Length`. A `POST` without a body gets `Content-Length: 0`.
+///
+/// Refuses (and leaves `out` as it was) a method that is not a token, a target that is not
+/// origin-form visible ASCII, a host with a character outside visible ASCII, and headers the
+/// codec owns (`Host`, `Content-Length`, `Transfer-Encoding`, `Connection`) or whose value
+/// could split the head.
+pub fn write_request(
+    out: &mut Vec<u8>,
+    method: &str,
+    target: &str,
+    host: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Result<(), ClientError> {
+    check_request_line(method, target, host)?;
+    for (name, value) in headers {
+        if name.eq_ignore_ascii_case("host") {
+            return Err(invalid("header host is set by the http codec".to_string()));
+        }
+        check_header(name, value).map_err(|error| invalid(error.to_string()))?;
+    }
+    let start = out.len();
+    let written = write_all(out, method, target, host, headers, body);
+    if written.is_err() {
+        out.truncate(start);
+    }
+    written.map_err(|error| invalid(format!("request head: {error}")))
+}
+
+fn write_all(
+    out: &mut Vec<u8>,
+    method: &str,
+    target: &str,
+    host: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> std::io::Result<()> {
+    write!(out, "{method} {target} HTTP/1.1\r\nHost: {host}\r\n")?;
+    for (name, value) in headers {
+        write!(out, "{name}: {value}\r\n")?;
+    }
+    match body {
+        Some(body) => {
+            let typed = headers
+                .iter()
+                .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
+            if !typed {
+                out.extend_from_slice(b"Content-Type: application/json\r\n");
+            }
+            write!(out, "Content-Length: {}\r\n\r\n", body.len())?;
+            out.extend_from_slice(body);
+        }
+        None if method == "POST" => out.extend_from_slice(b"Content-Length: 0\r\n\r\n"),
+        None => out.extend_from_slice(b"\r\n"),
+    }
+    Ok(())
+}
+
+fn check_request_line(method: &str, target: &str, host: &str) -> Result<(), ClientError> {
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if method.is_empty() || !method.bytes().all(token) {
+        return Err(invalid(format!("method {method:?} is not a token")));
+    }
+    let visible = |b: u8| b.is_ascii_graphic();
+    if !target.starts_with('/') || !target.bytes().all(visible) {
+        return Err(invalid(format!(
+            "request target {target:?} is not an origin-form path of visible ascii"
+        )));
+    }
+    if host.is_empty() || !host.bytes().all(visible) {
+        return Err(invalid(format!("host {host:?} is not visible ascii")));
+    }
+    Ok(())
+}
+
+fn invalid(message: String) -> ClientError {
+    ClientError::new(ClientErrorKind::InvalidRequest, message)
+}

@@ -1,0 +1,798 @@
+//! The per-shard connection pool of one `http` upstream: keep-alive connections reused
+//! last-in first-out, a bounded FIFO of callers waiting for one, and the request/response
+//! exchange on top (buffered JSON bodies or event streams).
+//!
+//! Ownership: each shard builds one [`UpstreamPool`] per `http` upstream; it is `!Send` (`Rc`,
+//! `RefCell`) and touched only by that shard. Responses and event streams hold their connection
+//! until they are read to the end (then it goes back to the pool) or dropped (then it is closed).
+//!
+//! Limits ([`PoolLimits`]): at most `pool_connections_max` connections open or opening; at most
+//! `pool_waiters_max` callers queued for one (past that a caller is refused at once with an
+//! error naming both caps); connects bounded by `connect_timeout_ms`; idle connections closed
+//! after `pool_idle_timeout_ms`, and every connection after `pool_lifetime_ms` (when it is next
+//! idle). Expiry is checked when a connection is taken and by [`UpstreamPool::close_expired`],
+//! which the shard's epoch clock calls each tick, so no timer is kept per connection. Memory:
+//! per connection one input buffer of `response_head_bytes_max` bytes plus the output buffer of
+//! its largest request (shrunk back to 64 KiB); per waiter one small `Rc`.
+//!
+//! Refuses, each as an [`UpstreamError`] naming the upstream URL and the limit: a full pool and
+//! queue, a connect that fails or times out, a response over its limits or malformed, a
+//! connection closed before the response was whole, and an exchange past its `timeout_ms`.
+//! An idle connection the server closed (or that carries bytes nobody asked for) is dropped
+//! when taken and never handed to a caller.
+
+use crate::http::client::{
+    with_deadline, ClientConnection, ClientError, ClientErrorKind, ClientLimits, ResponseHead,
+    SseEvent, SseReader,
+};
+use glommio::net::TcpStream;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+/// Pool limits of one upstream, per shard. The integrator maps config keys onto them; the
+/// proposed keys and defaults are named on each field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolLimits {
+    /// Connections open or being opened. `upstreams[].pool_connections_max`, default 10.
+    pub pool_connections_max: u32,
+    /// Callers queued for a connection when all are busy; past this they are refused.
+    /// `upstreams[].pool_waiters_max`, default 100.
+    pub pool_waiters_max: u32,
+    /// One connect attempt. `upstreams[].connect_timeout_ms`, default 10000.
+    pub connect_timeout_ms: u64,
+    /// An idle connection is closed after this long unused. `upstreams[].pool_idle_timeout_ms`,
+    /// default 30000 (servers often close sooner; such connections are dropped when taken).
+    pub pool_idle_timeout_ms: u64,
+    /// A connection is closed once this old, when it is next idle.
+    /// `upstreams[].pool_lifetime_ms`, default 3600000.
+    pub pool_lifetime_ms: u64,
+    /// Response limits of the HTTP client codec.
+    pub client: ClientLimits,
+}
+
+/// An `http://host[:port][/path]` upstream URL, its address resolved once when parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamUrl {
+    text: String,
+    authority: String,
+    address: SocketAddr,
+    path: String,
+}
+
+impl UpstreamUrl {
+    /// Parses and resolves `url`. Name resolution blocks, so this runs at startup or reload,
+    /// never on a request path; the first address is used. Refuses other schemes (there is
+    /// no TLS here), user info, fragments, and names that do not resolve.
+    pub fn parse(url: &str) -> Result<UpstreamUrl, String> {
+        let Some(rest) = url.strip_prefix("http://") else {
+            return Err(format!(
+                "upstream url {url:?} must start with http:// (https is not supported)"
+            ));
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(slash) => (&rest[..slash], &rest[slash..]),
+            None => (rest, "/"),
+        };
+        if authority.is_empty() || authority.contains('@') || url.contains('#') {
+            return Err(format!(
+                "upstream url {url:?} needs a host and no user info or fragment"
+            ));
+        }
+        if !path.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(format!(
+                "upstream url {url:?} has a path that is not visible ascii"
+            ));
+        }
+        let has_port = authority
+            .rsplit_once(':')
+            .is_some_and(|(_, port)| !port.contains(']'));
+        let target = if has_port {
+            authority.to_string()
+        } else {
+            format!("{authority}:80")
+        };
+        let address = target
+            .to_socket_addrs()
+            .map_err(|e| format!("upstream url {url:?}: cannot resolve {target}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("upstream url {url:?}: {target} has no address"))?;
+        Ok(UpstreamUrl {
+            text: url.to_string(),
+            authority: authority.to_string(),
+            address,
+            path: path.to_string(),
+        })
+    }
+
+    /// The URL as configured.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The address connections go to.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// The request target every request uses (`/mcp`).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+}
+
+impl fmt::Display for UpstreamUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// Why a request to an upstream failed, as a closed set; `as_str` is a fixed label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpstreamErrorKind {
+    /// The connect was refused or failed.
+    ConnectFailed,
+    /// The connect did not complete within `connect_timeout_ms`.
+    ConnectTimeout,
+    /// Every connection was busy and the queue of waiters was full.
+    PoolFull,
+    /// The request's `timeout_ms` passed (waiting, writing, or reading the response).
+    Timeout,
+    /// The response broke RFC 9112 or the client codec's rules.
+    MalformedResponse,
+    /// The response head, body or an event exceeded its limit.
+    ResponseTooLarge,
+    /// The connection closed or failed before the response was whole.
+    ClosedEarly,
+    /// The request itself was refused before anything was sent.
+    InvalidRequest,
+}
+
+impl UpstreamErrorKind {
+    /// Fixed label for counters and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ConnectFailed => "connect_failed",
+            Self::ConnectTimeout => "connect_timeout",
+            Self::PoolFull => "pool_full",
+            Self::Timeout => "timeout",
+            Self::MalformedResponse => "malformed_response",
+            Self::ResponseTooLarge => "response_too_large",
+            Self::ClosedEarly => "closed_early",
+            Self::InvalidRequest => "invalid_request",
+        }
+    }
+}
+
+/// A failed request: the kind and a lowercase message naming the upstream URL and the limit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamError {
+    /// What went wrong.
+    pub kind: UpstreamErrorKind,
+    /// Names the upstream URL, the value and the limit.
+    pub message: String,
+}
+
+impl UpstreamError {
+    fn new(kind: UpstreamErrorKind, url: &UpstreamUrl, detail: fmt::Arguments<'_>) -> Self {
+        UpstreamError {
+            kind,
+            message: format!("upstream {url}: {detail}"),
+        }
+    }
+
+    fn from_client(error: ClientError, url: &UpstreamUrl, timeout_ms: u64) -> UpstreamError {
+        let kind = match error.kind {
+            ClientErrorKind::Malformed => UpstreamErrorKind::MalformedResponse,
+            ClientErrorKind::TooLarge => UpstreamErrorKind::ResponseTooLarge,
+            ClientErrorKind::ClosedEarly => UpstreamErrorKind::ClosedEarly,
+            ClientErrorKind::InvalidRequest => UpstreamErrorKind::InvalidRequest,
+            ClientErrorKind::Timeout => UpstreamErrorKind::Timeout,
+        };
+        if kind == UpstreamErrorKind::Timeout {
+            let what = error.message;
+            return UpstreamError::new(
+                kind,
+                url,
+                format_args!("{what} within timeout_ms {timeout_ms}"),
+            );
+        }
+        UpstreamError::new(kind, url, format_args!("{}", error.message))
+    }
+}
+
+impl fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind.as_str(), self.message)
+    }
+}
+
+impl std::error::Error for UpstreamError {}
+
+/// One request to send. It goes to the upstream URL's path with its `Host`.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestSpec<'a> {
+    /// `POST`, `GET` or `DELETE`.
+    pub method: &'a str,
+    /// Extra header fields (`Accept`, `Mcp-Session-Id`, ...); the codec owns the framing ones.
+    pub headers: &'a [(&'a str, &'a str)],
+    /// A JSON body, sent with `Content-Type: application/json` and `Content-Length`.
+    pub body: Option<&'a [u8]>,
+    /// Waiting for a connection, connecting, writing, and reading the head (and a buffered
+    /// body) must all end within this many ms; an event stream's events are not bounded by it.
+    pub timeout_ms: u64,
+}
+
+/// What an upstream answered.
+pub enum Reply {
+    /// A whole response (JSON, an error body, or none); its connection is already back.
+    Buffered(Response),
+    /// A successful `text/event-stream` response, read event by event.
+    Stream(SseResponse),
+}
+
+/// A whole buffered response.
+#[derive(Debug)]
+pub struct Response {
+    /// Status and header fields.
+    pub head: ResponseHead,
+    /// The body, decoded; at most `response_body_bytes_max` bytes.
+    pub body: Vec<u8>,
+}
+
+/// Gauges and counters of one pool, for `/status`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Connections established (idle plus busy).
+    pub open: u32,
+    /// Open connections waiting in the pool.
+    pub idle: u32,
+    /// Open connections lent to a caller.
+    pub busy: u32,
+    /// Connects in progress.
+    pub connecting: u32,
+    /// Callers queued for a connection.
+    pub waiters: u32,
+    /// Connections established.
+    pub connects_total: u64,
+    /// Connect attempts that failed or timed out.
+    pub connect_failures_total: u64,
+    /// Requests that went out on a connection that had served before.
+    pub reuses_total: u64,
+    /// Connections closed after `pool_idle_timeout_ms` unused, or found closed by the server.
+    pub closed_idle_total: u64,
+    /// Connections closed at `pool_lifetime_ms`.
+    pub closed_lifetime_total: u64,
+    /// Callers refused because the pool and its queue were full.
+    pub refused_total: u64,
+}
+
+/// An open connection and its ages; boxed, so handing it over moves a pointer.
+struct Pooled {
+    connection: ClientConnection,
+    opened: Instant,
+    idle_since: Instant,
+}
+
+/// What a queued caller is handed.
+enum Grant {
+    /// A connection that just finished an exchange.
+    Connection(Box<Pooled>),
+    /// A free slot: the caller opens a connection itself.
+    Slot,
+}
+
+#[derive(Default)]
+struct Waiter {
+    grant: RefCell<Option<Grant>>,
+    waker: Cell<Option<Waker>>,
+}
+
+struct State {
+    /// Idle connections, most recently used last.
+    #[expect(
+        clippy::vec_box,
+        reason = "connections move between the idle stack, leases and waiters; boxed, a move \
+                  is a pointer and a connection is allocated once for its whole life"
+    )]
+    idle: Vec<Box<Pooled>>,
+    /// Connections open or being opened; `idle.len() <= slots_used <= pool_connections_max`.
+    slots_used: u32,
+    connecting: u32,
+    /// Queued callers, first come first served. Non-empty only while every slot is used and
+    /// none is idle.
+    waiters: VecDeque<Rc<Waiter>>,
+    stats: PoolStats,
+}
+
+struct Shared {
+    url: UpstreamUrl,
+    limits: PoolLimits,
+    state: RefCell<State>,
+}
+
+/// The connection pool of one upstream on one shard. Cloning shares the pool.
+#[derive(Clone)]
+pub struct UpstreamPool {
+    shared: Rc<Shared>,
+}
+
+impl UpstreamPool {
+    /// An empty pool for `url`; connections open on demand.
+    pub fn new(url: UpstreamUrl, limits: &PoolLimits) -> UpstreamPool {
+        assert!(
+            limits.pool_connections_max > 0,
+            "pool_connections_max is at least 1"
+        );
+        let state = State {
+            idle: Vec::with_capacity(limits.pool_connections_max as usize),
+            slots_used: 0,
+            connecting: 0,
+            waiters: VecDeque::with_capacity(limits.pool_waiters_max as usize),
+            stats: PoolStats::default(),
+        };
+        UpstreamPool {
+            shared: Rc::new(Shared {
+                url,
+                limits: *limits,
+                state: RefCell::new(state),
+            }),
+        }
+    }
+
+    /// The upstream this pool connects to.
+    pub fn url(&self) -> &UpstreamUrl {
+        &self.shared.url
+    }
+
+    /// Sends `spec` on a pooled connection and reads the answer: a whole body, or the head of
+    /// an event stream whose events the caller then reads.
+    pub async fn request(&self, spec: &RequestSpec<'_>) -> Result<Reply, UpstreamError> {
+        let shared = &self.shared;
+        let deadline = Instant::now() + Duration::from_millis(spec.timeout_ms);
+        let mut lease = self.acquire(deadline, spec.timeout_ms).await?;
+        let url = &shared.url;
+        let client_error = |error| UpstreamError::from_client(error, url, spec.timeout_ms);
+        let connection = lease.connection();
+        let sent = connection
+            .send(
+                spec.method,
+                url.path(),
+                &url.authority,
+                spec.headers,
+                spec.body,
+                deadline,
+            )
+            .await;
+        if let Err(error) = sent {
+            // Nothing went out for a refused request: the connection is still good.
+            let intact = error.kind == ClientErrorKind::InvalidRequest;
+            lease.release(intact);
+            return Err(client_error(error));
+        }
+        let head = connection
+            .read_head(spec.method, deadline)
+            .await
+            .map_err(client_error)?;
+        if head.is_event_stream() {
+            let reader = SseReader::new(&shared.limits.client);
+            return Ok(Reply::Stream(SseResponse {
+                head,
+                lease: Some(lease),
+                reader,
+                decoded: Vec::new(),
+                body_done: false,
+                timeout_ms: spec.timeout_ms,
+            }));
+        }
+        let body = connection.read_body(deadline).await.map_err(client_error)?;
+        let reusable = connection.reusable();
+        lease.release(reusable);
+        Ok(Reply::Buffered(Response { head, body }))
+    }
+
+    /// Closes idle connections past `pool_idle_timeout_ms` or `pool_lifetime_ms`, and those the
+    /// server closed; returns how many. The shard's epoch clock calls this each tick.
+    pub fn close_expired(&self) -> u32 {
+        let now = Instant::now();
+        let limits = &self.shared.limits;
+        let mut state = self.shared.state.borrow_mut();
+        let before = state.idle.len();
+        let mut closed_idle = 0;
+        let mut closed_lifetime = 0;
+        state
+            .idle
+            .retain(|pooled| match expiry(pooled, now, limits) {
+                None => true,
+                Some(Expiry::Lifetime) => {
+                    closed_lifetime += 1;
+                    false
+                }
+                Some(Expiry::Idle) => {
+                    closed_idle += 1;
+                    false
+                }
+            });
+        let closed = (before - state.idle.len()) as u32;
+        state.slots_used -= closed;
+        state.stats.closed_idle_total += closed_idle;
+        state.stats.closed_lifetime_total += closed_lifetime;
+        closed
+    }
+
+    /// The pool's gauges and counters now.
+    pub fn stats(&self) -> PoolStats {
+        let state = self.shared.state.borrow();
+        let idle = state.idle.len() as u32;
+        let open = state.slots_used - state.connecting;
+        PoolStats {
+            open,
+            idle,
+            busy: open - idle,
+            connecting: state.connecting,
+            waiters: state.waiters.len() as u32,
+            ..state.stats
+        }
+    }
+
+    /// A connection for one exchange: the most recently used idle one, a new one if a slot is
+    /// free, else one handed over in turn after queueing.
+    async fn acquire(&self, deadline: Instant, timeout_ms: u64) -> Result<Lease, UpstreamError> {
+        let shared = &self.shared;
+        let queued = {
+            let mut state = shared.state.borrow_mut();
+            if let Some(pooled) = take_idle(&mut state, &shared.limits) {
+                state.stats.reuses_total += 1;
+                return Ok(Lease::new(shared, pooled));
+            }
+            if state.slots_used < shared.limits.pool_connections_max {
+                state.slots_used += 1;
+                None
+            } else if state.waiters.len() < shared.limits.pool_waiters_max as usize {
+                let waiter = Rc::new(Waiter::default());
+                state.waiters.push_back(waiter.clone());
+                Some(Queued {
+                    shared: shared.clone(),
+                    waiter,
+                })
+            } else {
+                state.stats.refused_total += 1;
+                let limits = &shared.limits;
+                return Err(UpstreamError::new(
+                    UpstreamErrorKind::PoolFull,
+                    &shared.url,
+                    format_args!(
+                        "all pool_connections_max {} connections are busy and \
+                         pool_waiters_max {} callers are already waiting",
+                        limits.pool_connections_max, limits.pool_waiters_max
+                    ),
+                ));
+            }
+        };
+        let slot = match queued {
+            None => Slot::new(shared),
+            Some(queued) => match with_deadline(deadline, queued).await {
+                Some(Turn::Reuse(lease)) => return Ok(lease),
+                Some(Turn::Connect(slot)) => slot,
+                None => {
+                    return Err(UpstreamError::new(
+                        UpstreamErrorKind::Timeout,
+                        &shared.url,
+                        format_args!("no pooled connection free within timeout_ms {timeout_ms}"),
+                    ))
+                }
+            },
+        };
+        self.connect(slot, deadline).await
+    }
+
+    /// Opens a connection in `slot`.
+    async fn connect(&self, slot: Slot, deadline: Instant) -> Result<Lease, UpstreamError> {
+        let shared = &self.shared;
+        let limits = &shared.limits;
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let timeout = Duration::from_millis(limits.connect_timeout_ms)
+            .min(remaining)
+            .max(Duration::from_millis(1));
+        shared.state.borrow_mut().connecting += 1;
+        let connected = TcpStream::connect_timeout(shared.url.address, timeout).await;
+        let mut state = shared.state.borrow_mut();
+        state.connecting -= 1;
+        let stream = match connected {
+            Ok(stream) => stream,
+            Err(error) => {
+                state.stats.connect_failures_total += 1;
+                let error = std::io::Error::from(error);
+                let (kind, detail) = if error.kind() == std::io::ErrorKind::TimedOut {
+                    let ms = timeout.as_millis();
+                    let limit = limits.connect_timeout_ms;
+                    (
+                        UpstreamErrorKind::ConnectTimeout,
+                        format!("connect timed out after {ms} ms (connect_timeout_ms {limit})"),
+                    )
+                } else {
+                    let reason = error.to_string().to_lowercase();
+                    (
+                        UpstreamErrorKind::ConnectFailed,
+                        format!("connect failed: {reason}"),
+                    )
+                };
+                return Err(UpstreamError::new(
+                    kind,
+                    &shared.url,
+                    format_args!("{detail}"),
+                ));
+            }
+        };
+        // Requests are small and latency-bound: do not wait to coalesce them.
+        let _ = stream.set_nodelay(true);
+        state.stats.connects_total += 1;
+        let now = Instant::now();
+        Ok(slot.fill(Box::new(Pooled {
+            connection: ClientConnection::new(stream, &limits.client),
+            opened: now,
+            idle_since: now,
+        })))
+    }
+}
+
+enum Expiry {
+    Idle,
+    Lifetime,
+}
+
+/// Why an idle connection must close now, if it must.
+fn expiry(pooled: &Pooled, now: Instant, limits: &PoolLimits) -> Option<Expiry> {
+    let age = now.saturating_duration_since(pooled.opened);
+    let idle = now.saturating_duration_since(pooled.idle_since);
+    if age >= Duration::from_millis(limits.pool_lifetime_ms) {
+        Some(Expiry::Lifetime)
+    } else if idle >= Duration::from_millis(limits.pool_idle_timeout_ms)
+        || !pooled.connection.peer_quiet()
+    {
+        Some(Expiry::Idle)
+    } else {
+        None
+    }
+}
+
+/// Pops idle connections, newest first, closing expired ones, until a usable one turns up.
+fn take_idle(state: &mut State, limits: &PoolLimits) -> Option<Box<Pooled>> {
+    let now = Instant::now();
+    while let Some(pooled) = state.idle.pop() {
+        match expiry(&pooled, now, limits) {
+            None => return Some(pooled),
+            Some(Expiry::Idle) => state.stats.closed_idle_total += 1,
+            Some(Expiry::Lifetime) => state.stats.closed_lifetime_total += 1,
+        }
+        state.slots_used -= 1;
+    }
+    None
+}
+
+impl Shared {
+    /// Takes back a connection after a whole exchange: to the first waiter, else idle.
+    fn put_back(&self, mut pooled: Box<Pooled>) {
+        let now = Instant::now();
+        let mut state = self.state.borrow_mut();
+        let age = now.saturating_duration_since(pooled.opened);
+        if age >= Duration::from_millis(self.limits.pool_lifetime_ms) {
+            state.stats.closed_lifetime_total += 1;
+            drop(pooled);
+            drop(state);
+            return self.free_slot();
+        }
+        pooled.idle_since = now;
+        match state.waiters.pop_front() {
+            Some(waiter) => waiter.grant(Grant::Connection(pooled)),
+            None => state.idle.push(pooled),
+        }
+    }
+
+    /// Frees a slot whose connection closed (or never opened): to the first waiter, else gone.
+    fn free_slot(&self) {
+        let mut state = self.state.borrow_mut();
+        match state.waiters.pop_front() {
+            Some(waiter) => waiter.grant(Grant::Slot),
+            None => state.slots_used -= 1,
+        }
+    }
+}
+
+impl Waiter {
+    fn grant(&self, grant: Grant) {
+        *self.grant.borrow_mut() = Some(grant);
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
+}
+
+/// A caller's place in the queue; resolves to its lease. Dropped before that (timeout,
+/// cancellation), it leaves the queue, and a grant that raced in is passed on.
+struct Queued {
+    shared: Rc<Shared>,
+    waiter: Rc<Waiter>,
+}
+
+/// A queued caller's turn: a connection to reuse, or a slot to connect in.
+enum Turn {
+    Reuse(Lease),
+    Connect(Slot),
+}
+
+impl Future for Queued {
+    type Output = Turn;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Turn> {
+        let grant = self.waiter.grant.borrow_mut().take();
+        match grant {
+            None => {
+                self.waiter.waker.set(Some(cx.waker().clone()));
+                Poll::Pending
+            }
+            Some(Grant::Slot) => Poll::Ready(Turn::Connect(Slot::new(&self.shared))),
+            Some(Grant::Connection(pooled)) => {
+                self.shared.state.borrow_mut().stats.reuses_total += 1;
+                Poll::Ready(Turn::Reuse(Lease::new(&self.shared, pooled)))
+            }
+        }
+    }
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        let granted = self.waiter.grant.borrow_mut().take();
+        match granted {
+            None => {
+                let mut state = self.shared.state.borrow_mut();
+                state.waiters.retain(|w| !Rc::ptr_eq(w, &self.waiter));
+            }
+            Some(Grant::Connection(pooled)) => self.shared.put_back(pooled),
+            Some(Grant::Slot) => self.shared.free_slot(),
+        }
+    }
+}
+
+/// A free slot taken to open a connection in; dropped unfilled (the connect failed, the
+/// caller left), it is handed on.
+struct Slot {
+    shared: Rc<Shared>,
+    held: bool,
+}
+
+impl Slot {
+    fn new(shared: &Rc<Shared>) -> Slot {
+        Slot {
+            shared: shared.clone(),
+            held: true,
+        }
+    }
+
+    /// The slot now holds `pooled`, lent to this caller.
+    fn fill(mut self, pooled: Box<Pooled>) -> Lease {
+        self.held = false;
+        Lease::new(&self.shared, pooled)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if self.held {
+            self.shared.free_slot();
+        }
+    }
+}
+
+/// A connection lent to one caller for one exchange. Released reusable, it returns to the
+/// pool; dropped (or released otherwise), it closes and its slot is handed on.
+struct Lease {
+    shared: Rc<Shared>,
+    /// `Some` until released; `release` consumes the lease, so it is never seen empty.
+    pooled: Option<Box<Pooled>>,
+}
+
+impl Lease {
+    fn new(shared: &Rc<Shared>, pooled: Box<Pooled>) -> Lease {
+        Lease {
+            shared: shared.clone(),
+            pooled: Some(pooled),
+        }
+    }
+
+    fn connection(&mut self) -> &mut ClientConnection {
+        let pooled = self.pooled.as_mut();
+        &mut pooled
+            .expect("a lease holds its connection until released")
+            .connection
+    }
+
+    /// Ends the exchange: a `reusable` connection goes back to the pool, any other closes.
+    fn release(mut self, reusable: bool) {
+        if reusable {
+            if let Some(pooled) = self.pooled.take() {
+                self.shared.put_back(pooled);
+            }
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(pooled) = self.pooled.take() {
+            // The connection closes before its slot is handed on.
+            drop(pooled);
+            self.shared.free_slot();
+        }
+    }
+}
+
+/// An event stream being read. Read to its end, its connection returns to the pool; dropped
+/// before that, the connection is closed, which the server sees as the stream cancelled.
+pub struct SseResponse {
+    head: ResponseHead,
+    /// `None` once the stream ended or failed.
+    lease: Option<Lease>,
+    reader: SseReader,
+    /// Decoded body bytes not yet read as events: at most one line plus one read.
+    decoded: Vec<u8>,
+    body_done: bool,
+    timeout_ms: u64,
+}
+
+impl SseResponse {
+    /// Status and header fields (`Mcp-Session-Id` and the like).
+    pub fn head(&self) -> &ResponseHead {
+        &self.head
+    }
+
+    /// The event id in force, to resume from.
+    pub fn last_event_id(&self) -> &str {
+        self.reader.last_event_id()
+    }
+
+    /// The next event, waiting as long as the server takes (race it against the request's
+    /// deadline); `None` once the stream ended. After an error the stream is over and its
+    /// connection closed.
+    pub async fn next_event(&mut self) -> Result<Option<SseEvent>, UpstreamError> {
+        let result = self.read_event().await;
+        if result.is_err() {
+            self.lease = None;
+        }
+        result
+    }
+
+    async fn read_event(&mut self) -> Result<Option<SseEvent>, UpstreamError> {
+        loop {
+            let Some(lease) = self.lease.as_mut() else {
+                return Ok(None);
+            };
+            let shared = lease.shared.clone();
+            let failed = |error| UpstreamError::from_client(error, &shared.url, self.timeout_ms);
+            let step = self.reader.next_event(&self.decoded).map_err(failed)?;
+            self.decoded.drain(..step.consumed);
+            if step.event.is_some() {
+                return Ok(step.event);
+            }
+            let connection = lease.connection();
+            if self.body_done {
+                let reusable = connection.reusable();
+                if let Some(lease) = self.lease.take() {
+                    lease.release(reusable);
+                }
+                return Ok(None);
+            }
+            let read = connection.read_body_some(&mut self.decoded, None).await;
+            self.body_done = read.map_err(failed)?;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
