@@ -17,7 +17,8 @@
 //!
 //! Limits ([`StdioLimits`]): a message is at most `message_bytes_max` bytes either way; memory per
 //! upstream per shard is at most `(inbound_messages_max + outbound_messages_max + 1) ×
-//! message_bytes_max + stderr_line_bytes_max` plus one 64 KiB read buffer. Refused: sends over
+//! message_bytes_max + stderr_line_bytes_max` plus one 64 KiB read buffer, plus one message per
+//! `send` waiting for room in a full queue (the pending table's cap bounds those). Refused: sends over
 //! the limit or containing a newline (they would break the framing), sends while no child runs.
 //!
 //! Stopping: [`StdioUpstream::shutdown`] (or dropping the upstream) closes the child's stdin, then
@@ -82,7 +83,9 @@ pub struct StdioSpec {
     pub cwd: Option<PathBuf>,
 }
 
-/// Limits of one stdio upstream; the proposed config key of each is on its field.
+/// Limits of one stdio upstream; the proposed config key of each is on its field. Every limit but
+/// `kill_grace_ms` and `healthy_after_ms` is at least 1, and `restart_backoff_ms <= restart_backoff_max_ms` (the config validates this;
+/// [`StdioUpstream::start`] asserts it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StdioLimits {
     /// `upstreams[].message_bytes_max`, default 4 MiB (the same as
@@ -262,8 +265,21 @@ impl StdioUpstream {
         limits: StdioLimits,
         log: LogSink,
     ) -> Result<Self, StdioError> {
-        assert!(limits.message_bytes_max > 0 && limits.stderr_line_bytes_max > 0);
-        assert!(limits.inbound_messages_max > 0 && limits.outbound_messages_max > 0);
+        assert!(limits.message_bytes_max > 0, "message_bytes_max is 0");
+        assert!(
+            limits.stderr_line_bytes_max > 0,
+            "stderr_line_bytes_max is 0"
+        );
+        assert!(limits.inbound_messages_max > 0, "inbound_messages_max is 0");
+        assert!(
+            limits.outbound_messages_max > 0,
+            "outbound_messages_max is 0"
+        );
+        assert!(limits.exit_poll_ms > 0, "exit_poll_ms is 0");
+        assert!(
+            limits.restart_backoff_ms <= limits.restart_backoff_max_ms,
+            "restart_backoff_ms is over restart_backoff_max_ms"
+        );
         let first = child::spawn(&spec).map_err(|error| StdioError::Spawn {
             command: spec.command.clone(),
             reason: error.to_string(),
