@@ -6,3 +6,4 @@
 pub mod builtin;
 pub mod catalogue;
 pub mod pool;
+pub mod stdio;
