@@ -60,11 +60,14 @@ pub enum RefusalReason {
     Internal,
     /// An answer exceeded `response_body_bytes_max`; the client gets an error instead.
     ResponseTooLarge,
+    /// The pending table is at `pending_max` for the shard or `pending_per_upstream_max` for
+    /// the upstream, even after retiring its oldest generation.
+    PendingFull,
 }
 
 impl RefusalReason {
     /// Every reason, in declaration order; the index is the counter slot.
-    pub const ALL: [RefusalReason; 25] = [
+    pub const ALL: [RefusalReason; 26] = [
         Self::MalformedHttp,
         Self::AmbiguousFraming,
         Self::UnsupportedTransferEncoding,
@@ -90,6 +93,7 @@ impl RefusalReason {
         Self::ClientInfoTooLarge,
         Self::Internal,
         Self::ResponseTooLarge,
+        Self::PendingFull,
     ];
 
     /// Fixed label used in counters and logs.
@@ -120,6 +124,7 @@ impl RefusalReason {
             Self::ClientInfoTooLarge => "client_info_too_large",
             Self::Internal => "internal",
             Self::ResponseTooLarge => "response_too_large",
+            Self::PendingFull => "pending_full",
         }
     }
 
@@ -145,7 +150,11 @@ impl RefusalReason {
             Self::Internal => 500,
             Self::UnsupportedTransferEncoding => 501,
             Self::ResponseTooLarge => 502,
-            Self::ConnectionsFull | Self::SessionsFull | Self::MeshFull | Self::Draining => 503,
+            Self::ConnectionsFull
+            | Self::SessionsFull
+            | Self::MeshFull
+            | Self::Draining
+            | Self::PendingFull => 503,
         }
     }
 
