@@ -214,7 +214,6 @@ impl Model {
             })
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn register(
         &mut self,
         upstream: u16,
