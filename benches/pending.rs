@@ -19,8 +19,17 @@ use shardgate::upstream::pending::{
 
 const IN_FLIGHT: u32 = 100;
 const CLIENT_ID: &str = r#""3f2b8c1e-9a4d-4e7b-b1c2-5d6e7f8a9b0c""#;
-const REQUEST: &[u8] = br#"{"jsonrpc":"2.0","id":"3f2b8c1e-9a4d-4e7b-b1c2-5d6e7f8a9b0c","method":"tools/call","params":{"name":"search__query","arguments":{"q":"thread-per-core gateways","limit":10},"_meta":{"progressToken":"p-17"}}}"#;
-const RESPONSE: &[u8] = br#"{"jsonrpc":"2.0","id":1234567,"result":{"content":[{"type":"text","text":"ten results about thread-per-core gateways"}],"isError":false}}"#;
+const REQUEST: &[u8] = concat!(
+    r#"{"jsonrpc":"2.0","id":"3f2b8c1e-9a4d-4e7b-b1c2-5d6e7f8a9b0c","method":"tools/call","#,
+    r#""params":{"name":"search__query","arguments":{"q":"thread-per-core gateways","#,
+    r#""limit":10},"_meta":{"progressToken":"p-17"}}}"#
+)
+.as_bytes();
+const RESPONSE: &[u8] = concat!(
+    r#"{"jsonrpc":"2.0","id":1234567,"result":{"content":[{"type":"text","#,
+    r#""text":"ten results about thread-per-core gateways"}],"isError":false}}"#
+)
+.as_bytes();
 
 fn limits(pending_max: u32) -> PendingLimits {
     PendingLimits {

@@ -16,9 +16,11 @@
 //! (client route, keyed hash of the client id) for cancellation. A second index was chosen
 //! over searching the route's entries because the table has no per-route chains and a scan of
 //! `pending_max` entries per client `notifications/cancelled` is a cost a client controls; the
-//! index costs about 40 bytes per entry and O(1) per register, end and cancel. A hash collision
-//! can only occur within one route (the route is part of the key) and is checked against the
-//! stored id bytes, so a client can only ever refuse or miss its own requests.
+//! index costs O(1) per register, end and cancel, and about 200 bytes per entry of reserved
+//! memory for an 8-byte route (slab, index and key lists; [`PendingTable::memory_ceiling`]).
+//! A hash collision can only occur within one route (the route is part of the key) and is
+//! checked against the stored id bytes, so a client can only ever refuse or miss its own
+//! requests.
 //!
 //! Limits ([`PendingLimits`]): `pending_max` entries per shard, `pending_per_upstream_max` per
 //! upstream (a count per upstream in a fixed array), `request_id_bytes_max` bytes for the
@@ -31,8 +33,8 @@
 //! table costs O(1) per refusal), an id or token over `request_id_bytes_max`, and a client id
 //! already in flight on the same route. Deadlines have the epoch tick's granularity: with the
 //! two generations used here, every `advance` examines every request registered before the
-//! previous one, so a request is reported by the first tick at or after its deadline and at
-//! least two ticks after its registration.
+//! previous one, so a request is reported by the first tick that comes at or after its
+//! deadline and is not the first tick after its registration.
 //!
 //! ```compile_fail
 //! fn shard_local_only<T: Send>() {}
@@ -77,8 +79,9 @@ pub type ClientIdBytes = SmallVec<[u8; 40]>;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PendingLimits {
     /// Requests in flight per shard, all upstreams together (`pending.pending_max`, default
-    /// 1000, range 1..=1000000). Reserves two entries of both tables and two generations of
-    /// `2 × pending_max × 2 × request_id_bytes_max` arena bytes (about 1 MiB at the defaults).
+    /// 1000, range 1..=1000000). Reserves an entry in each of the two tables and two arenas
+    /// of `2 × pending_max × 2 × request_id_bytes_max` bytes: about 1.4 MiB per shard at the
+    /// defaults, 1 MiB of it arenas ([`PendingTable::memory_ceiling`]).
     pub pending_max: u32,
     /// Requests in flight per shard to one upstream (`pending.pending_per_upstream_max`,
     /// default 500, at most `pending_max`): one stalled upstream holds at most half of the

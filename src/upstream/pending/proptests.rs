@@ -69,7 +69,8 @@ fn op() -> impl Strategy<Value = Op> {
                 pick, right_upstream, upstream, string_form
             }),
         1 => (0..3u32, 0..6u8).prop_map(|(route, client)| Op::Cancel { route, client }),
-        1 => (any::<usize>(), upstream).prop_map(|(pick, upstream)| Op::Progress { pick, upstream }),
+        1 => (any::<usize>(), upstream)
+            .prop_map(|(pick, upstream)| Op::Progress { pick, upstream }),
         2 => (0..3u64).prop_map(|step_ms| Op::Advance { step_ms }),
         1 => (0..3u64).prop_map(|step_ms| Op::Wait { step_ms }),
     ]
@@ -483,7 +484,8 @@ proptest! {
             serde_json::to_string(&arguments)
         }.expect("serialises");
         let out_text = String::from_utf8(out).expect("utf-8");
-        prop_assert!(pretty || out_text.contains(&arguments_text), "arguments copied byte for byte");
+        let copied = pretty || out_text.contains(&arguments_text);
+        prop_assert!(copied, "arguments copied byte for byte");
     }
 
     #[test]

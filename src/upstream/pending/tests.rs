@@ -143,7 +143,8 @@ fn restore_response_id_replaces_a_null_id_too() {
 
 #[test]
 fn restore_progress_token_replaces_the_params_token() {
-    let body = br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":17,"progress":0.5}}"#;
+    let body = br#"{"jsonrpc":"2.0","method":"notifications/progress",
+        "params":{"progressToken":17,"progress":0.5}}"#;
     let out = restore_progress_token(body, b"\"mine\"").expect("rewritable");
     let value: Value = serde_json::from_slice(&out).expect("json");
     assert_eq!(value["params"]["progressToken"], "mine");
