@@ -84,6 +84,16 @@ fn cores_for(args: &Args, config: &Config) -> Result<Vec<usize>, ExitCode> {
     })
 }
 
+/// Shards to plan for. A count or a list is taken as given, so a plan can be made for a bigger
+/// machine than this one; `all` means the cores this process may use here.
+fn plan_shards(args: &Args, config: &Config) -> u16 {
+    match args.cores.as_ref().unwrap_or(&config.server.cores) {
+        Cores::Count(count) => *count,
+        Cores::List(list) => list.len() as u16,
+        Cores::All => core_affinity::get_core_ids().map_or(1, |ids| ids.len().max(1) as u16),
+    }
+}
+
 fn run(args: Args) -> Result<(), ExitCode> {
     let config = load(&args)?;
     match args.command.as_str() {
@@ -92,8 +102,7 @@ fn run(args: Args) -> Result<(), ExitCode> {
             Ok(())
         }
         "plan" => {
-            let shards = cores_for(&args, &config)?.len();
-            println!("{}", runtime::plan(&config, shards as u16));
+            println!("{}", runtime::plan(&config, plan_shards(&args, &config)));
             Ok(())
         }
         _ => {

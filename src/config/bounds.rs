@@ -38,15 +38,15 @@ pub const CORES_COUNT: Bound = Bound::new(1, 1, 4_096);
 pub const CORE_ID: Bound = Bound::new(0, 0, 4_095);
 
 /// `limits.connections_max`.
-pub const CONNECTIONS_MAX: Bound = Bound::new(1_024, 1, 65_536);
+pub const CONNECTIONS_MAX: Bound = Bound::new(256, 1, 65_536);
 /// `limits.header_bytes_max`.
 pub const HEADER_BYTES_MAX: Bound = Bound::new(16_384, 1_024, 1_048_576);
 /// `limits.headers_count_max`.
 pub const HEADERS_COUNT_MAX: Bound = Bound::new(64, 8, 1_024);
 /// `limits.request_body_bytes_max`.
-pub const REQUEST_BODY_BYTES_MAX: Bound = Bound::new(1_048_576, 1_024, 67_108_864);
+pub const REQUEST_BODY_BYTES_MAX: Bound = Bound::new(262_144, 1_024, 67_108_864);
 /// `limits.response_body_bytes_max`.
-pub const RESPONSE_BODY_BYTES_MAX: Bound = Bound::new(4_194_304, 1_024, 268_435_456);
+pub const RESPONSE_BODY_BYTES_MAX: Bound = Bound::new(1_048_576, 1_024, 268_435_456);
 /// `limits.header_read_timeout_ms`.
 pub const HEADER_READ_TIMEOUT_MS: Bound = Bound::new(10_000, 100, 600_000);
 /// `limits.body_read_timeout_ms`.
@@ -56,7 +56,7 @@ pub const KEEPALIVE_IDLE_TIMEOUT_MS: Bound = Bound::new(60_000, 100, 3_600_000);
 /// `limits.mesh_messages_max`.
 pub const MESH_MESSAGES_MAX: Bound = Bound::new(256, 1, 65_536);
 /// `limits.forwarded_requests_max`.
-pub const FORWARDED_REQUESTS_MAX: Bound = Bound::new(1_024, 1, 65_536);
+pub const FORWARDED_REQUESTS_MAX: Bound = Bound::new(256, 1, 65_536);
 /// `limits.sse_keepalive_interval_ms`.
 pub const SSE_KEEPALIVE_INTERVAL_MS: Bound = Bound::new(15_000, 100, 600_000);
 

@@ -86,10 +86,10 @@ pub struct Admin {
 /// `[limits]`; all per shard.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Open client connections per shard; one more is refused (`ConnectionsFull`). Default 1024.
-    /// Each connection may hold up to `header_bytes_max + request_body_bytes_max +
-    /// response_body_bytes_max` of buffers, so the worst case is about 5 GiB per shard at the
-    /// defaults: lower the body limits, not this, on small machines (see `tuning/SIZING.md`).
+    /// Open client connections per shard; one more is refused (`ConnectionsFull`). Default 256.
+    /// Each connection may hold up to `2 × (header_bytes_max + request_body_bytes_max +
+    /// response_body_bytes_max)` of buffers, about 650 MiB per shard at the defaults: that worst
+    /// case, not typical use, is what `shardgate plan` prints (see `tuning/SIZING.md`).
     pub connections_max: u32,
     /// Request line plus headers, in bytes; more is refused (`HeadersTooLarge`). Default 16384
     /// (Node.js's default): MCP requests carry a handful of short headers plus a bearer token.
@@ -98,17 +98,17 @@ pub struct Limits {
     /// Request header count; more is refused (`HeadersTooLarge`). Default 64. The parser's header
     /// index is this many slots (32 bytes each) per request being parsed.
     pub headers_count_max: u32,
-    /// Request body in bytes; more is refused (`BodyTooLarge`). Default 1 MiB: a JSON-RPC request
-    /// with tool arguments, room for an embedded document. Up to this much per connection.
+    /// Request body in bytes; more is refused (`BodyTooLarge`). Default 256 KiB: a JSON-RPC
+    /// request with tool arguments; raise it for upstreams that take documents. Up to this much per connection.
     pub request_body_bytes_max: u64,
-    /// Upstream response body in bytes relayed as one JSON answer. Default 4 MiB: tool results
-    /// may carry base64 images or resources. Up to this much per connection.
+    /// Upstream response body in bytes relayed as one JSON answer. Default 1 MiB: room for a tool
+    /// result with an embedded image; raise it for upstreams that return larger resources. Up to this much per connection.
     pub response_body_bytes_max: u64,
     /// Deadline for the request line and headers (slowloris bound); on expiry the connection is
     /// closed (`HeaderReadTimeout`). Default 10000 ms. Reserves no memory.
     pub header_read_timeout_ms: u64,
     /// Deadline for the whole request body once headers are read. Default 30000 ms: a 1 MiB body
-    /// at a slow 35 KiB/s still fits. Reserves no memory.
+    /// at a slow 35 KiB/s would still fit. Reserves no memory.
     pub body_read_timeout_ms: u64,
     /// Idle time before a keep-alive connection is closed. Default 60000 ms, matching common
     /// load-balancer idle timeouts. Reserves no memory, but an idle connection keeps its slot.
@@ -118,8 +118,9 @@ pub struct Limits {
     /// mesh_messages_max` messages.
     pub mesh_messages_max: u32,
     /// Requests one shard has in flight on other shards (sessions owned elsewhere); more are
-    /// refused (`MeshFull`). Default 1024, equal to `connections_max`: every connection may be
-    /// waiting on a forwarded request. One pending slot each.
+    /// refused (`MeshFull`). Default 256, equal to `connections_max`: every connection may be
+    /// waiting on a forwarded request. One pending slot and a copy of the request and its answer
+    /// each.
     pub forwarded_requests_max: u32,
     /// Period of `:` comment frames on idle SSE streams. Default 15000 ms: below the 30–60 s idle
     /// timeouts of common proxies, so streams survive them. Reserves no memory.

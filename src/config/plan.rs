@@ -253,7 +253,7 @@ mod tests {
         let config = Config::default();
         let plan = plan(&config, 2, &[message_term(), session_term()]);
         let limits = &config.limits;
-        let connections = 1024 * 2 * (16_384 + 1_048_576 + 4_194_304);
+        let connections = 256 * 2 * (16_384 + 262_144 + 1_048_576);
         let mesh = 2 * u64::from(limits.mesh_messages_max) * 64;
         let per_shard = 1_048_576 + connections + mesh + 1000;
         assert_eq!(plan.per_shard_bytes(), per_shard);

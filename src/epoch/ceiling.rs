@@ -67,8 +67,9 @@ fn index_buckets(capacity: usize, bucket_bytes: usize) -> usize {
 }
 
 /// Bytes of a hashbrown table of `T` reserved for `capacity` items
-/// (`TableLayout::calculate_layout_for` in hashbrown's `raw.rs`).
-pub(super) fn index_bytes<T>(capacity: usize) -> u64 {
+/// (`TableLayout::calculate_layout_for` in hashbrown's `raw.rs`). Other bounded maps use it for
+/// their plan terms too.
+pub fn index_bytes<T>(capacity: usize) -> u64 {
     if capacity == 0 {
         return 0;
     }

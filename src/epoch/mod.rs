@@ -40,7 +40,7 @@ mod tests;
 
 use std::fmt;
 
-pub use ceiling::MemoryCeiling;
+pub use ceiling::{index_bytes, MemoryCeiling};
 pub use table::EpochTable;
 
 /// The bounds of one table, fixed at construction.

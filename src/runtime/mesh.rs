@@ -137,8 +137,9 @@ impl Drop for TicketGuard<'_> {
 impl Mesh {
     pub fn new(senders: Senders<MeshMessage>, waiting_max: u32) -> Result<Mesh, String> {
         let mut waiting = HashMap::new();
+        // Twice the entries, so removals' tombstones are rehashed in place and never grow it.
         waiting
-            .try_reserve(waiting_max as usize)
+            .try_reserve(Self::index_capacity(waiting_max))
             .map_err(|e| format!("cannot reserve {waiting_max} forwarded-request slots: {e}"))?;
         Ok(Mesh {
             senders,
@@ -146,6 +147,11 @@ impl Mesh {
             waiting_max,
             next_ticket: Cell::new(1),
         })
+    }
+
+    /// The capacity the waiting table reserves for `waiting_max` tickets.
+    pub fn index_capacity(waiting_max: u32) -> usize {
+        2 * waiting_max as usize
     }
 
     /// Requests waiting on other shards right now.

@@ -24,9 +24,10 @@ use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::config::plan::{Plan, PlanTerm};
 use crate::config::{self, Config};
-use crate::epoch::EpochTable;
+use crate::epoch::{index_bytes, EpochTable};
 use crate::mcp::session::Session;
 use admin::AdminFront;
+use glommio::channels::local_channel::LocalSender;
 use mesh::{Mesh, MeshMessage};
 use platform::StartupError;
 use shard::{McpFront, Shard};
@@ -223,10 +224,13 @@ async fn start_shard(plan: &ShardPlan) -> Result<Started, StartupError> {
 pub fn plan(config: &Config, shards: u16) -> Plan {
     let limits = shard::session_table_limits(config);
     let ceiling = EpochTable::<u128, Session>::memory_ceiling(&limits);
-    let forwarded_slot_bytes = std::mem::size_of::<(
-        mesh::Ticket,
-        glommio::channels::local_channel::LocalSender<MeshMessage>,
-    )>() as u64;
+    let forwarded_max = config.limits.forwarded_requests_max;
+    let forwarded_index = index_bytes::<(mesh::Ticket, LocalSender<MeshMessage>)>(
+        Mesh::index_capacity(forwarded_max),
+    );
+    // Each forwarded request carries a copy of its body over, and its answer back.
+    let forwarded_copies = u64::from(forwarded_max)
+        * (config.limits.request_body_bytes_max + config.limits.response_body_bytes_max);
     let terms = [
         PlanTerm {
             name: "session table",
@@ -245,20 +249,22 @@ pub fn plan(config: &Config, shards: u16) -> Plan {
         },
         PlanTerm {
             name: "forwarded requests",
-            per_shard_bytes: u64::from(config.limits.forwarded_requests_max) * 2 * forwarded_slot_bytes,
+            per_shard_bytes: forwarded_index + forwarded_copies,
             explanation: format!(
-                "forwarded_requests_max {} × {forwarded_slot_bytes} bytes, index reserved at twice the entries",
-                config.limits.forwarded_requests_max
+                "ticket index {forwarded_index} bytes + limits.forwarded_requests_max \
+                 {forwarded_max} × (request_body_bytes_max + response_body_bytes_max) copied \
+                 between shards"
             ),
         },
         PlanTerm {
             name: "executor thread",
             per_shard_bytes: EXECUTOR_THREAD_BYTES,
-            explanation: "the shard thread's stack (2 MiB, the Rust default) and its io_uring rings".into(),
+            explanation:
+                "the shard thread's stack (2 MiB, the Rust default) and its io_uring rings".into(),
         },
         PlanTerm::mesh_message(
             std::mem::size_of::<MeshMessage>() as u64,
-            "one cross-shard message (its heap parts are counted in the request buffers)".into(),
+            "one cross-shard message; the bodies it carries are the forwarded requests row".into(),
         ),
     ];
     let image_bytes = std::env::current_exe()

@@ -4,4 +4,5 @@
 //! Each shard owns its own pools and pending entries; nothing here is shared across shards.
 
 pub mod builtin;
+pub mod catalogue;
 pub mod pending;
