@@ -58,11 +58,14 @@ pub enum RefusalReason {
     Internal,
     /// An answer exceeded `response_body_bytes_max`; the client gets an error instead.
     ResponseTooLarge,
+    /// The pending table is at `pending_max` for the shard or `pending_per_upstream_max` for
+    /// the upstream, even after retiring its oldest generation.
+    PendingFull,
 }
 
 impl RefusalReason {
     /// Every reason, in declaration order; the index is the counter slot.
-    pub const ALL: [RefusalReason; 24] = [
+    pub const ALL: [RefusalReason; 25] = [
         Self::MalformedHttp,
         Self::AmbiguousFraming,
         Self::UnsupportedTransferEncoding,
@@ -87,6 +90,7 @@ impl RefusalReason {
         Self::ClientInfoTooLarge,
         Self::Internal,
         Self::ResponseTooLarge,
+        Self::PendingFull,
     ];
 
     /// Fixed label used in counters and logs.
@@ -116,6 +120,7 @@ impl RefusalReason {
             Self::ClientInfoTooLarge => "client_info_too_large",
             Self::Internal => "internal",
             Self::ResponseTooLarge => "response_too_large",
+            Self::PendingFull => "pending_full",
         }
     }
 
@@ -141,7 +146,7 @@ impl RefusalReason {
             Self::Internal => 500,
             Self::UnsupportedTransferEncoding => 501,
             Self::ResponseTooLarge => 502,
-            Self::ConnectionsFull | Self::SessionsFull | Self::MeshFull => 503,
+            Self::ConnectionsFull | Self::SessionsFull | Self::MeshFull | Self::PendingFull => 503,
         }
     }
 

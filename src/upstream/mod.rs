@@ -5,5 +5,6 @@
 
 pub mod builtin;
 pub mod catalogue;
+pub mod pending;
 pub mod pool;
 pub mod stdio;
