@@ -601,3 +601,59 @@ fn get_stream_and_delete_work_for_sessions_owned_by_either_shard() {
         "both shards dropped every deleted session"
     );
 }
+
+#[test]
+fn get_streams_end_at_the_session_idle_ttl_on_either_shard() {
+    // Goal: an open GET stream does not keep its session alive, whichever shard serves it: the
+    // stream held by the non-owning shard checks the owner without touching the session, so
+    // both kinds end once the session idles past session_idle_ttl_ms (regression: forwarded
+    // streams used to renew their session every second and never ended).
+    const TTL_MS: u64 = 1500;
+    let extra = format!(
+        "[sessions]\nsession_idle_ttl_ms = {TTL_MS}\n[epoch]\ntick_ms = 100\n\
+         [limits]\nsse_keepalive_interval_ms = {SSE_KEEPALIVE_INTERVAL_MS}\n"
+    );
+    let gw = Gateway::start(&config_with(&extra), 2);
+    let mut owned: BTreeMap<String, Session> = BTreeMap::new();
+    for _ in 0..64 {
+        let session = gw.open_session(SESSION_VERSION_LATEST);
+        owned.entry(session.id[..2].to_owned()).or_insert(session);
+        if owned.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(owned.len(), 2, "sessions on both shards");
+    let opened = Instant::now();
+    let mut streams: Vec<(Conn, SseParser)> = Vec::new();
+    for session in owned.values() {
+        for _ in 0..4 {
+            streams.push(open_primed_stream(&gw, session));
+        }
+    }
+    // TTL, plus a full ring of ticks to retire it, plus one forwarded check, plus slack for CI.
+    let bound = Duration::from_millis(TTL_MS + 4 * 100 + 1000 + 3000);
+    for (stream, parser) in &mut streams {
+        stream.set_read_timeout(bound);
+        loop {
+            match stream.next_sse(parser) {
+                Ok(None) => break,
+                Ok(Some(SseItem::Comment(_))) => assert!(
+                    opened.elapsed() < bound,
+                    "stream still open {:?} after opening",
+                    opened.elapsed()
+                ),
+                Ok(Some(item)) => panic!("unexpected item on an expiring stream: {item:?}"),
+                Err(e) => panic!(
+                    "stream still open {:?} after opening: {e}",
+                    opened.elapsed()
+                ),
+            }
+        }
+    }
+    assert!(
+        opened.elapsed() >= Duration::from_millis(TTL_MS),
+        "streams ended before the idle TTL: {:?}",
+        opened.elapsed()
+    );
+    assert_eq!(gw.sessions_total(), 0, "both sessions were reclaimed");
+}
