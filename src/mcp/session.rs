@@ -60,8 +60,6 @@ impl fmt::Display for SessionId {
 pub struct Session {
     /// The version negotiated at `initialize`.
     pub version: ProtocolVersion,
-    /// Set once `notifications/initialized` arrived.
-    pub initialized: bool,
     /// Set when the session ends (DELETE or expiry): open GET streams watch it and close.
     pub ended: Rc<ShutdownSignal>,
 }
@@ -114,6 +112,9 @@ pub struct SessionTable {
     idle_ttl_ms: u64,
     table: EpochTable<u128, Session>,
     expired_total: u64,
+    /// A full table may retire one generation early per tick; a stream of `initialize` calls
+    /// against a table full of live sessions then costs O(1) each, not a generation walk each.
+    early_retire_armed: bool,
 }
 
 impl SessionTable {
@@ -125,6 +126,7 @@ impl SessionTable {
             idle_ttl_ms,
             table,
             expired_total: 0,
+            early_retire_armed: true,
         })
     }
 
@@ -138,20 +140,29 @@ impl SessionTable {
         let id = SessionId::generate(self.shard).map_err(SessionRefusal::Random)?;
         let session = Session {
             version,
-            initialized: false,
             ended: Rc::default(),
         };
         let expires_at_ms = now_ms + self.idle_ttl_ms;
         let expired = &mut self.expired_total;
-        self.table
-            .insert_or_retire(
-                id.secret,
-                session,
-                client_json,
-                expires_at_ms,
-                now_ms,
-                |removed| *expired += end_session(removed),
-            )
+        let full = self.table.len() >= self.table.limits().entries_max;
+        let inserted = match full && !self.early_retire_armed {
+            // Already retired early this tick and still full: refuse at O(1) cost.
+            true => self
+                .table
+                .insert(id.secret, session, client_json, expires_at_ms),
+            false => {
+                self.early_retire_armed &= !full;
+                self.table.insert_or_retire(
+                    id.secret,
+                    session,
+                    client_json,
+                    expires_at_ms,
+                    now_ms,
+                    |removed| *expired += end_session(removed),
+                )
+            }
+        };
+        inserted
             .map(|_| id)
             .map_err(|refused| match refused.refusal {
                 TableRefusal::PayloadTooLarge {
@@ -211,6 +222,7 @@ impl SessionTable {
 
     /// The epoch tick: retires the oldest generation, ending sessions idle past the TTL.
     pub fn advance(&mut self, now_ms: u64) {
+        self.early_retire_armed = true;
         let expired = &mut self.expired_total;
         self.table
             .advance(now_ms, |removed| *expired += end_session(removed));
@@ -293,6 +305,38 @@ mod tests {
         sessions
             .create(ProtocolVersion::V2025_11_25, b"{}", 1100)
             .unwrap();
+    }
+
+    #[test]
+    fn a_full_table_of_live_sessions_retires_early_at_most_once_per_tick() {
+        let mut sessions = table(8);
+        for _ in 0..8 {
+            sessions
+                .create(ProtocolVersion::V2025_11_25, b"{}", 0)
+                .unwrap();
+        }
+        for attempt in 0..100 {
+            let refusal = sessions.create(ProtocolVersion::V2025_11_25, b"{}", 10 + attempt);
+            assert!(matches!(
+                refusal,
+                Err(SessionRefusal::Full { sessions_max: 8 })
+            ));
+        }
+        assert_eq!(
+            sessions.stats().early_retires,
+            1,
+            "one walk, then O(1) refusals"
+        );
+        assert_eq!(
+            sessions.stats().entries,
+            8,
+            "live sessions survive the early retire"
+        );
+        sessions.advance(200);
+        assert!(sessions
+            .create(ProtocolVersion::V2025_11_25, b"{}", 201)
+            .is_err());
+        assert_eq!(sessions.stats().early_retires, 2, "re-armed by the tick");
     }
 
     #[test]

@@ -382,10 +382,6 @@ impl Endpoint {
             let session = table
                 .touch(id, now_ms)
                 .ok_or_else(|| unknown_session(text))?;
-            if matches!(message, Message::Notification { method, .. } if method == "notifications/initialized")
-            {
-                session.initialized = true;
-            }
             session.version
         };
         let Message::Request { id, method, params } = message else {
