@@ -11,7 +11,7 @@ use shardgate::runtime::{self, platform};
 
 const USAGE: &str = "\
 usage:
-  shardgate serve [--config PATH] [--cores N|all]   serve MCP (default config: tuning/default.toml, built in)
+  shardgate [serve] [--config PATH] [--cores N|all] serve MCP (default config: tuning/default.toml, built in)
   shardgate check --config PATH                     validate a config and print a summary
   shardgate plan [--config PATH] [--cores N|all]    print the memory ceiling per shard and in total";
 
@@ -22,8 +22,15 @@ struct Args {
     cores: Option<Cores>,
 }
 
-fn parse_args(mut raw: impl Iterator<Item = String>) -> Result<Args, String> {
-    let command = raw.next().ok_or("a command is required")?;
+fn parse_args(raw: impl Iterator<Item = String>) -> Result<Args, String> {
+    let mut raw = raw.peekable();
+    // No command (`cargo run --release`) or only flags: serve.
+    let command = match raw.peek().map(String::as_str) {
+        Some("-h" | "--help") => return Err(String::new()),
+        None => "serve".to_owned(),
+        Some(first) if first.starts_with("--") => "serve".to_owned(),
+        Some(_) => raw.next().expect("peeked"),
+    };
     if !matches!(command.as_str(), "serve" | "check" | "plan") {
         return Err(format!("unknown command {command:?}"));
     }

@@ -150,3 +150,28 @@ fn plan_total_grows_with_cores_and_with_sessions_max() {
         "a larger sessions_max reserves more"
     );
 }
+
+#[test]
+fn no_command_serves_with_the_embedded_default_and_help_exits_0() {
+    // `cargo run --release` runs the binary with no arguments: it must serve, not print usage.
+    let dir = TempDir::new("cli");
+    let path = write_config(&dir, "shardgate.toml", &config_with(""));
+    let mut child = std::process::Command::new(common::binary())
+        .args(["--config", path_str(&path), "--cores", "1"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(line.starts_with("shardgate ready:"), "{line}");
+    common::send_signal(child.id(), "TERM");
+    let status = common::wait_exit(&mut child, std::time::Duration::from_secs(10));
+    assert_eq!(status.and_then(|s| s.code()), Some(0));
+    let help = run_cli(&["--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    assert!(output_text(&help).contains("usage"));
+}
