@@ -10,6 +10,10 @@ use crate::runtime::status::{self, ShardStatus};
 
 const TEXT: (&str, &str) = ("Content-Type", "text/plain; charset=utf-8");
 
+/// How long `/status` and `/readyz` wait for a shard's gauges: a shard that cannot answer a
+/// status query this fast is reported as not answering (and `/readyz` fails).
+const PEER_REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Admin HTTP handler on shard 0.
 pub struct AdminFront {
     pub shard: Rc<Shard>,
@@ -17,18 +21,28 @@ pub struct AdminFront {
 }
 
 impl AdminFront {
-    /// Every shard's status, or the shards that did not answer.
+    /// Every shard's status, or the shards that did not answer within [`PEER_REPLY_TIMEOUT`].
+    /// All peers are asked at once, so one slow shard costs one timeout, not one each.
     async fn gather(&self) -> Result<Vec<ShardStatus>, Vec<u8>> {
+        let asks: Vec<_> = (1..self.shards)
+            .map(|peer| {
+                let shard = self.shard.clone();
+                glommio::spawn_local(async move {
+                    let ask = shard
+                        .mesh
+                        .ask(peer, |ticket| MeshMessage::StatusQuery { ticket });
+                    let answer =
+                        glommio::timer::timeout(PEER_REPLY_TIMEOUT, async { Ok(ask.await.ok()) });
+                    (peer, answer.await.ok().flatten())
+                })
+            })
+            .collect();
         let mut statuses = vec![self.shard.status()];
         let mut silent = Vec::new();
-        for peer in 1..self.shards {
-            let answer = self
-                .shard
-                .mesh
-                .ask(peer, |ticket| MeshMessage::StatusQuery { ticket });
-            match answer.await {
-                Ok(MeshMessage::StatusReply { status, .. }) => statuses.push(*status),
-                _ => silent.push(peer),
+        for ask in asks {
+            match ask.await {
+                (_, Some(MeshMessage::StatusReply { status, .. })) => statuses.push(*status),
+                (peer, _) => silent.push(peer),
             }
         }
         match silent.is_empty() {
