@@ -74,6 +74,15 @@ fn drain_on(signal: &str) {
         "exited with calls still in flight"
     );
     new_connection_is_turned_away(&gw).unwrap();
+    // The admin listener stays up while the drain runs, so a load balancer sees "not ready".
+    let readyz = gw.admin_get("/readyz");
+    assert_eq!(
+        readyz.status,
+        503,
+        "/readyz while draining: {}",
+        readyz.text()
+    );
+    assert!(readyz.text().contains("draining"), "{}", readyz.text());
 
     for (index, call) in calls.into_iter().enumerate() {
         let id = index as u64 + 1;

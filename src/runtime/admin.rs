@@ -58,6 +58,9 @@ impl http::Handler for AdminFront {
         request: &Request<'_>,
         response: &mut ResponseWriter<'_>,
     ) -> std::io::Result<()> {
+        // One request per connection: admin connections then never sit idle, and a drain (which
+        // waits for every connection) is not held up by a monitoring client's keep-alive.
+        response.close_after();
         let path = request.path().split('?').next().unwrap_or("");
         if request.method() != "GET" {
             let headers = [TEXT, ("Allow", "GET")];

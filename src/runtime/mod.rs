@@ -153,13 +153,21 @@ async fn run_shard(plan: ShardPlan) {
         let front = shard.clone();
         glommio::spawn_local(async move {
             front
-                .accept_loop(admin, |shard| AdminFront { shard, shards })
+                .accept_loop(
+                    admin,
+                    |shard| &shard.drained,
+                    |shard| AdminFront { shard, shards },
+                )
                 .await
         })
         .detach();
     }
     shard
-        .accept_loop(listener, |shard| McpFront { shard })
+        .accept_loop(
+            listener,
+            |shard| &shard.shutdown,
+            |shard| McpFront { shard },
+        )
         .await;
     shard.drain().await;
     plan.serving.fetch_sub(1, Ordering::SeqCst);

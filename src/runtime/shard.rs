@@ -38,6 +38,9 @@ pub struct Shard {
     pub sessions: RefCell<SessionTable>,
     pub refusals: RefusalCounters,
     pub shutdown: ShutdownSignal,
+    /// Set once this shard has drained: the admin listener stays open until then, so `/readyz`
+    /// can answer 503 while in-flight requests finish.
+    pub drained: ShutdownSignal,
     pub mesh: Mesh,
     pub http_limits: HttpLimits,
     connections: Cell<u32>,
@@ -104,6 +107,7 @@ impl Shard {
             sessions: RefCell::new(sessions),
             refusals: RefusalCounters::default(),
             shutdown: ShutdownSignal::default(),
+            drained: ShutdownSignal::default(),
             mesh,
             connections: Cell::new(0),
             clock_origin,
@@ -119,16 +123,18 @@ impl Shard {
         self.connections.get()
     }
 
-    /// Accepts until draining starts, then drops the listener so new connects are refused.
-    /// Each connection is served by the handler `make_handler` builds for it.
+    /// Accepts until the signal `stop` picks is set, then drops the listener so new connects
+    /// are refused. Each connection is served by the handler `make_handler` builds for it, and
+    /// closes once idle after the same signal.
     pub async fn accept_loop<H: http::Handler + 'static>(
         self: &Rc<Self>,
         listener: TcpListener,
+        stop: fn(&Shard) -> &ShutdownSignal,
         make_handler: impl Fn(Rc<Shard>) -> H,
     ) {
         loop {
             let accepted = future::or(async { Some(listener.accept().await) }, async {
-                self.shutdown.wait().await;
+                stop(self).wait().await;
                 None
             })
             .await;
@@ -154,7 +160,7 @@ impl Shard {
                     &shard.http_limits,
                     &handler,
                     &shard.refusals,
-                    &shard.shutdown,
+                    stop(&shard),
                 )
                 .await;
                 shard.connections.set(shard.connections.get() - 1);
@@ -188,6 +194,7 @@ impl Shard {
         while self.connections.get() > 0 && Instant::now() < deadline {
             glommio::timer::sleep(Duration::from_millis(20)).await;
         }
+        self.drained.start_draining();
     }
 
     /// The epoch clock: every `epoch.tick_ms`, retire the oldest generation of each table.
