@@ -173,18 +173,32 @@ impl Shard {
     /// Answers 503 to a connection over `limits.connections_max`, then closes it.
     async fn refuse_connection(&self, stream: TcpStream) {
         use futures_lite::io::AsyncWriteExt;
-        self.refusals.count(RefusalReason::ConnectionsFull);
-        let body = format!(
-            r#"{{"jsonrpc":"2.0","id":null,"error":{{"code":-32600,"message":"shard {} holds {} connections (limits.connections_max)"}}}}"#,
-            self.id, self.config.limits.connections_max
+        let reply = self.endpoint.refusal_reply(
+            RefusalReason::ConnectionsFull,
+            format!(
+                "shard {} holds {} connections (limits.connections_max); retry later",
+                self.id, self.config.limits.connections_max
+            ),
+            &self.refusals,
         );
-        let response = format!(
-            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            self.config.sessions.retry_after_s,
+        // Written directly: the connection is refused before the HTTP codec takes it on.
+        let body = reply.json.unwrap_or_default();
+        let mut bytes = format!(
+            "HTTP/1.1 {} {}\r\n",
+            reply.status,
+            http::reason_phrase(reply.status)
+        );
+        for (name, value) in &reply.headers {
+            bytes.push_str(&format!("{name}: {value}\r\n"));
+        }
+        bytes.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
             body.len()
-        );
+        ));
+        let mut bytes = bytes.into_bytes();
+        bytes.extend_from_slice(&body);
         let mut stream = stream;
-        let _ = stream.write_all(response.as_bytes()).await;
+        let _ = stream.write_all(&bytes).await;
         let _ = stream.close().await;
     }
 
