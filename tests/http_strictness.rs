@@ -289,6 +289,15 @@ fn connection_over_connections_max_is_503_and_closed() {
     extra.send_lossy(&discover(&gw, 99).to_bytes());
     let response = extra.read_response();
     assert_refused(&response, 503);
+    assert!(
+        response.header("Retry-After").is_some(),
+        "503 carries Retry-After"
+    );
+    assert!(
+        response.text().contains("limits.connections_max"),
+        "names the limit: {}",
+        response.text()
+    );
     assert_closed(&mut extra, "over connections_max");
 
     // Freeing a slot makes room again (the edge on the other side of the limit).
