@@ -36,7 +36,7 @@ pub use sse::{SseEvent, SseReader, SseStep};
 
 use std::fmt;
 
-/// Per-upstream response limits. The integrator maps config keys onto them; proposed keys are
+/// Per-upstream response limits. Config keys map onto them one to one; proposed keys are
 /// named on each field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientLimits {

@@ -74,7 +74,7 @@ const REQUEST_ID_BYTES_MAX_RANGE: (u32, u32) = (16, 1024);
 /// A client id copied out of the table: inline up to 40 bytes (integers, UUID strings).
 pub type ClientIdBytes = SmallVec<[u8; 40]>;
 
-/// The bounds of one shard's pending table. The integrator maps config keys onto it; proposed
+/// The bounds of one shard's pending table. Config keys map onto it one to one; proposed
 /// keys are named on each field (a `[pending]` section, per shard).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PendingLimits {

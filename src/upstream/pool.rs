@@ -36,7 +36,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-/// Pool limits of one upstream, per shard. The integrator maps config keys onto them; the
+/// Pool limits of one upstream, per shard. Config keys map onto them one to one; the
 /// proposed keys and defaults are named on each field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PoolLimits {
