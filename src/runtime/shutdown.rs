@@ -16,6 +16,8 @@ pub struct ShutdownSignal {
     draining: Cell<bool>,
     /// One slot per live waiter; `None` slots are free and reused before the list grows.
     waiters: RefCell<Vec<Option<Waker>>>,
+    /// Indexes of the free slots, so registering a waiter is O(1) however many wait.
+    free: RefCell<Vec<usize>>,
 }
 
 impl ShutdownSignal {
@@ -70,8 +72,7 @@ impl Future for Draining<'_> {
         match self.slot {
             Some(slot) => waiters[slot] = Some(cx.waker().clone()),
             None => {
-                let free = waiters.iter().position(Option::is_none);
-                let slot = free.unwrap_or_else(|| {
+                let slot = self.signal.free.borrow_mut().pop().unwrap_or_else(|| {
                     waiters.push(None);
                     waiters.len() - 1
                 });
@@ -87,9 +88,8 @@ impl Future for Draining<'_> {
 impl Drop for Draining<'_> {
     fn drop(&mut self) {
         if let Some(slot) = self.slot {
-            if let Some(entry) = self.signal.waiters.borrow_mut().get_mut(slot) {
-                *entry = None;
-            }
+            self.signal.waiters.borrow_mut()[slot] = None;
+            self.signal.free.borrow_mut().push(slot);
         }
     }
 }
