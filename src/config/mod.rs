@@ -48,6 +48,8 @@ pub struct Config {
     pub sessions: Sessions,
     /// `[epoch]`: the clock and arenas that reclaim table state.
     pub epoch: Epoch,
+    /// `[pending]`: requests in flight to upstreams.
+    pub pending: Pending,
     /// `[[upstreams]]`: the servers behind the gateway; at least one, names unique.
     pub upstreams: Vec<Upstream>,
 }
@@ -176,14 +178,31 @@ pub enum Cores {
 /// One `[[upstreams]]` entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Upstream {
-    /// Unique name, `[a-z0-9_-]{1,32}`; tools are addressed through it.
+    /// Unique name, `[a-z0-9_-]{1,32}`; errors, logs and `/status` name the upstream by it.
     pub name: String,
     /// What serves it.
     pub kind: UpstreamKind,
+    /// `prefix`: prepended to the upstream's tool and prompt names in the merged catalogue.
+    /// Default: the upstream's name. May be empty, as long as no merged name collides.
+    pub prefix: String,
+    /// `separator`: between prefix and name. Default `__`; unused when the prefix is empty.
+    pub separator: String,
+    /// `required`: when true (the default) the gateway does not start, and `/readyz` is not
+    /// ready, while this upstream cannot be reached; when false it drops out of the lists and
+    /// its calls get an error naming it, while the others keep working.
+    pub required: bool,
+    /// `request_timeout_ms`: how long one request may wait for this upstream's answer.
+    /// Default `pending.request_timeout_ms`.
+    pub request_timeout_ms: u64,
+    /// `breaker_failures`: consecutive failed requests that open this upstream's circuit breaker
+    /// (per shard). Default 3.
+    pub breaker_failures: u32,
+    /// `breaker_open_ms`: how long an open breaker refuses calls before one half-open probe.
+    /// Default 60000.
+    pub breaker_open_ms: u64,
 }
 
 /// How an upstream is reached. `kind` in TOML.
-#[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum UpstreamKind {
     /// `kind = "builtin"`: in-process demo tools.
@@ -191,6 +210,88 @@ pub enum UpstreamKind {
         /// Cap on the demo `sleep` tool's duration. Default 60000 ms, range 0..=3600000.
         sleep_ms_max: u64,
     },
+    /// `kind = "http"`: a Streamable HTTP MCP server.
+    Http(HttpUpstream),
+    /// `kind = "stdio"`: an MCP server run as a child process, one per shard.
+    Stdio(StdioUpstream),
+}
+
+/// The keys of a `kind = "http"` upstream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpUpstream {
+    /// `url`: `http://host[:port][/path]`, required.
+    pub url: String,
+    /// `session_mode`: `"shared"` (default: one upstream session per shard) or `"per_client"`.
+    pub session_mode: SessionMode,
+    /// `pool_connections_max`, default 10.
+    pub pool_connections_max: u32,
+    /// `pool_waiters_max`, default 100.
+    pub pool_waiters_max: u32,
+    /// `connect_timeout_ms`, default 10000.
+    pub connect_timeout_ms: u64,
+    /// `pool_idle_timeout_ms`, default 30000.
+    pub pool_idle_timeout_ms: u64,
+    /// `pool_lifetime_ms`, default 3600000.
+    pub pool_lifetime_ms: u64,
+    /// `response_head_bytes_max`, default 16384.
+    pub response_head_bytes_max: u32,
+    /// `response_headers_count_max`, default 64.
+    pub response_headers_count_max: u16,
+    /// `sse_event_bytes_max`, default `limits.response_body_bytes_max`.
+    pub sse_event_bytes_max: u32,
+}
+
+/// `session_mode` of an `http` upstream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionMode {
+    /// One upstream session per shard, shared by every client.
+    Shared,
+    /// One upstream session per client session, opened on first use and closed with it.
+    PerClient,
+}
+
+/// The keys of a `kind = "stdio"` upstream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StdioUpstream {
+    /// `command`, required: the program, looked up in `PATH` when it has no slash.
+    pub command: String,
+    /// `args`, default none.
+    pub args: Vec<String>,
+    /// `env`: a table of variables set on top of the gateway's environment.
+    pub env: Vec<(String, String)>,
+    /// `cwd`, default the gateway's working directory.
+    pub cwd: Option<std::path::PathBuf>,
+    /// `message_bytes_max`, default `limits.response_body_bytes_max`.
+    pub message_bytes_max: u32,
+    /// `stderr_line_bytes_max`, default 4096.
+    pub stderr_line_bytes_max: u32,
+    /// `inbound_messages_max`, default 64.
+    pub inbound_messages_max: u32,
+    /// `outbound_messages_max`, default 64.
+    pub outbound_messages_max: u32,
+    /// `restart_backoff_ms`, default 100.
+    pub restart_backoff_ms: u32,
+    /// `restart_backoff_max_ms`, default 30000.
+    pub restart_backoff_max_ms: u32,
+    /// `healthy_after_ms`, default 10000.
+    pub healthy_after_ms: u32,
+    /// `kill_grace_ms`, default 5000.
+    pub kill_grace_ms: u32,
+    /// `exit_poll_ms`, default 1000.
+    pub exit_poll_ms: u32,
+}
+
+/// `[pending]`: requests in flight to upstreams; all per shard.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pending {
+    /// `pending_max`, default 1000.
+    pub pending_max: u32,
+    /// `pending_per_upstream_max`, default 500, at most `pending_max`.
+    pub pending_per_upstream_max: u32,
+    /// `request_id_bytes_max`, default 128.
+    pub request_id_bytes_max: u32,
+    /// `request_timeout_ms`, default 300000: the default of every upstream's own key.
+    pub request_timeout_ms: u64,
 }
 
 impl UpstreamKind {
@@ -198,6 +299,8 @@ impl UpstreamKind {
     pub fn as_str(&self) -> &'static str {
         match self {
             UpstreamKind::Builtin { .. } => "builtin",
+            UpstreamKind::Http(_) => "http",
+            UpstreamKind::Stdio(_) => "stdio",
         }
     }
 }
@@ -323,10 +426,16 @@ impl Config {
             &format_args!("{}{arena_source}", epoch.session_arena_bytes_max),
         );
         for (index, upstream) in self.upstreams.iter().enumerate() {
-            let UpstreamKind::Builtin { sleep_ms_max } = upstream.kind;
+            let detail = match &upstream.kind {
+                UpstreamKind::Builtin { sleep_ms_max } => {
+                    format!("builtin, sleep_ms_max {sleep_ms_max}")
+                }
+                UpstreamKind::Http(http) => format!("http, {}", http.url),
+                UpstreamKind::Stdio(stdio) => format!("stdio, {}", stdio.command),
+            };
             line(
                 &format!("upstreams[{index}]"),
-                &format_args!("{} (builtin, sleep_ms_max {sleep_ms_max})", upstream.name),
+                &format_args!("{} ({detail})", upstream.name),
             );
         }
         out

@@ -11,7 +11,9 @@ use super::bounds::{self, Bound};
 use super::error::{ConfigError, ConfigErrorKind};
 use super::raw::RawUpstream;
 use super::raw::{RawAdmin, RawConfig, RawCores, RawEpoch, RawLimits, RawServer, RawSessions};
-use super::{Admin, Config, Cores, Epoch, Limits, Server, Sessions, Upstream, UpstreamKind};
+use super::{
+    Admin, Config, Cores, Epoch, Limits, Pending, Server, Sessions, Upstream, UpstreamKind,
+};
 
 /// Accepted values of `upstreams[i].kind`.
 const UPSTREAM_KINDS: &[&str] = &["builtin"];
@@ -42,6 +44,12 @@ pub(crate) fn validate(raw: &RawConfig, origin: &str) -> Result<Config, Vec<Conf
         limits,
         sessions,
         epoch,
+        pending: Pending {
+            pending_max: 1000,
+            pending_per_upstream_max: 500,
+            request_id_bytes_max: 128,
+            request_timeout_ms: 300_000,
+        },
         upstreams,
     })
 }
@@ -382,6 +390,12 @@ impl Checker<'_> {
             upstreams.push(Upstream {
                 name: entry.name.clone(),
                 kind,
+                prefix: entry.name.clone(),
+                separator: "__".to_owned(),
+                required: true,
+                request_timeout_ms: 300_000,
+                breaker_failures: 3,
+                breaker_open_ms: 60_000,
             });
         }
         upstreams

@@ -75,8 +75,9 @@ fn demo_sleep_ms_max(config: &Config) -> u64 {
     config
         .upstreams
         .iter()
-        .map(|upstream| match upstream.kind {
-            UpstreamKind::Builtin { sleep_ms_max } => sleep_ms_max,
+        .filter_map(|upstream| match upstream.kind {
+            UpstreamKind::Builtin { sleep_ms_max } => Some(sleep_ms_max),
+            _ => None,
         })
         .max()
         .unwrap_or(0)
