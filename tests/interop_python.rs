@@ -73,7 +73,7 @@ fn assert_demo_results(session: &Value) {
     names.sort_unstable();
     assert_eq!(
         names,
-        ["add", "echo", "sleep"],
+        ["demo__add", "demo__echo", "demo__sleep"],
         "{ctx}: tool names exposed as-is"
     );
     for tool in tools {
@@ -110,7 +110,7 @@ fn assert_demo_results(session: &Value) {
         mirrored, add["structuredContent"],
         "{ctx}: add text mirrors structuredContent"
     );
-    let add_tool = tools.iter().find(|t| t["name"] == "add").unwrap();
+    let add_tool = tools.iter().find(|t| t["name"] == "demo__add").unwrap();
     assert_eq!(
         add_tool["outputSchema"]["properties"]["sum"]["type"], "number",
         "{ctx}: add declares its structured output"

@@ -135,7 +135,7 @@ fn tools_list_lists_the_demo_tools() {
         .iter()
         .filter_map(|tool| tool["name"].as_str())
         .collect();
-    for expected in ["echo", "add", "sleep"] {
+    for expected in ["demo__echo", "demo__add", "demo__sleep"] {
         assert!(
             names.contains(&expected),
             "tools/list lacks {expected}: {names:?}"
@@ -147,7 +147,12 @@ fn tools_list_lists_the_demo_tools() {
 fn tools_call_echo_returns_the_text() {
     let gw = gateway();
     let session = gw.open_session(SESSION_VERSION_LATEST);
-    let result = tool_call(&gw, &session, "echo", json!({"text": "hello shardgate"}));
+    let result = tool_call(
+        &gw,
+        &session,
+        "demo__echo",
+        json!({"text": "hello shardgate"}),
+    );
     assert_ne!(result["isError"], true, "echo failed: {result}");
     assert!(
         content_text(&result).contains("hello shardgate"),
@@ -159,7 +164,7 @@ fn tools_call_echo_returns_the_text() {
 fn tools_call_add_returns_the_sum() {
     let gw = gateway();
     let session = gw.open_session(SESSION_VERSION_LATEST);
-    let result = tool_call(&gw, &session, "add", json!({"a": 20, "b": 22}));
+    let result = tool_call(&gw, &session, "demo__add", json!({"a": 20, "b": 22}));
     assert_ne!(result["isError"], true, "add failed: {result}");
     assert!(content_text(&result).contains("42"), "add result: {result}");
 }
@@ -183,7 +188,7 @@ fn tools_call_unknown_tool_is_an_error() {
 fn tools_call_with_bad_arguments_is_a_tool_error() {
     let gw = gateway();
     let session = gw.open_session(SESSION_VERSION_LATEST);
-    let result = tool_call(&gw, &session, "add", json!({"a": "two", "b": 2}));
+    let result = tool_call(&gw, &session, "demo__add", json!({"a": "two", "b": 2}));
     assert_eq!(
         result["isError"], true,
         "bad arguments give isError: {result}"
@@ -228,8 +233,8 @@ fn prompts_list_and_get_serve_greet() {
         .iter()
         .filter_map(|p| p["name"].as_str())
         .collect();
-    assert!(names.contains(&"greet"), "prompts/list: {names:?}");
-    let params = json!({"name": "greet", "arguments": {"name": "Ada"}});
+    assert!(names.contains(&"demo__greet"), "prompts/list: {names:?}");
+    let params = json!({"name": "demo__greet", "arguments": {"name": "Ada"}});
     let prompt = call_ok(&gw, &session, 3, "prompts/get", params);
     assert!(
         prompt["messages"].to_string().contains("Ada"),
@@ -514,7 +519,7 @@ fn sessions_are_usable_from_any_shard_via_forwarding() {
             version: SESSION_VERSION_LATEST.into(),
         };
         let text = format!("call {index}");
-        let result = tool_call(&gw, &session, "echo", json!({"text": text}));
+        let result = tool_call(&gw, &session, "demo__echo", json!({"text": text}));
         assert!(
             content_text(&result).contains(&text),
             "session {id} echo: {result}"

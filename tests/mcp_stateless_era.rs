@@ -24,7 +24,7 @@ fn echo_body() -> Value {
     stateless_body(
         4,
         "tools/call",
-        json!({"name": "echo", "arguments": {"text": "stateless"}}),
+        json!({"name": "demo__echo", "arguments": {"text": "stateless"}}),
     )
 }
 
@@ -112,7 +112,7 @@ fn mcp_method_mismatch_is_400_header_mismatch() {
 fn mcp_name_mismatch_is_400_header_mismatch() {
     let gw = gateway();
     let request = stateless_post(&gw.mcp_path(), &echo_body());
-    let response = gw.call(&with_header(request, "Mcp-Name", Some("add")));
+    let response = gw.call(&with_header(request, "Mcp-Name", Some("demo__add")));
     assert_error(&response, 400, -32020);
 }
 
@@ -162,7 +162,7 @@ fn missing_meta_is_400_invalid_params() {
     let body = rpc(
         4,
         "tools/call",
-        json!({"name": "echo", "arguments": {"text": "x"}}),
+        json!({"name": "demo__echo", "arguments": {"text": "x"}}),
     );
     let response = gw.call(&stateless_post(&gw.mcp_path(), &body));
     assert_error(&response, 400, -32602);
@@ -184,7 +184,7 @@ fn unsupported_version_is_400_with_supported_list() {
     let body = stateless_body_for(
         4,
         "tools/call",
-        json!({"name": "echo", "arguments": {"text": "x"}}),
+        json!({"name": "demo__echo", "arguments": {"text": "x"}}),
         "1900-01-01",
     );
     let response = gw.stateless(&body);
@@ -242,7 +242,7 @@ fn era_is_chosen_by_meta_even_without_version_header() {
     // mirrored header is a mismatch rather than a missing session.
     let request = post(&gw.mcp_path(), &echo_body())
         .header("Mcp-Method", "tools/call")
-        .header("Mcp-Name", "echo");
+        .header("Mcp-Name", "demo__echo");
     let response = gw.call(&request);
     assert_error(&response, 400, -32020);
 }

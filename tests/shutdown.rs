@@ -36,7 +36,7 @@ fn start_sleep_call(gw: &Gateway, id: u64) -> JoinHandle<Response> {
     let body = stateless_body(
         id,
         "tools/call",
-        json!({"name": "sleep", "arguments": {"ms": SLEEP_MS}}),
+        json!({"name": "demo__sleep", "arguments": {"ms": SLEEP_MS}}),
     );
     let request = stateless_post(&gw.mcp_path(), &body).to_bytes();
     let mut conn = Conn::connect(&gw.mcp_addr);

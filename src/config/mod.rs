@@ -292,6 +292,9 @@ pub struct Pending {
     pub request_id_bytes_max: u32,
     /// `request_timeout_ms`, default 300000: the default of every upstream's own key.
     pub request_timeout_ms: u64,
+    /// `stream_buffer_bytes_max`, default 262144: notifications of one call buffered for a
+    /// client that reads slower than its upstream writes; past it they are dropped and counted.
+    pub stream_buffer_bytes_max: u64,
 }
 
 impl UpstreamKind {

@@ -49,6 +49,7 @@ pub(crate) fn validate(raw: &RawConfig, origin: &str) -> Result<Config, Vec<Conf
             pending_per_upstream_max: 500,
             request_id_bytes_max: 128,
             request_timeout_ms: 300_000,
+            stream_buffer_bytes_max: 262_144,
         },
         upstreams,
     })

@@ -1,13 +1,32 @@
-//! Routes an MCP request to the server that answers it, and builds the gateway's own answers
-//! (`initialize`, `server/discover`, `ping`). Today the only upstream is the built-in demo,
-//! served in-process on every shard; the router is where the merged catalogue of many
-//! upstreams will be consulted.
+//! Routes an MCP request to the upstream that answers it, and builds the gateway's own answers
+//! (`initialize`, `server/discover`, `ping`, the merged lists).
+//!
+//! The request path, in order: the gateway's own methods; the merged lists, answered from the
+//! shard's catalogue; then, for `tools/call`, `prompts/get`, `resources/read` and
+//! `completion/complete`, the route (merged name → upstream and original name), the upstream's
+//! state (down, circuit open: refused at once with its name), the pending table (a cap: refused
+//! with 503 naming it), and the call itself, whose notifications and answer the connection
+//! relays. `logging/setLevel` goes to every upstream that logs.
+//!
+//! Ownership: one router per shard, built from the config at start-up; its links, catalogue and
+//! pending table are that shard's.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::Instant;
 
 use serde_json::value::RawValue;
+use serde_json::{json, Map, Value};
 
-use crate::mcp::jsonrpc::RpcError;
+use crate::config::Config;
+use crate::mcp::jsonrpc::{self, RpcError};
 use crate::mcp::version::ProtocolVersion;
-use crate::upstream::builtin::Demo;
+use crate::runtime::log;
+use crate::upstream::breaker::Admission;
+use crate::upstream::catalogue::{Catalogue, CatalogueLimits, Kind, Listing, Naming};
+use crate::upstream::inflight::{CallFailure, CallItem, CallState, ClientRoute, InFlight};
+use crate::upstream::link::{Unasked, UpstreamLink};
+use crate::upstream::pending::{PendingLimits, PendingRefusal, UpstreamRequestId};
 
 /// Which protocol era a request belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,22 +40,355 @@ pub enum Era {
 /// How long a client may cache `server/discover` (and the lists) in the stateless era.
 const DISCOVER_TTL_MS: u64 = 60_000;
 
+/// Bounds of the merged catalogue per shard: entries per kind, and bytes of all lists.
+const CATALOGUE_LIMITS: CatalogueLimits = CatalogueLimits {
+    entries_max: 10_000,
+    bytes_max: 16 * 1024 * 1024,
+};
+
+/// The methods routed to the one upstream that owns the named thing.
+const ROUTED_METHODS: [&str; 4] = [
+    "tools/call",
+    "prompts/get",
+    "resources/read",
+    "completion/complete",
+];
+
+/// The client a request comes from: where its answer and notifications go, and its own id.
+pub struct Client<'a> {
+    pub route: ClientRoute,
+    pub id: &'a RawValue,
+}
+
+/// How the router answers.
+pub enum Answer {
+    /// At once.
+    Now(Result<Box<RawValue>, RpcError>),
+    /// A pending-table cap refused the request (HTTP 503 with Retry-After).
+    Full(PendingRefusal),
+    /// An upstream call is under way: relay its notifications, then its answer.
+    Relay(Relay),
+}
+
+/// One upstream call in flight, held by the connection that answers the client. Dropped before
+/// its answer (the client left), it cancels the call upstream.
+pub struct Relay {
+    state: Rc<CallState>,
+    link: Rc<UpstreamLink>,
+    router: Rc<RouterState>,
+    route: ClientRoute,
+    client_id: Box<RawValue>,
+    /// The task talking to an `http` upstream; dropping it abandons the exchange.
+    _task: Option<glommio::Task<()>>,
+    done: bool,
+}
+
+impl Relay {
+    /// The next notification for the client, or the call's end.
+    pub async fn next(&mut self) -> Result<Result<Box<RawValue>, RpcError>, Vec<u8>> {
+        match self.state.next().await {
+            CallItem::Event(message) => Err(message),
+            CallItem::Done(outcome) => {
+                self.done = true;
+                self.link.record(&outcome, self.router.now_ms());
+                Ok(outcome.map_err(|failure| self.router.client_error(&self.link, failure)))
+            }
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if self.done || self.state.is_settled() {
+            return;
+        }
+        let now = self.router.now_ms();
+        if let Some((_, id)) =
+            self.router
+                .inflight
+                .cancel_by_client(self.route, &self.client_id, now)
+        {
+            let link = self.link.clone();
+            glommio::spawn_local(async move {
+                link.cancel(id, "the client went away").await;
+            })
+            .detach();
+        }
+    }
+}
+
+/// What the router's tasks share: the links, the pending table and the catalogue.
+pub struct RouterState {
+    links: Vec<Rc<UpstreamLink>>,
+    inflight: InFlight,
+    catalogue: RefCell<Rc<Catalogue>>,
+    /// Every upstream's entries, listed or not: routes calls, so a call to an upstream that
+    /// dropped out of the lists gets an error naming it rather than "unknown tool".
+    routes: RefCell<Rc<Catalogue>>,
+    /// Whether each link was in the last catalogue, to rebuild when that changes.
+    listed: RefCell<Vec<bool>>,
+    clock_origin: Instant,
+    list_changes_total: Cell<u64>,
+}
+
 /// Shard-local router. Built once per shard from the config.
 pub struct Router {
-    demo: Demo,
+    state: Rc<RouterState>,
     /// `{"name":"shardgate","version":"…"}`, rendered once.
     server_info: String,
 }
 
+impl RouterState {
+    fn now_ms(&self) -> u64 {
+        self.clock_origin.elapsed().as_millis() as u64
+    }
+
+    fn name_of(&self, upstream: u16) -> String {
+        self.links
+            .get(usize::from(upstream))
+            .map_or_else(|| format!("#{upstream}"), |l| l.name().to_owned())
+    }
+
+    /// The JSON-RPC error a client gets for a call that ended without an answer.
+    fn client_error(&self, link: &UpstreamLink, failure: CallFailure) -> RpcError {
+        let name = link.name();
+        let data = |reason: &str| {
+            RawValue::from_string(json!({ "upstream": name, "reason": reason }).to_string())
+                .expect("valid JSON")
+        };
+        match failure {
+            CallFailure::Rpc(error) => error,
+            CallFailure::Unavailable(message) => {
+                RpcError::new(jsonrpc::INTERNAL_ERROR, message).with_data(data("unavailable"))
+            }
+            CallFailure::TimedOut(message) => RpcError::new(jsonrpc::INTERNAL_ERROR, message)
+                .with_data(data("request_timeout_ms")),
+            CallFailure::Cancelled => RpcError::new(
+                jsonrpc::INTERNAL_ERROR,
+                format!("the request to upstream {name} was cancelled"),
+            )
+            .with_data(data("cancelled")),
+        }
+    }
+
+    /// Rebuilds the catalogue from every listed link's cached lists, when the set changed or
+    /// `force`.
+    fn rebuild(&self, force: bool) {
+        let now = self.now_ms();
+        let listed: Vec<bool> = self.links.iter().map(|l| l.is_listed(now)).collect();
+        if !force && *self.listed.borrow() == listed {
+            return;
+        }
+        let namings: Vec<Naming> = self
+            .links
+            .iter()
+            .map(|l| Naming {
+                prefix: l.config.prefix.clone(),
+                separator: l.config.separator.clone(),
+            })
+            .collect();
+        let lists: Vec<[Option<Box<RawValue>>; 4]> =
+            self.links.iter().map(|l| l.cached_lists()).collect();
+        let listings: Vec<Listing<'_>> = self
+            .links
+            .iter()
+            .zip(namings.iter().zip(&lists))
+            .map(|(link, (naming, lists))| Listing {
+                upstream: link.index,
+                name: link.name(),
+                naming,
+                lists: [0, 1, 2, 3].map(|i| lists[i].as_deref()),
+            })
+            .collect();
+        let routes = Catalogue::build(&listings, CATALOGUE_LIMITS);
+        let shown: Vec<Listing<'_>> = listings
+            .into_iter()
+            .zip(&listed)
+            .filter_map(|(listing, listed)| listed.then_some(listing))
+            .collect();
+        let catalogue = Catalogue::build(&shown, CATALOGUE_LIMITS);
+        for omission in catalogue.omissions() {
+            log(format_args!("catalogue: {omission}"));
+        }
+        *self.catalogue.borrow_mut() = Rc::new(catalogue);
+        *self.routes.borrow_mut() = Rc::new(routes);
+        *self.listed.borrow_mut() = listed;
+    }
+}
+
 impl Router {
-    pub fn new(demo: Demo) -> Router {
-        let server_info = serde_json::json!({
+    /// Builds one link per `[[upstreams]]` entry (starting stdio children).
+    pub fn new(config: &Config, shard: u8) -> Result<Router, String> {
+        let links = config
+            .upstreams
+            .iter()
+            .enumerate()
+            .map(|(index, upstream)| {
+                UpstreamLink::new(index as u16, upstream, &config.limits).map(Rc::new)
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let pending = &config.pending;
+        let limits = PendingLimits {
+            pending_max: pending.pending_max,
+            pending_per_upstream_max: pending.pending_per_upstream_max,
+            upstreams_count: links.len() as u16,
+            request_id_bytes_max: pending.request_id_bytes_max,
+        };
+        let inflight = InFlight::new(limits, pending.stream_buffer_bytes_max as usize)
+            .map_err(|e| format!("shard {shard}: pending table: {e}"))?;
+        let server_info = json!({
             "name": "shardgate",
             "title": "shardgate MCP gateway",
             "version": env!("CARGO_PKG_VERSION"),
         })
         .to_string();
-        Router { demo, server_info }
+        let state = RouterState {
+            listed: RefCell::new(vec![false; links.len()]),
+            links,
+            inflight,
+            catalogue: RefCell::new(Rc::new(Catalogue::build(&[], CATALOGUE_LIMITS))),
+            routes: RefCell::new(Rc::new(Catalogue::build(&[], CATALOGUE_LIMITS))),
+            clock_origin: Instant::now(),
+            list_changes_total: Cell::new(0),
+        };
+        Ok(Router {
+            state: Rc::new(state),
+            server_info,
+        })
+    }
+
+    pub fn links(&self) -> &[Rc<UpstreamLink>] {
+        &self.state.links
+    }
+
+    pub fn inflight(&self) -> &InFlight {
+        &self.state.inflight
+    }
+
+    /// Connects every upstream and builds the catalogue. A required upstream that cannot be
+    /// reached is an error naming it; an optional one is logged and left out until it answers.
+    pub async fn start(&self) -> Result<(), String> {
+        for link in &self.state.links {
+            match link.refresh().await {
+                Ok(()) => {}
+                Err(reason) if link.config.required => {
+                    return Err(format!(
+                        "{reason} (required upstream; set required = false to start without it)"
+                    ))
+                }
+                Err(reason) => log(format_args!(
+                    "{reason}; serving without it until it answers"
+                )),
+            }
+        }
+        self.state.rebuild(true);
+        Ok(())
+    }
+
+    /// Runs each stdio upstream's reader until the shard stops.
+    pub fn spawn_dispatchers(&self) {
+        for link in &self.state.links {
+            let link = link.clone();
+            let state = self.state.clone();
+            glommio::spawn_local(async move {
+                let now = || state.now_ms();
+                let unasked = |message: Unasked| {
+                    if let Unasked::ListChanged(_) = message {
+                        state
+                            .list_changes_total
+                            .set(state.list_changes_total.get() + 1);
+                        let link = link.clone();
+                        let state = state.clone();
+                        glommio::spawn_local(async move {
+                            if link.refresh().await.is_ok() {
+                                state.rebuild(true);
+                            }
+                        })
+                        .detach();
+                    }
+                };
+                link.dispatch(&state.inflight, &now, &unasked).await;
+            })
+            .detach();
+        }
+    }
+
+    /// The epoch tick: expires requests past their deadline (telling their upstreams), closes
+    /// idle pooled connections, retries upstreams that are down, and rebuilds the catalogue
+    /// when an upstream came or went.
+    pub fn tick(&self) {
+        let state = &self.state;
+        let now = state.now_ms();
+        let names = |upstream: u16| state.name_of(upstream);
+        for expired in state.inflight.advance(now, &names) {
+            let link = state.links[usize::from(expired.upstream)].clone();
+            glommio::spawn_local(async move {
+                link.cancel(expired.id, "request_timeout_ms passed").await;
+            })
+            .detach();
+        }
+        for link in &state.links {
+            link.close_expired();
+            if link.wants_reconnect() {
+                let link = link.clone();
+                let state = state.clone();
+                glommio::spawn_local(async move {
+                    if link.refresh().await.is_ok() {
+                        state.rebuild(true);
+                    }
+                })
+                .detach();
+            }
+        }
+        state.rebuild(false);
+    }
+
+    /// Stops the stdio children.
+    pub async fn shutdown(&self) {
+        for link in &self.state.links {
+            link.shutdown().await;
+        }
+    }
+
+    /// Capabilities of the merged server.
+    fn capabilities_json(&self) -> String {
+        let links = &self.state.links;
+        let any = |capability: &str| links.iter().any(|l| l.has_capability(capability));
+        let mut capabilities = Map::new();
+        capabilities.insert("tools".into(), json!({ "listChanged": false }));
+        capabilities.insert("prompts".into(), json!({ "listChanged": false }));
+        capabilities.insert(
+            "resources".into(),
+            json!({ "subscribe": false, "listChanged": false }),
+        );
+        if any("logging") {
+            capabilities.insert("logging".into(), json!({}));
+        }
+        if any("completions") {
+            capabilities.insert("completions".into(), json!({}));
+        }
+        Value::Object(capabilities).to_string()
+    }
+
+    fn instructions(&self) -> String {
+        let names: Vec<String> = self
+            .state
+            .links
+            .iter()
+            .map(|l| match l.config.prefix.is_empty() {
+                true => format!("{} (unprefixed)", l.name()),
+                false => format!(
+                    "{} (names {}{}…)",
+                    l.name(),
+                    l.config.prefix,
+                    l.config.separator
+                ),
+            })
+            .collect();
+        format!(
+            "shardgate serves the tools, prompts and resources of these MCP servers as one: {}.",
+            names.join(", ")
+        )
     }
 
     /// The `initialize` result for a session-era client at the negotiated `version`.
@@ -44,41 +396,397 @@ impl Router {
         raw(format!(
             r#"{{"protocolVersion":"{}","capabilities":{},"serverInfo":{},"instructions":{}}}"#,
             version.as_str(),
-            Demo::capabilities_json(),
+            self.capabilities_json(),
             self.server_info,
-            serde_json::to_string(Demo::instructions()).expect("a string serializes"),
+            serde_json::to_string(&self.instructions()).expect("a string serializes"),
         ))
     }
 
-    /// Answers one request. The caller writes stateless-era results with `resultType`.
+    /// Answers one request.
     pub async fn call(
         &self,
         era: Era,
         method: &str,
         params: Option<&RawValue>,
-    ) -> Result<Box<RawValue>, RpcError> {
+        client: Client<'_>,
+    ) -> Answer {
+        let list = |kind: Kind| {
+            let catalogue = self.state.catalogue.borrow();
+            Answer::Now(list_result(kind, &catalogue, params, era))
+        };
         match (era, method) {
-            (Era::Stateless, "server/discover") => Ok(self.discover()),
-            (Era::Session(_), "server/discover") => Err(RpcError::method_not_found(method)),
-            (Era::Session(version), _) => self.demo.handle(method, params, version).await,
-            (Era::Stateless, _) => {
-                self.demo
-                    .handle(method, params, ProtocolVersion::V2026_07_28)
-                    .await
+            (Era::Stateless, "server/discover") => Answer::Now(Ok(self.discover())),
+            (Era::Session(_), "server/discover") => {
+                Answer::Now(Err(RpcError::method_not_found(method)))
+            }
+            (Era::Session(_), "ping") => Answer::Now(Ok(raw("{}".to_owned()))),
+            (Era::Session(_), "logging/setLevel") => Answer::Now(self.set_level(params).await),
+            (_, "tools/list") => list(Kind::Tools),
+            (_, "prompts/list") => list(Kind::Prompts),
+            (_, "resources/list") => list(Kind::Resources),
+            (_, "resources/templates/list") => list(Kind::ResourceTemplates),
+            (_, method) if ROUTED_METHODS.contains(&method) => self.routed(method, params, client),
+            _ => Answer::Now(Err(RpcError::method_not_found(method))),
+        }
+    }
+
+    /// A client's `notifications/cancelled` for its request `request_id`: ends it here and tells
+    /// the upstream that owns it (and only that one).
+    pub fn cancel(&self, route: ClientRoute, request_id: &RawValue) {
+        let state = &self.state;
+        if let Some((upstream, id)) =
+            state
+                .inflight
+                .cancel_by_client(route, request_id, state.now_ms())
+        {
+            let link = state.links[usize::from(upstream)].clone();
+            glommio::spawn_local(async move {
+                link.cancel(id, "the client cancelled it").await;
+            })
+            .detach();
+        }
+    }
+
+    fn routed(&self, method: &str, params: Option<&RawValue>, client: Client<'_>) -> Answer {
+        let state = &self.state;
+        let parsed: Option<Map<String, Value>> =
+            params.and_then(|p| serde_json::from_str(p.get()).ok());
+        let Some(mut params) = parsed else {
+            return Answer::Now(Err(RpcError::invalid_params(format!(
+                "{method} needs a params object"
+            ))));
+        };
+        let (kind, field, merged) = match routing_key(method, &params) {
+            Ok(key) => key,
+            Err(message) => return Answer::Now(Err(RpcError::invalid_params(message))),
+        };
+        let route = state.routes.borrow().route(kind, &merged);
+        let Some(route) = route else {
+            return Answer::Now(Err(self.unknown(kind, &merged)));
+        };
+        let link = state.links[usize::from(route.upstream)].clone();
+        let now = state.now_ms();
+        if !link.is_up() {
+            let why = link
+                .last_error()
+                .unwrap_or_else(|| format!("upstream {} is down", link.name()));
+            return Answer::Now(Err(state.client_error(&link, CallFailure::Unavailable(why))));
+        }
+        if let Admission::Refused { retry_in_ms } = link.admit(now) {
+            let message = format!(
+                "upstream {} is failing: its circuit breaker is open for {retry_in_ms} ms more \
+                 (upstreams[{}].breaker_failures, breaker_open_ms)",
+                link.name(),
+                link.index
+            );
+            return Answer::Now(Err(
+                state.client_error(&link, CallFailure::Unavailable(message))
+            ));
+        }
+        set_routing_key(&mut params, method, field, route.original);
+        let progress_token = take_progress_token(&mut params);
+        strip_stateless_meta(&mut params);
+        let timeout_ms = link.config.request_timeout_ms;
+        let names = |upstream: u16| state.name_of(upstream);
+        let mut timed_out = Vec::new();
+        let registered = state.inflight.register(
+            link.index,
+            client.route,
+            client.id,
+            progress_token.as_deref(),
+            (now + timeout_ms, now),
+            &names,
+            &mut timed_out,
+        );
+        for expired in timed_out {
+            let link = state.links[usize::from(expired.upstream)].clone();
+            glommio::spawn_local(async move {
+                link.cancel(expired.id, "request_timeout_ms passed").await;
+            })
+            .detach();
+        }
+        let registered = match registered {
+            Ok(registered) => registered,
+            Err(refusal) => return Answer::Full(refusal),
+        };
+        let id = registered.id;
+        if progress_token.is_some() {
+            set_progress_token(&mut params, id);
+        }
+        let task = spawn_call(
+            state.clone(),
+            link.clone(),
+            id,
+            method.to_owned(),
+            params,
+            progress_token.map(|t| t.get().as_bytes().to_vec()),
+            registered.state.clone(),
+            timeout_ms,
+        );
+        Answer::Relay(Relay {
+            state: registered.state,
+            link,
+            router: state.clone(),
+            route: client.route,
+            client_id: client.id.to_owned(),
+            _task: Some(task),
+            done: false,
+        })
+    }
+
+    /// The error for a name no route knows; when it carries the prefix of an upstream that is
+    /// down, the error names that upstream.
+    fn unknown(&self, kind: Kind, merged: &str) -> RpcError {
+        let state = &self.state;
+        let down = state.links.iter().find(|link| {
+            let prefix = &link.config.prefix;
+            !link.is_up()
+                && !prefix.is_empty()
+                && merged
+                    .strip_prefix(prefix.as_str())
+                    .is_some_and(|rest| rest.starts_with(link.config.separator.as_str()))
+        });
+        if let Some(link) = down {
+            let why = link
+                .last_error()
+                .unwrap_or_else(|| format!("upstream {} is down", link.name()));
+            return state.client_error(link, CallFailure::Unavailable(why));
+        }
+        let (what, list) = match kind {
+            Kind::Tools => ("tool", "tools/list"),
+            Kind::Prompts => ("prompt", "prompts/list"),
+            _ => ("resource", "resources/list"),
+        };
+        RpcError::invalid_params(format!(
+            "unknown {what} {merged:?}: no upstream offers it (see {list})"
+        ))
+    }
+
+    async fn set_level(&self, params: Option<&RawValue>) -> Result<Box<RawValue>, RpcError> {
+        let params: Value = params
+            .and_then(|p| serde_json::from_str(p.get()).ok())
+            .unwrap_or(Value::Null);
+        let level = params.get("level").and_then(Value::as_str).unwrap_or("");
+        if !jsonrpc::LOG_LEVELS.contains(&level) {
+            return Err(RpcError::invalid_params(format!(
+                "logging/setLevel needs params.level, one of {}; got {:?}",
+                jsonrpc::LOG_LEVELS.join(", "),
+                params.get("level")
+            )));
+        }
+        let mut failures = Vec::new();
+        for link in self
+            .state
+            .links
+            .iter()
+            .filter(|l| l.has_capability("logging"))
+        {
+            if let Err(failure) = link
+                .control_request("logging/setLevel", Some(json!({ "level": level })))
+                .await
+            {
+                failures.push(format!("{}: {failure:?}", link.name()));
             }
         }
+        if !failures.is_empty() {
+            log(format_args!(
+                "logging/setLevel {level}: not applied by {}",
+                failures.join("; ")
+            ));
+        }
+        Ok(raw("{}".to_owned()))
     }
 
     fn discover(&self) -> Box<RawValue> {
         let supported = ProtocolVersion::SUPPORTED_JSON;
-        let capabilities = Demo::capabilities_json();
+        let capabilities = self.capabilities_json();
         let info = &self.server_info;
         let instructions =
-            serde_json::to_string(Demo::instructions()).expect("a string serializes");
+            serde_json::to_string(&self.instructions()).expect("a string serializes");
         raw(format!(
             r#"{{"supportedVersions":{supported},"capabilities":{capabilities},"serverInfo":{info},"instructions":{instructions},"ttlMs":{DISCOVER_TTL_MS},"cacheScope":"public","_meta":{{"io.modelcontextprotocol/serverInfo":{info}}}}}"#
         ))
     }
+}
+
+/// Runs one call on its upstream and settles its state, unless the deadline or the client got
+/// there first.
+#[allow(clippy::too_many_arguments)]
+fn spawn_call(
+    router: Rc<RouterState>,
+    link: Rc<UpstreamLink>,
+    id: UpstreamRequestId,
+    method: String,
+    params: Map<String, Value>,
+    client_token: Option<Vec<u8>>,
+    call: Rc<CallState>,
+    timeout_ms: u64,
+) -> glommio::Task<()> {
+    glommio::spawn_local(async move {
+        let outcome = link
+            .call(
+                id,
+                &method,
+                Some(Value::Object(params)),
+                client_token.as_deref(),
+                &call,
+                timeout_ms,
+            )
+            .await;
+        // `None`: a stdio request went out; its answer comes through the dispatcher.
+        let Some(outcome) = outcome else { return };
+        let id_json = id.to_json(crate::upstream::pending::IdForm::Number);
+        let id_raw = RawValue::from_string(
+            String::from_utf8(id_json.as_bytes().to_vec()).expect("digits are UTF-8"),
+        )
+        .expect("an integer is JSON");
+        let now = router.now_ms();
+        if router.inflight.complete(link.index, &id_raw, now).is_some() {
+            call.settle(outcome);
+        }
+    })
+}
+
+/// Which catalogue entry a routed request names: (kind, params member, merged name).
+fn routing_key(
+    method: &str,
+    params: &Map<String, Value>,
+) -> Result<(Kind, RoutingField, String), String> {
+    let string = |value: Option<&Value>, what: &str| {
+        value
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| format!("{method} needs {what} as a string"))
+    };
+    match method {
+        "tools/call" => Ok((
+            Kind::Tools,
+            RoutingField::Name,
+            string(params.get("name"), "params.name")?,
+        )),
+        "prompts/get" => Ok((
+            Kind::Prompts,
+            RoutingField::Name,
+            string(params.get("name"), "params.name")?,
+        )),
+        "resources/read" => Ok((
+            Kind::Resources,
+            RoutingField::Uri,
+            string(params.get("uri"), "params.uri")?,
+        )),
+        _ => {
+            let reference = params.get("ref");
+            match reference.and_then(|r| r.get("type")).and_then(Value::as_str) {
+                Some("ref/prompt") => Ok((
+                    Kind::Prompts,
+                    RoutingField::RefName,
+                    string(reference.and_then(|r| r.get("name")), "params.ref.name")?,
+                )),
+                Some("ref/resource") => Ok((
+                    Kind::Resources,
+                    RoutingField::RefUri,
+                    string(reference.and_then(|r| r.get("uri")), "params.ref.uri")?,
+                )),
+                other => Err(format!(
+                    "completion/complete needs params.ref.type \"ref/prompt\" or \"ref/resource\", got {other:?}"
+                )),
+            }
+        }
+    }
+}
+
+/// Where the routing key sits in `params`.
+#[derive(Clone, Copy)]
+enum RoutingField {
+    Name,
+    Uri,
+    RefName,
+    RefUri,
+}
+
+fn set_routing_key(
+    params: &mut Map<String, Value>,
+    _method: &str,
+    field: RoutingField,
+    original: String,
+) {
+    let value = Value::String(original);
+    match field {
+        RoutingField::Name => {
+            params.insert("name".into(), value);
+        }
+        RoutingField::Uri => {
+            params.insert("uri".into(), value);
+        }
+        RoutingField::RefName | RoutingField::RefUri => {
+            let member = match field {
+                RoutingField::RefName => "name",
+                _ => "uri",
+            };
+            if let Some(Value::Object(reference)) = params.get_mut("ref") {
+                reference.insert(member.into(), value);
+            }
+        }
+    }
+}
+
+/// Removes the client's progress token from `params._meta`, as JSON text.
+fn take_progress_token(params: &mut Map<String, Value>) -> Option<Box<RawValue>> {
+    let Some(Value::Object(meta)) = params.get_mut("_meta") else {
+        return None;
+    };
+    let token = meta.remove(jsonrpc::META_PROGRESS_TOKEN)?;
+    RawValue::from_string(token.to_string()).ok()
+}
+
+fn set_progress_token(params: &mut Map<String, Value>, id: UpstreamRequestId) {
+    let meta = params
+        .entry("_meta")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Value::Object(meta) = meta {
+        meta.insert(jsonrpc::META_PROGRESS_TOKEN.into(), json!(id.0));
+    }
+}
+
+/// Drops the per-request protocol members of a stateless client: the link adds its own for
+/// a stateless upstream, and a session-era upstream has no use for them.
+fn strip_stateless_meta(params: &mut Map<String, Value>) {
+    let Some(Value::Object(meta)) = params.get_mut("_meta") else {
+        return;
+    };
+    meta.remove(jsonrpc::META_PROTOCOL_VERSION);
+    meta.remove(jsonrpc::META_CLIENT_INFO);
+    if meta.is_empty() {
+        params.remove("_meta");
+    }
+}
+
+/// A merged list as one page; a cursor cannot come from this gateway, so any is refused.
+fn list_result(
+    kind: Kind,
+    catalogue: &Catalogue,
+    params: Option<&RawValue>,
+    era: Era,
+) -> Result<Box<RawValue>, RpcError> {
+    let cursor = params
+        .and_then(|p| serde_json::from_str::<Value>(p.get()).ok())
+        .and_then(|p| p.get("cursor").cloned());
+    if let Some(cursor) = cursor.filter(|c| !c.is_null()) {
+        return Err(RpcError::invalid_params(format!(
+            "invalid cursor {cursor}: this server returns every entry in one page"
+        )));
+    }
+    // Stateless clients may cache a list; the merged one changes when an upstream comes, goes
+    // or announces a change, so the hint is as short as discover's.
+    let caching = match era {
+        Era::Stateless => format!(r#","ttlMs":{DISCOVER_TTL_MS},"cacheScope":"public""#),
+        Era::Session(_) => String::new(),
+    };
+    Ok(raw(format!(
+        r#"{{"{}":{}{caching}}}"#,
+        kind.member(),
+        catalogue.list_json(kind)
+    )))
 }
 
 fn raw(json: String) -> Box<RawValue> {
@@ -89,33 +797,77 @@ fn raw(json: String) -> Box<RawValue> {
 mod tests {
     use super::*;
 
-    fn parse(raw: &RawValue) -> serde_json::Value {
+    fn parse(raw: &RawValue) -> Value {
         serde_json::from_str(raw.get()).unwrap()
+    }
+
+    fn router() -> Router {
+        Router::new(&Config::default(), 0).unwrap()
     }
 
     #[test]
     fn initialize_result_names_the_negotiated_version_and_the_gateway() {
-        let router = Router::new(Demo::new(1000));
-        let result = parse(&router.initialize_result(ProtocolVersion::V2025_06_18));
+        let result = parse(&router().initialize_result(ProtocolVersion::V2025_06_18));
         assert_eq!(result["protocolVersion"], "2025-06-18");
         assert_eq!(result["serverInfo"]["name"], "shardgate");
         assert!(result["capabilities"]["tools"].is_object());
+        assert!(result["instructions"]
+            .as_str()
+            .unwrap()
+            .contains("demo (names demo__…)"));
     }
 
     #[test]
     fn discover_lists_every_supported_version_with_caching_hints() {
-        let router = Router::new(Demo::new(1000));
+        let router = router();
         let result = parse(&router.discover());
         let versions = result["supportedVersions"].as_array().unwrap();
         assert_eq!(versions.len(), ProtocolVersion::SUPPORTED.len());
         assert!(versions.iter().any(|v| v == "2026-07-28"));
         assert_eq!(result["cacheScope"], "public");
         assert!(result["ttlMs"].as_u64().unwrap() > 0);
-        assert!(result["instructions"].is_string());
         assert_eq!(result["serverInfo"]["name"], "shardgate");
         assert_eq!(
             result["_meta"]["io.modelcontextprotocol/serverInfo"],
             result["serverInfo"]
         );
+    }
+
+    #[test]
+    fn routing_keys_come_from_the_member_each_method_names() {
+        let params = |v: Value| v.as_object().unwrap().clone();
+        let (kind, _, name) = routing_key("tools/call", &params(json!({"name": "a__x"}))).unwrap();
+        assert_eq!((kind, name.as_str()), (Kind::Tools, "a__x"));
+        let (kind, _, uri) =
+            routing_key("resources/read", &params(json!({"uri": "f://x"}))).unwrap();
+        assert_eq!((kind, uri.as_str()), (Kind::Resources, "f://x"));
+        let completion = params(json!({"ref": {"type": "ref/prompt", "name": "a__greet"}}));
+        let (kind, field, name) = routing_key("completion/complete", &completion).unwrap();
+        assert_eq!((kind, name.as_str()), (Kind::Prompts, "a__greet"));
+        let mut completion = completion;
+        set_routing_key(
+            &mut completion,
+            "completion/complete",
+            field,
+            "greet".into(),
+        );
+        assert_eq!(completion["ref"]["name"], "greet");
+        assert!(routing_key("tools/call", &params(json!({"name": 3}))).is_err());
+        assert!(routing_key("completion/complete", &params(json!({"ref": {}}))).is_err());
+    }
+
+    #[test]
+    fn progress_tokens_are_taken_and_replaced_by_the_upstream_id() {
+        let mut params = json!({"name": "x", "_meta": {"progressToken": "abc",
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28"}})
+        .as_object()
+        .unwrap()
+        .clone();
+        let token = take_progress_token(&mut params).unwrap();
+        assert_eq!(token.get(), "\"abc\"");
+        strip_stateless_meta(&mut params);
+        assert!(params.get("_meta").is_none());
+        set_progress_token(&mut params, UpstreamRequestId(41));
+        assert_eq!(params["_meta"]["progressToken"], 41);
     }
 }

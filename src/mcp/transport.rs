@@ -12,11 +12,12 @@ use serde_json::value::RawValue;
 
 use crate::config::Config;
 use crate::mcp::jsonrpc::{self, Message, Meta, RpcError};
-use crate::mcp::router::{Era, Router};
+use crate::mcp::router::{Answer, Client, Era, Relay, Router};
 use crate::mcp::session::{SessionId, SessionRefusal, SessionTable};
 use crate::mcp::version::ProtocolVersion;
 use crate::refusal::{RefusalCounters, RefusalReason};
 use crate::runtime::shutdown::ShutdownSignal;
+use crate::upstream::inflight::ClientRoute;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -71,6 +72,13 @@ pub enum Reply {
     Stream { ended: Rc<ShutdownSignal> },
     /// The session lives on another shard: send the request there.
     Forward { owner: u8 },
+    /// An upstream call under way: relay its notifications (as an event stream, once there is
+    /// one), then its answer under the client's `id`.
+    Relay {
+        relay: Relay,
+        id: Box<RawValue>,
+        era: Era,
+    },
 }
 
 /// A complete HTTP answer: a JSON body, or none (202 for notifications, 200 for DELETE).
@@ -80,6 +88,10 @@ pub struct HttpReply {
     pub headers: ReplyHeaders,
     /// `None` answers with no body and no `Content-Type`.
     pub json: Option<Vec<u8>>,
+    /// Messages sent before `json` as events of an event stream (a relayed call's
+    /// notifications, collected on the shard that owns the session); when there are any, the
+    /// answer is an event stream whose last event is `json`.
+    pub events: Vec<Vec<u8>>,
 }
 
 impl HttpReply {
@@ -88,6 +100,7 @@ impl HttpReply {
             status,
             headers,
             json: Some(body),
+            events: Vec::new(),
         })
     }
 
@@ -96,6 +109,7 @@ impl HttpReply {
             status,
             headers: ReplyHeaders::new(),
             json: None,
+            events: Vec::new(),
         })
     }
 }
@@ -227,6 +241,7 @@ impl Endpoint {
             status: refused.reason.http_status(),
             headers,
             json: Some(body),
+            events: Vec::new(),
         }
     }
 
@@ -384,14 +399,23 @@ impl Endpoint {
                 .ok_or_else(|| unknown_session(text))?;
             session.version
         };
-        let Message::Request { id, method, params } = message else {
-            return Ok(HttpReply::empty(202));
+        let route = ClientRoute::Session(id.secret);
+        let (id, method, params) = match message {
+            Message::Request { id, method, params } => (*id, method.as_ref(), *params),
+            Message::Notification { method, params } if method == "notifications/cancelled" => {
+                if let Some(request_id) = cancelled_request_id(*params) {
+                    self.router.cancel(route, &request_id);
+                }
+                return Ok(HttpReply::empty(202));
+            }
+            _ => return Ok(HttpReply::empty(202)),
         };
+        let client = Client { route, id };
         let answer = self
             .router
-            .call(Era::Session(version), method, *params)
+            .call(Era::Session(version), method, params, client)
             .await;
-        Ok(rpc_reply(id, answer, Era::Session(version)))
+        self.answer(id, answer, Era::Session(version))
     }
 
     fn initialize(
@@ -459,9 +483,46 @@ impl Endpoint {
             let error = RpcError::method_not_found(method);
             return Ok(rpc_reply(id, Err(error), Era::Stateless));
         }
-        let answer = self.router.call(Era::Stateless, method, params).await;
-        Ok(rpc_reply(id, answer, Era::Stateless))
+        let route = self.router.inflight().request_route();
+        let client = Client { route, id };
+        let answer = self
+            .router
+            .call(Era::Stateless, method, params, client)
+            .await;
+        self.answer(id, answer, Era::Stateless)
     }
+}
+
+impl Endpoint {
+    /// The router's answer as a reply: written now, refused for a full table, or relayed.
+    fn answer(&self, id: &RawValue, answer: Answer, era: Era) -> Result<Reply, Refused> {
+        match answer {
+            Answer::Now(answer) => Ok(rpc_reply(id, answer, era)),
+            Answer::Full(refusal) => {
+                Err(Refused::invalid(refusal.reason(), refusal.to_string()).with_id(id))
+            }
+            Answer::Relay(relay) => Ok(Reply::Relay {
+                relay,
+                id: id.to_owned(),
+                era,
+            }),
+        }
+    }
+
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+}
+
+/// `params.requestId` of a `notifications/cancelled`.
+fn cancelled_request_id(params: Option<&RawValue>) -> Option<Box<RawValue>> {
+    #[derive(serde::Deserialize)]
+    struct Cancelled<'a> {
+        #[serde(rename = "requestId", borrow)]
+        request_id: &'a RawValue,
+    }
+    let cancelled: Cancelled<'_> = serde_json::from_str(params?.get()).ok()?;
+    Some(cancelled.request_id.to_owned())
 }
 
 /// The `initialize` params the gateway reads; the rest is ignored.
@@ -659,6 +720,16 @@ fn decode_header_value(value: &str) -> Option<Cow<'_, str>> {
 /// A router answer as a JSON reply; stateless results carry `resultType` and an unknown method
 /// is a 404 there.
 fn rpc_reply(id: &RawValue, answer: Result<Box<RawValue>, RpcError>, era: Era) -> Reply {
+    let (status, body) = answer_message(id, answer, era);
+    HttpReply::json(status, ReplyHeaders::new(), body)
+}
+
+/// The HTTP status and JSON-RPC message that answer request `id` with `answer` in `era`.
+pub fn answer_message(
+    id: &RawValue,
+    answer: Result<Box<RawValue>, RpcError>,
+    era: Era,
+) -> (u16, Vec<u8>) {
     match answer {
         Ok(result) => {
             let mut body = Vec::with_capacity(result.get().len() + 64);
@@ -666,7 +737,7 @@ fn rpc_reply(id: &RawValue, answer: Result<Box<RawValue>, RpcError>, era: Era) -
                 Era::Session(_) => jsonrpc::write_result(&mut body, id, &result),
                 Era::Stateless => jsonrpc::write_complete_result(&mut body, id, &result),
             }
-            HttpReply::json(200, ReplyHeaders::new(), body)
+            (200, body)
         }
         Err(error) => {
             let status = match era {
@@ -675,7 +746,7 @@ fn rpc_reply(id: &RawValue, answer: Result<Box<RawValue>, RpcError>, era: Era) -
             };
             let body =
                 jsonrpc::error_bytes(Some(id), error.code, &error.message, error.data.as_deref());
-            HttpReply::json(status, ReplyHeaders::new(), body)
+            (status, body)
         }
     }
 }

@@ -170,6 +170,7 @@ async fn run_shard(plan: ShardPlan) {
         )
         .await;
     shard.drain().await;
+    shard.endpoint.router().shutdown().await;
     plan.serving.fetch_sub(1, Ordering::SeqCst);
     while plan.serving.load(Ordering::SeqCst) > 0 {
         glommio::timer::sleep(Duration::from_millis(20)).await;
@@ -200,6 +201,9 @@ async fn start_shard(plan: &ShardPlan) -> Result<Started, StartupError> {
     )
     .map_err(fail)?;
     let shard = Rc::new(shard);
+    // Dispatchers first: a stdio upstream's handshake answer arrives through its dispatcher.
+    shard.endpoint.router().spawn_dispatchers();
+    shard.endpoint.router().start().await.map_err(fail)?;
     let bind = |key: &'static str, addr: SocketAddr| {
         listener::bind_shared(addr).map_err(|error| StartupError::Bind { key, addr, error })
     };

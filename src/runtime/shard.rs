@@ -13,17 +13,20 @@ use std::time::{Duration, Instant};
 use futures_lite::future;
 use glommio::net::{TcpListener, TcpStream};
 
-use crate::config::{Config, UpstreamKind};
+use crate::config::Config;
 use crate::epoch::TableLimits;
 use crate::http::{self, HttpLimits, Request, ResponseWriter};
 use crate::mcp::router::Router;
+use crate::mcp::router::{Era, Relay};
 use crate::mcp::session::{SessionId, SessionTable};
-use crate::mcp::transport::{Endpoint, HttpMethod, HttpReply, McpHeaders, McpRequest, Reply};
+use crate::mcp::transport::{
+    answer_message, Endpoint, HttpMethod, HttpReply, McpHeaders, McpRequest, Reply,
+};
 use crate::refusal::{RefusalCounters, RefusalReason};
 use crate::runtime::mesh::{ForwardedReply, ForwardedRequest, Mesh, MeshMessage};
 use crate::runtime::shutdown::ShutdownSignal;
 use crate::runtime::status::{GenerationStatus, ShardStatus};
-use crate::upstream::builtin::Demo;
+use serde_json::value::RawValue;
 
 /// How often a stream forwarded from another shard asks the owner whether its session still
 /// lives: bounds how late such a stream notices a DELETE or expiry, for one mesh round trip.
@@ -70,19 +73,6 @@ pub fn http_limits(config: &Config) -> HttpLimits {
     }
 }
 
-/// The `sleep` cap of the configured builtin upstream (the demo is served on every shard).
-fn demo_sleep_ms_max(config: &Config) -> u64 {
-    config
-        .upstreams
-        .iter()
-        .filter_map(|upstream| match upstream.kind {
-            UpstreamKind::Builtin { sleep_ms_max } => Some(sleep_ms_max),
-            _ => None,
-        })
-        .max()
-        .unwrap_or(0)
-}
-
 impl Shard {
     pub fn new(
         id: u8,
@@ -97,8 +87,8 @@ impl Shard {
             session_table_limits(&config),
             config.sessions.session_idle_ttl_ms,
         )?;
-        let demo = Demo::new(demo_sleep_ms_max(&config));
-        let endpoint = Endpoint::new(id, shards, Router::new(demo), config.clone());
+        let router = Router::new(&config, id)?;
+        let endpoint = Endpoint::new(id, shards, router, config.clone());
         Ok(Shard {
             id,
             core,
@@ -231,6 +221,7 @@ impl Shard {
                 break;
             }
             self.sessions.borrow_mut().advance(self.now_ms());
+            self.endpoint.router().tick();
         }
     }
 
@@ -267,6 +258,7 @@ impl Shard {
                     status: 404,
                     headers: Vec::new(),
                     json: None,
+                    events: Vec::new(),
                 }),
             };
         }
@@ -277,6 +269,9 @@ impl Shard {
         {
             Reply::Http(reply) => ForwardedReply::Http(reply),
             Reply::Stream { .. } => ForwardedReply::StreamOpened,
+            Reply::Relay { relay, id, era } => {
+                ForwardedReply::Http(collect_relay(relay, &id, era).await)
+            }
             Reply::Forward { owner } => ForwardedReply::Http(self.internal_error(format!(
                 "session owned by shard {owner} reached shard {}",
                 self.id
@@ -370,6 +365,7 @@ impl http::Handler for McpFront {
                 session_stream(shard, response, || async { ended.wait().await }).await
             }
             Reply::Forward { owner } => self.forward(owner, &mcp, response).await,
+            Reply::Relay { relay, id, era } => relay_call(relay, &id, era, response).await,
         }
     }
 }
@@ -459,8 +455,67 @@ async fn write_reply(
         .map(|(name, value)| (*name, value.as_str()))
         .collect();
     match &reply.json {
+        Some(body) if !reply.events.is_empty() => {
+            let mut stream = response.sse(reply.status, &headers)?;
+            for event in reply.events.iter().chain([body]) {
+                stream.event(None, event)?;
+            }
+            stream.finish().await
+        }
         Some(body) => response.json(reply.status, &headers, body),
         None => response.empty(reply.status, &headers),
+    }
+}
+
+/// Relays an upstream call to the client as it happens: a JSON answer when nothing came
+/// before it, else an event stream opened at the first notification and ended by the answer.
+/// Returning early (the client left) drops the relay, which cancels the call upstream.
+async fn relay_call(
+    mut relay: Relay,
+    id: &RawValue,
+    era: Era,
+    response: &mut ResponseWriter<'_>,
+) -> std::io::Result<()> {
+    let first = relay.next().await;
+    let mut event = match first {
+        Ok(answer) => {
+            let (status, body) = answer_message(id, answer, era);
+            return response.json(status, &[], &body);
+        }
+        Err(event) => event,
+    };
+    let mut stream = response.sse(200, &[])?;
+    loop {
+        stream.event(None, &event)?;
+        stream.flush().await?;
+        event = match relay.next().await {
+            Err(event) => event,
+            Ok(answer) => {
+                let (_, body) = answer_message(id, answer, era);
+                stream.event(None, &body)?;
+                return stream.finish().await;
+            }
+        };
+    }
+}
+
+/// A relayed call collected whole, for a request forwarded from another shard: its
+/// notifications and answer as one event-stream body, or the JSON answer alone.
+async fn collect_relay(mut relay: Relay, id: &RawValue, era: Era) -> HttpReply {
+    let mut events = Vec::new();
+    loop {
+        match relay.next().await {
+            Err(event) => events.push(event),
+            Ok(answer) => {
+                let (status, body) = answer_message(id, answer, era);
+                return HttpReply {
+                    status: if events.is_empty() { status } else { 200 },
+                    headers: Vec::new(),
+                    json: Some(body),
+                    events,
+                };
+            }
+        }
     }
 }
 

@@ -3,8 +3,11 @@
 //!
 //! Each shard owns its own pools and pending entries; nothing here is shared across shards.
 
+pub mod breaker;
 pub mod builtin;
 pub mod catalogue;
+pub mod inflight;
+pub mod link;
 pub mod pending;
 pub mod pool;
 pub mod stdio;

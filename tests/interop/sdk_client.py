@@ -70,10 +70,10 @@ async def run_session(url, mode, index):
                 out["protocol_version"] = client.protocol_version
                 out["server_info"] = None if info is None else wire(info)
                 out["tools"] = wire(await session.list_tools())
-                out["echo"] = wire(await session.call_tool("echo", {"text": ECHO_TEXT}))
-                out["add"] = wire(await session.call_tool("add", ADD_ARGS))
+                out["echo"] = wire(await session.call_tool("demo__echo", {"text": ECHO_TEXT}))
+                out["add"] = wire(await session.call_tool("demo__add", ADD_ARGS))
                 out["resource"] = wire(await session.read_resource(RESOURCE_URI))
-                out["prompt"] = wire(await session.get_prompt("greet", {"name": PROMPT_NAME}))
+                out["prompt"] = wire(await session.get_prompt("demo__greet", {"name": PROMPT_NAME}))
     except Exception:  # noqa: BLE001 - reported to the caller, which fails the test
         out["error"] = traceback.format_exc()
     return out

@@ -1,0 +1,355 @@
+//! Requests in flight to upstreams on one shard, as the request path sees them: the pending
+//! table (ids, caps, deadlines; `pending.rs`) joined with one [`CallState`] per request, where the
+//! upstream side puts what it hears (notifications, then the answer) and the client side takes it.
+//!
+//! Ownership: one [`InFlight`] per shard, `!Send`. A call's state is shared (`Rc`) by the task
+//! that talks to the upstream and the connection that answers the client; whichever side ends
+//! first settles it, and the other one sees that.
+//!
+//! Limits: entries as the pending table caps them (`pending.pending_max`, per upstream
+//! `pending.pending_per_upstream_max`); per call, at most `pending.stream_buffer_bytes_max` bytes
+//! of notifications waiting for a slow client. Past that they are dropped and counted (per call
+//! and per shard), never grown into.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+
+use hashbrown::HashMap;
+use serde_json::value::RawValue;
+
+use crate::mcp::jsonrpc::RpcError;
+use crate::upstream::pending::{
+    Expired, PendingError, PendingLimits, PendingRefusal, PendingStats, PendingTable,
+    UpstreamRequestId,
+};
+
+/// Who a request in flight answers to: a client session (session era) or one stateless request.
+/// Client ids are unique per route, so cancellation by id finds exactly one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ClientRoute {
+    /// A session-era client, by its session's secret.
+    Session(u128),
+    /// A stateless-era request, by a number unique on this shard.
+    Request(u64),
+}
+
+/// Why a call ended without the upstream's answer.
+#[derive(Clone, Debug)]
+pub enum CallFailure {
+    /// The upstream answered with a JSON-RPC error, passed to the client as it is.
+    Rpc(RpcError),
+    /// The upstream could not be asked or did not answer properly: counts against its breaker.
+    Unavailable(String),
+    /// The request's deadline passed (`request_timeout_ms`); counts against the breaker.
+    TimedOut(String),
+    /// The client cancelled it.
+    Cancelled,
+}
+
+/// What the client side takes from a call.
+pub enum CallItem {
+    /// A JSON-RPC message from the upstream for this client (a notification, ids restored).
+    Event(Vec<u8>),
+    /// The call's end: the `result`, or why there is none.
+    Done(Result<Box<RawValue>, CallFailure>),
+}
+
+/// One call's mailbox.
+pub struct CallState {
+    inner: RefCell<CallInner>,
+    buffer_bytes_max: usize,
+}
+
+struct CallInner {
+    events: VecDeque<Vec<u8>>,
+    buffered_bytes: usize,
+    dropped: u64,
+    outcome: Option<Result<Box<RawValue>, CallFailure>>,
+    waker: Option<Waker>,
+}
+
+impl CallState {
+    fn new(buffer_bytes_max: usize) -> CallState {
+        CallState {
+            inner: RefCell::new(CallInner {
+                events: VecDeque::new(),
+                buffered_bytes: 0,
+                dropped: 0,
+                outcome: None,
+                waker: None,
+            }),
+            buffer_bytes_max,
+        }
+    }
+
+    /// A mailbox for the gateway's own requests: the outcome only, no notifications.
+    pub fn new_control() -> CallState {
+        CallState::new(0)
+    }
+
+    /// Waits for the outcome, dropping any event.
+    pub async fn outcome(&self) -> Result<Box<RawValue>, CallFailure> {
+        loop {
+            if let CallItem::Done(outcome) = self.next().await {
+                return outcome;
+            }
+        }
+    }
+
+    /// Queues a message for the client; `false` (and counted) when the buffer is full or the
+    /// call already ended.
+    pub fn push_event(&self, message: Vec<u8>) -> bool {
+        let mut inner = self.inner.borrow_mut();
+        if inner.outcome.is_some() || inner.buffered_bytes + message.len() > self.buffer_bytes_max {
+            inner.dropped += 1;
+            return false;
+        }
+        inner.buffered_bytes += message.len();
+        inner.events.push_back(message);
+        if let Some(waker) = inner.waker.take() {
+            waker.wake();
+        }
+        true
+    }
+
+    /// Ends the call; the first outcome wins. `false` if it had already ended.
+    pub fn settle(&self, outcome: Result<Box<RawValue>, CallFailure>) -> bool {
+        let mut inner = self.inner.borrow_mut();
+        if inner.outcome.is_some() {
+            return false;
+        }
+        inner.outcome = Some(outcome);
+        if let Some(waker) = inner.waker.take() {
+            waker.wake();
+        }
+        true
+    }
+
+    pub fn is_settled(&self) -> bool {
+        self.inner.borrow().outcome.is_some()
+    }
+
+    /// Notifications dropped because the client did not take them fast enough.
+    pub fn dropped(&self) -> u64 {
+        self.inner.borrow().dropped
+    }
+
+    /// The next queued event, else the outcome once settled. Events queued before the outcome
+    /// come out first.
+    pub async fn next(&self) -> CallItem {
+        poll_fn(|cx| {
+            let mut inner = self.inner.borrow_mut();
+            if let Some(event) = inner.events.pop_front() {
+                inner.buffered_bytes -= event.len();
+                return Poll::Ready(CallItem::Event(event));
+            }
+            match inner.outcome.take() {
+                Some(outcome) => Poll::Ready(CallItem::Done(outcome)),
+                None => {
+                    inner.waker = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+        .await
+    }
+}
+
+/// A request registered in flight.
+pub struct Registered {
+    pub id: UpstreamRequestId,
+    pub state: Rc<CallState>,
+}
+
+/// The shard's requests in flight.
+pub struct InFlight {
+    table: RefCell<PendingTable<ClientRoute>>,
+    /// Upstream request id → (upstream, call).
+    calls: RefCell<HashMap<u64, (u16, Rc<CallState>)>>,
+    stream_buffer_bytes_max: usize,
+    next_request_route: Cell<u64>,
+    events_dropped_total: Cell<u64>,
+}
+
+/// A request that passed its deadline, for the caller to tell its upstream.
+pub struct TimedOut {
+    pub upstream: u16,
+    pub id: UpstreamRequestId,
+}
+
+impl InFlight {
+    pub fn new(
+        limits: PendingLimits,
+        stream_buffer_bytes_max: usize,
+    ) -> Result<Self, PendingError> {
+        Ok(InFlight {
+            calls: RefCell::new(HashMap::with_capacity(limits.pending_max as usize)),
+            table: RefCell::new(PendingTable::new(limits)?),
+            stream_buffer_bytes_max,
+            next_request_route: Cell::new(0),
+            events_dropped_total: Cell::new(0),
+        })
+    }
+
+    /// A fresh route for one stateless request.
+    pub fn request_route(&self) -> ClientRoute {
+        let next = self.next_request_route.get();
+        self.next_request_route.set(next + 1);
+        ClientRoute::Request(next)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    /// Registers a request for `upstream`; `names` gives an upstream's name for timeout
+    /// messages of requests retired early to make room.
+    pub fn register(
+        &self,
+        upstream: u16,
+        route: ClientRoute,
+        client_id: &RawValue,
+        progress_token: Option<&RawValue>,
+        (deadline_ms, now_ms): (u64, u64),
+        names: &dyn Fn(u16) -> String,
+        timed_out: &mut Vec<TimedOut>,
+    ) -> Result<Registered, PendingRefusal> {
+        let registered = self.table.borrow_mut().register(
+            upstream,
+            route,
+            client_id,
+            progress_token,
+            deadline_ms,
+            now_ms,
+            |expired| self.expire(&expired, names, timed_out),
+        );
+        let id = registered?;
+        let state = Rc::new(CallState::new(self.stream_buffer_bytes_max));
+        self.calls
+            .borrow_mut()
+            .insert(id.0, (upstream, state.clone()));
+        Ok(Registered { id, state })
+    }
+
+    fn expire(
+        &self,
+        expired: &Expired<'_, ClientRoute>,
+        names: &dyn Fn(u16) -> String,
+        timed_out: &mut Vec<TimedOut>,
+    ) {
+        if let Some((_, state)) = self.calls.borrow_mut().remove(&expired.upstream_id.0) {
+            let message = expired.message(&names(expired.upstream));
+            self.count_drops(&state);
+            state.settle(Err(CallFailure::TimedOut(message)));
+        }
+        timed_out.push(TimedOut {
+            upstream: expired.upstream,
+            id: expired.upstream_id,
+        });
+    }
+
+    fn count_drops(&self, state: &CallState) {
+        self.events_dropped_total
+            .set(self.events_dropped_total.get() + state.dropped());
+    }
+
+    /// The call `upstream` answered under `upstream_id`, removed from the table; `None` for a
+    /// late or foreign answer.
+    pub fn complete(
+        &self,
+        upstream: u16,
+        upstream_id: &RawValue,
+        now_ms: u64,
+    ) -> Option<Rc<CallState>> {
+        let completed = self
+            .table
+            .borrow_mut()
+            .complete(upstream, upstream_id, now_ms)?;
+        drop(completed);
+        let id = UpstreamRequestId::parse(upstream_id)?;
+        let (_, state) = self.calls.borrow_mut().remove(&id.0)?;
+        self.count_drops(&state);
+        Some(state)
+    }
+
+    /// The call in flight under `id`, if it still is (for notifications about it).
+    pub fn call(&self, id: UpstreamRequestId) -> Option<Rc<CallState>> {
+        self.calls
+            .borrow()
+            .get(&id.0)
+            .map(|(_, state)| state.clone())
+    }
+
+    /// The call a progress notification from `upstream` with the gateway's `token` is about,
+    /// and the token its client chose (JSON text).
+    pub fn progress(
+        &self,
+        upstream: u16,
+        token: &RawValue,
+        now_ms: u64,
+    ) -> Option<(Rc<CallState>, Vec<u8>)> {
+        let table = self.table.borrow();
+        let (_, client_token) = table.progress_route(upstream, token, now_ms)?;
+        let id = UpstreamRequestId::parse(token)?;
+        let state = self.call(id)?;
+        Some((state, client_token.to_vec()))
+    }
+
+    /// The client at `route` cancelled its request `client_id`: settles it and names the
+    /// upstream request to cancel.
+    pub fn cancel_by_client(
+        &self,
+        route: ClientRoute,
+        client_id: &RawValue,
+        now_ms: u64,
+    ) -> Option<(u16, UpstreamRequestId)> {
+        let (upstream, id) = self
+            .table
+            .borrow_mut()
+            .cancel_by_client(route, client_id, now_ms)?;
+        if let Some((_, state)) = self.calls.borrow_mut().remove(&id.0) {
+            self.count_drops(&state);
+            state.settle(Err(CallFailure::Cancelled));
+        }
+        Some((upstream, id))
+    }
+
+    /// Ends every request in flight to `upstream` with `reason` (its stdio child died: no
+    /// answer will come).
+    pub fn fail_upstream(&self, upstream: u16, reason: &str, now_ms: u64) {
+        let ids: Vec<u64> = self
+            .calls
+            .borrow()
+            .iter()
+            .filter(|(_, (owner, _))| *owner == upstream)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            let id_json = UpstreamRequestId(id).to_json(crate::upstream::pending::IdForm::Number);
+            let text = std::str::from_utf8(id_json.as_bytes()).expect("digits are UTF-8");
+            let raw: Box<RawValue> =
+                RawValue::from_string(text.to_owned()).expect("an integer is JSON");
+            if let Some(state) = self.complete(upstream, &raw, now_ms) {
+                state.settle(Err(CallFailure::Unavailable(reason.to_owned())));
+            }
+        }
+    }
+
+    /// The epoch tick: settles requests past their deadline and returns them.
+    pub fn advance(&self, now_ms: u64, names: &dyn Fn(u16) -> String) -> Vec<TimedOut> {
+        let mut timed_out = Vec::new();
+        self.table.borrow_mut().advance(now_ms, |expired| {
+            self.expire(&expired, names, &mut timed_out)
+        });
+        timed_out
+    }
+
+    pub fn stats(&self) -> PendingStats {
+        self.table.borrow().stats()
+    }
+
+    /// Notifications dropped for slow clients, over calls that ended.
+    pub fn events_dropped_total(&self) -> u64 {
+        self.events_dropped_total.get()
+    }
+}

@@ -1,0 +1,1157 @@
+//! One upstream as one shard speaks to it: the MCP handshake, the exchange of one request, and
+//! what arrives unasked (notifications, answers on a stdio child's stdout).
+//!
+//! Kinds: `builtin` answers in-process; `http` speaks Streamable HTTP over the shard's pool
+//! (the stateless 2026-07-28 era when the server answers `server/discover`, else the session
+//! era with one upstream session per shard, re-initialized once when the server says it
+//! expired); `stdio` speaks newline-delimited JSON-RPC to the shard's child, handshaking again
+//! with every child the supervisor restarts.
+//!
+//! Ownership: each shard builds one [`UpstreamLink`] per `[[upstreams]]` entry and keeps it in
+//! an `Rc`; nothing here is `Send`.
+//!
+//! Ids: requests from clients go out under their pending-table id (a JSON integer); the
+//! gateway's own requests (handshake, lists, `logging/setLevel`) under `"sg-<n>"` strings, so
+//! the two never meet.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use hashbrown::HashMap;
+use serde_json::value::RawValue;
+use serde_json::{json, Map, Value};
+
+use crate::config::{self, UpstreamKind};
+use crate::http::client::{with_deadline, ClientLimits};
+use crate::mcp::jsonrpc::{self, Message, Outcome, RpcError};
+use crate::mcp::version::ProtocolVersion;
+use crate::upstream::breaker::{Admission, Breaker};
+use crate::upstream::builtin::Demo;
+use crate::upstream::catalogue::Kind;
+use crate::upstream::inflight::{CallFailure, CallState, InFlight};
+use crate::upstream::pending::{restore_progress_token, IdForm, UpstreamRequestId};
+use crate::upstream::pool::{PoolLimits, Reply, RequestSpec, UpstreamPool, UpstreamUrl};
+use crate::upstream::stdio::{StdioError, StdioLimits, StdioSpec, StdioUpstream};
+
+/// The protocol version the gateway asks session-era upstreams for.
+const SESSION_ERA_VERSION: ProtocolVersion = ProtocolVersion::V2025_11_25;
+
+/// Pages fetched per list before the rest is left out (a server that pages forever).
+const LIST_PAGES_MAX: usize = 64;
+
+/// How long the gateway's own requests (handshake, lists) may take at most.
+const CONTROL_TIMEOUT_MS: u64 = 10_000;
+
+/// Which era an upstream speaks, learned at the handshake.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum UpstreamEra {
+    /// Not connected yet, or lost.
+    Unknown,
+    /// Session era at `version`, under `session` when the server gave one.
+    Session {
+        version: &'static str,
+        session: Option<String>,
+    },
+    /// 2026-07-28: every request carries its own `_meta`.
+    Stateless,
+}
+
+/// Something an upstream sent that no request of the gateway's waits for.
+pub enum Unasked {
+    /// `notifications/{tools,prompts,resources}/list_changed`: refresh the catalogue and tell
+    /// clients.
+    ListChanged(Vec<u8>),
+    /// A message nobody can take (a log line with no request, an unknown id); counted.
+    Unroutable,
+}
+
+/// The reply to a call, for the caller to settle its [`CallState`] with.
+pub type CallOutcome = Result<Box<RawValue>, CallFailure>;
+
+/// One upstream on one shard.
+pub struct UpstreamLink {
+    /// Index in `[[upstreams]]`.
+    pub index: u16,
+    pub config: config::Upstream,
+    kind: LinkKind,
+    breaker: RefCell<Breaker>,
+    /// The upstream's `capabilities` from its last handshake; `None` while it is down.
+    capabilities: RefCell<Option<Value>>,
+    /// Why the last handshake failed, for `/status` and error messages.
+    last_error: RefCell<Option<String>>,
+    /// The lists of the last refresh, in [`Kind::ALL`] order.
+    lists: RefCell<[Option<Box<RawValue>>; 4]>,
+    /// A handshake is under way (start-up, a retry, or after a stdio restart).
+    connecting: Cell<bool>,
+    control_next: Cell<u64>,
+    unroutable_total: Cell<u64>,
+    server_requests_refused_total: Cell<u64>,
+}
+
+enum LinkKind {
+    Builtin(Demo),
+    Http(HttpLink),
+    Stdio(StdioLink),
+}
+
+struct HttpLink {
+    pool: UpstreamPool,
+    era: RefCell<UpstreamEra>,
+}
+
+struct StdioLink {
+    child: StdioUpstream,
+    /// The gateway's own requests waiting for their answer, by id text.
+    control: RefCell<HashMap<String, Rc<CallState>>>,
+    /// Whether the running child finished its handshake.
+    ready: Cell<bool>,
+}
+
+/// Counters of one link for `/status`.
+pub struct LinkStats {
+    pub up: bool,
+    pub breaker: &'static str,
+    pub breaker_opened_total: u64,
+    pub breaker_refused_total: u64,
+    pub unroutable_total: u64,
+    pub server_requests_refused_total: u64,
+    pub last_error: Option<String>,
+    pub pool: Option<crate::upstream::pool::PoolStats>,
+    pub stdio: Option<crate::upstream::stdio::StdioStats>,
+}
+
+impl UpstreamLink {
+    /// Builds the link; `http` resolves its URL, `stdio` starts its child.
+    pub fn new(
+        index: u16,
+        upstream: &config::Upstream,
+        limits: &config::Limits,
+    ) -> Result<UpstreamLink, String> {
+        let name = &upstream.name;
+        let kind = match &upstream.kind {
+            UpstreamKind::Builtin { sleep_ms_max } => LinkKind::Builtin(Demo::new(*sleep_ms_max)),
+            UpstreamKind::Http(http) => {
+                let url = UpstreamUrl::parse(&http.url)
+                    .map_err(|e| format!("upstream {name}: url {:?}: {e}", http.url))?;
+                let pool_limits = PoolLimits {
+                    pool_connections_max: http.pool_connections_max,
+                    pool_waiters_max: http.pool_waiters_max,
+                    connect_timeout_ms: http.connect_timeout_ms,
+                    pool_idle_timeout_ms: http.pool_idle_timeout_ms,
+                    pool_lifetime_ms: http.pool_lifetime_ms,
+                    client: ClientLimits {
+                        response_head_bytes_max: http.response_head_bytes_max,
+                        response_headers_count_max: http.response_headers_count_max,
+                        response_body_bytes_max: limits.response_body_bytes_max as u32,
+                        sse_event_bytes_max: http.sse_event_bytes_max,
+                    },
+                };
+                LinkKind::Http(HttpLink {
+                    pool: UpstreamPool::new(url, &pool_limits),
+                    era: RefCell::new(UpstreamEra::Unknown),
+                })
+            }
+            UpstreamKind::Stdio(stdio) => {
+                let spec = StdioSpec {
+                    name: name.clone(),
+                    command: stdio.command.clone(),
+                    args: stdio.args.clone(),
+                    env: stdio.env.clone(),
+                    cwd: stdio.cwd.clone(),
+                };
+                let stdio_limits = StdioLimits {
+                    message_bytes_max: stdio.message_bytes_max,
+                    stderr_line_bytes_max: stdio.stderr_line_bytes_max,
+                    inbound_messages_max: stdio.inbound_messages_max,
+                    outbound_messages_max: stdio.outbound_messages_max,
+                    restart_backoff_ms: stdio.restart_backoff_ms,
+                    restart_backoff_max_ms: stdio.restart_backoff_max_ms,
+                    healthy_after_ms: stdio.healthy_after_ms,
+                    kill_grace_ms: stdio.kill_grace_ms,
+                    exit_poll_ms: stdio.exit_poll_ms,
+                };
+                let child = StdioUpstream::start(spec, stdio_limits)
+                    .map_err(|e| format!("upstream {name}: {e}"))?;
+                LinkKind::Stdio(StdioLink {
+                    child,
+                    control: RefCell::new(HashMap::new()),
+                    ready: Cell::new(false),
+                })
+            }
+        };
+        Ok(UpstreamLink {
+            index,
+            config: upstream.clone(),
+            kind,
+            breaker: RefCell::new(Breaker::new(
+                upstream.breaker_failures,
+                upstream.breaker_open_ms,
+            )),
+            capabilities: RefCell::new(None),
+            last_error: RefCell::new(None),
+            lists: RefCell::new(Default::default()),
+            connecting: Cell::new(false),
+            control_next: Cell::new(0),
+            unroutable_total: Cell::new(0),
+            server_requests_refused_total: Cell::new(0),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// Whether the last handshake succeeded and nothing since said the upstream went away.
+    pub fn is_up(&self) -> bool {
+        self.capabilities.borrow().is_some()
+    }
+
+    /// Why the upstream is down, when it is.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.borrow().clone()
+    }
+
+    /// Whether the upstream declared capability `name` (`tools`, `logging`, …).
+    pub fn has_capability(&self, name: &str) -> bool {
+        self.capabilities
+            .borrow()
+            .as_ref()
+            .is_some_and(|caps| caps.get(name).is_some_and(|c| !c.is_null()))
+    }
+
+    fn mark_down(&self, reason: String) {
+        *self.capabilities.borrow_mut() = None;
+        *self.last_error.borrow_mut() = Some(reason);
+    }
+
+    /// Whether its entries belong in the lists clients see: it is up and its breaker is not
+    /// open.
+    pub fn is_listed(&self, now_ms: u64) -> bool {
+        self.is_up() && !self.breaker.borrow().is_open(now_ms)
+    }
+
+    /// Whether the epoch tick should try the handshake again.
+    pub fn wants_reconnect(&self) -> bool {
+        !self.is_up() && !self.connecting.get()
+    }
+
+    /// The lists of the last refresh, in [`Kind::ALL`] order.
+    pub fn cached_lists(&self) -> [Option<Box<RawValue>>; 4] {
+        self.lists.borrow().clone()
+    }
+
+    /// Handshakes (when down) and fetches every list. On failure the upstream is down.
+    pub async fn refresh(&self) -> Result<(), String> {
+        if self.connecting.replace(true) {
+            return Err(format!(
+                "upstream {}: a handshake is already under way",
+                self.name()
+            ));
+        }
+        let refreshed = self.refresh_now().await;
+        self.connecting.set(false);
+        refreshed
+    }
+
+    async fn refresh_now(&self) -> Result<(), String> {
+        if !self.is_up() {
+            self.connect().await?;
+        }
+        let mut lists: [Option<Box<RawValue>>; 4] = Default::default();
+        for (slot, kind) in lists.iter_mut().zip(Kind::ALL) {
+            let method = match kind {
+                Kind::Tools => "tools/list",
+                Kind::Prompts => "prompts/list",
+                Kind::Resources => "resources/list",
+                Kind::ResourceTemplates => "resources/templates/list",
+            };
+            let capability = match kind {
+                Kind::Tools => "tools",
+                Kind::Prompts => "prompts",
+                Kind::Resources | Kind::ResourceTemplates => "resources",
+            };
+            *slot = match self.list(method, capability, kind.member()).await {
+                Ok(list) => list,
+                // Templates are optional even for servers with resources.
+                Err(_) if kind == Kind::ResourceTemplates => None,
+                Err(reason) => {
+                    self.mark_down(reason.clone());
+                    return Err(reason);
+                }
+            };
+        }
+        *self.lists.borrow_mut() = lists;
+        Ok(())
+    }
+
+    /// Runs the MCP handshake. `Ok` once the upstream is ready for requests.
+    async fn connect(&self) -> Result<(), String> {
+        let result = match &self.kind {
+            LinkKind::Builtin(_) => serde_json::from_str(Demo::capabilities_json())
+                .map_err(|e| format!("builtin capabilities: {e}")),
+            LinkKind::Http(http) => self.http_handshake(http).await,
+            LinkKind::Stdio(stdio) => self.stdio_handshake(stdio).await,
+        };
+        match result {
+            Ok(capabilities) => {
+                *self.capabilities.borrow_mut() = Some(capabilities);
+                *self.last_error.borrow_mut() = None;
+                Ok(())
+            }
+            Err(reason) => {
+                let reason = format!("upstream {}: {reason}", self.name());
+                self.mark_down(reason.clone());
+                Err(reason)
+            }
+        }
+    }
+
+    /// The whole list `method` (`tools/list`, …) returns, every page, as one JSON array of its
+    /// `member`; `None` when the upstream lacks the capability.
+    async fn list(
+        &self,
+        method: &str,
+        capability: &str,
+        member: &str,
+    ) -> Result<Option<Box<RawValue>>, String> {
+        if !self.has_capability(capability) {
+            return Ok(None);
+        }
+        let mut items: Vec<Value> = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..LIST_PAGES_MAX {
+            let params = cursor.as_ref().map(|c| json!({ "cursor": c }));
+            let result = self
+                .control_request(method, params)
+                .await
+                .map_err(|e| format!("upstream {} {method}: {}", self.name(), failure_text(&e)))?;
+            let page: Value = serde_json::from_str(result.get())
+                .map_err(|e| format!("upstream {} {method}: {e}", self.name()))?;
+            if let Some(Value::Array(entries)) = page.get(member) {
+                items.extend(entries.iter().cloned());
+            }
+            cursor = page
+                .get("nextCursor")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            if cursor.is_none() {
+                break;
+            }
+        }
+        let text = serde_json::to_string(&items).expect("values serialize");
+        Ok(Some(
+            RawValue::from_string(text).expect("serialized JSON is valid"),
+        ))
+    }
+
+    /// Asks the breaker whether a call may go out now.
+    pub fn admit(&self, now_ms: u64) -> Admission {
+        self.breaker.borrow_mut().admit(now_ms)
+    }
+
+    /// Feeds a call's outcome to the breaker: only an upstream that did not answer counts.
+    pub fn record(&self, outcome: &CallOutcome, now_ms: u64) {
+        let mut breaker = self.breaker.borrow_mut();
+        match outcome {
+            Err(CallFailure::Unavailable(_)) | Err(CallFailure::TimedOut(_)) => {
+                breaker.failed(now_ms)
+            }
+            Err(CallFailure::Cancelled) => {}
+            Ok(_) | Err(CallFailure::Rpc(_)) => breaker.succeeded(),
+        }
+    }
+
+    /// Sends a client's request (`params` already rewritten for this upstream) under `id` and
+    /// returns the answer. Notifications about it go to `state` as they come. For `stdio` the
+    /// answer comes through [`UpstreamLink::dispatch`] into `state`; this returns once sent.
+    pub async fn call(
+        &self,
+        id: UpstreamRequestId,
+        method: &str,
+        params: Option<Value>,
+        client_token: Option<&[u8]>,
+        state: &CallState,
+        timeout_ms: u64,
+    ) -> Option<CallOutcome> {
+        match &self.kind {
+            LinkKind::Builtin(demo) => {
+                let params = params.map(|p| to_raw(&p));
+                let answer = demo
+                    .handle(method, params.as_deref(), SESSION_ERA_VERSION)
+                    .await;
+                Some(answer.map_err(CallFailure::Rpc))
+            }
+            LinkKind::Http(http) => {
+                let id_json = id.to_json(IdForm::Number);
+                let mut on_event = |message: &[u8]| match client_token {
+                    Some(token) if is_progress(message) => {
+                        if let Ok(restored) = restore_progress_token(message, token) {
+                            state.push_event(restored);
+                        }
+                    }
+                    _ => {
+                        state.push_event(message.to_vec());
+                    }
+                };
+                Some(
+                    self.http_request(
+                        http,
+                        id_json.as_bytes(),
+                        method,
+                        params,
+                        timeout_ms,
+                        &mut on_event,
+                    )
+                    .await,
+                )
+            }
+            LinkKind::Stdio(stdio) => {
+                if !stdio.ready.get() {
+                    return Some(Err(self.restarting()));
+                }
+                let id_json = id.to_json(IdForm::Number);
+                let body = request_body(id_json.as_bytes(), method, params.as_ref());
+                match stdio.child.send(&body).await {
+                    Ok(()) => None,
+                    Err(e) => Some(Err(CallFailure::Unavailable(format!(
+                        "upstream {}: {e}",
+                        self.name()
+                    )))),
+                }
+            }
+        }
+    }
+
+    /// Tells the upstream the gateway gave up on request `id` (`notifications/cancelled`).
+    pub async fn cancel(&self, id: UpstreamRequestId, reason: &str) {
+        let params = json!({ "requestId": id.0, "reason": reason });
+        let body = notification_body("notifications/cancelled", Some(&params));
+        match &self.kind {
+            LinkKind::Builtin(_) => {}
+            LinkKind::Http(http) => {
+                let _ = self
+                    .http_post(
+                        http,
+                        &body,
+                        "notifications/cancelled",
+                        None,
+                        CONTROL_TIMEOUT_MS,
+                        &mut |_| {},
+                    )
+                    .await;
+            }
+            LinkKind::Stdio(stdio) => {
+                if stdio.ready.get() {
+                    let _ = stdio.child.send(&body).await;
+                }
+            }
+        }
+    }
+
+    /// The gateway's own request: handshake-independent plumbing for lists and
+    /// `logging/setLevel`.
+    pub async fn control_request(&self, method: &str, params: Option<Value>) -> CallOutcome {
+        let n = self.control_next.get();
+        self.control_next.set(n + 1);
+        let id = format!("\"sg-{n}\"");
+        match &self.kind {
+            LinkKind::Builtin(demo) => {
+                let params = params.map(|p| to_raw(&p));
+                demo.handle(method, params.as_deref(), SESSION_ERA_VERSION)
+                    .await
+                    .map_err(CallFailure::Rpc)
+            }
+            LinkKind::Http(http) => {
+                self.http_request(
+                    http,
+                    id.as_bytes(),
+                    method,
+                    params,
+                    CONTROL_TIMEOUT_MS,
+                    &mut |_| {},
+                )
+                .await
+            }
+            LinkKind::Stdio(stdio) => {
+                let state = Rc::new(CallState::new_control());
+                stdio.control.borrow_mut().insert(id.clone(), state.clone());
+                let body = request_body(id.as_bytes(), method, params.as_ref());
+                let sent = stdio.child.send(&body).await;
+                let outcome = match sent {
+                    Err(e) => Err(CallFailure::Unavailable(format!(
+                        "upstream {}: {e}",
+                        self.name()
+                    ))),
+                    Ok(()) => {
+                        let deadline = Instant::now() + Duration::from_millis(CONTROL_TIMEOUT_MS);
+                        match with_deadline(deadline, state.outcome()).await {
+                            Some(outcome) => outcome,
+                            None => Err(CallFailure::TimedOut(format!(
+                                "upstream {} did not answer {method} within {CONTROL_TIMEOUT_MS} ms",
+                                self.name()
+                            ))),
+                        }
+                    }
+                };
+                stdio.control.borrow_mut().remove(&id);
+                outcome
+            }
+        }
+    }
+
+    fn restarting(&self) -> CallFailure {
+        let why = self
+            .last_error()
+            .unwrap_or_else(|| format!("upstream {} is starting", self.name()));
+        CallFailure::Unavailable(why)
+    }
+
+    async fn http_handshake(&self, http: &HttpLink) -> Result<Value, String> {
+        *http.era.borrow_mut() = UpstreamEra::Stateless;
+        let discover = self
+            .http_request(
+                http,
+                b"\"sg-discover\"",
+                "server/discover",
+                None,
+                CONTROL_TIMEOUT_MS,
+                &mut |_| {},
+            )
+            .await;
+        if let Ok(result) = discover {
+            let result: Value = serde_json::from_str(result.get()).map_err(|e| e.to_string())?;
+            let stateless = result
+                .get("supportedVersions")
+                .and_then(Value::as_array)
+                .is_some_and(|v| v.iter().any(|v| v == ProtocolVersion::V2026_07_28.as_str()));
+            if stateless {
+                return Ok(result.get("capabilities").cloned().unwrap_or(json!({})));
+            }
+        }
+        self.http_initialize(http).await
+    }
+
+    async fn http_initialize(&self, http: &HttpLink) -> Result<Value, String> {
+        *http.era.borrow_mut() = UpstreamEra::Session {
+            version: SESSION_ERA_VERSION.as_str(),
+            session: None,
+        };
+        let params = initialize_params();
+        let body = request_body(b"\"sg-init\"", "initialize", Some(&params));
+        let mut session = None;
+        let answer = self
+            .http_exchange(
+                http,
+                &body,
+                "initialize",
+                None,
+                CONTROL_TIMEOUT_MS,
+                b"\"sg-init\"",
+                &mut |_| {},
+                &mut session,
+            )
+            .await
+            .map_err(|e| failure_text(&e))?;
+        let result = answer.map_err(|e| failure_text(&CallFailure::Rpc(e)))?;
+        let result: Value = serde_json::from_str(result.get()).map_err(|e| e.to_string())?;
+        let version = result
+            .get("protocolVersion")
+            .and_then(Value::as_str)
+            .and_then(ProtocolVersion::parse)
+            .filter(|v| !v.is_stateless())
+            .ok_or_else(|| {
+                format!(
+                    "initialize answered protocolVersion {:?}, which the gateway does not speak",
+                    result.get("protocolVersion")
+                )
+            })?;
+        *http.era.borrow_mut() = UpstreamEra::Session {
+            version: version.as_str(),
+            session,
+        };
+        let initialized = notification_body("notifications/initialized", None);
+        self.http_post(
+            http,
+            &initialized,
+            "notifications/initialized",
+            None,
+            CONTROL_TIMEOUT_MS,
+            &mut |_| {},
+        )
+        .await
+        .map_err(|e| failure_text(&e))?;
+        Ok(result.get("capabilities").cloned().unwrap_or(json!({})))
+    }
+
+    /// One request over HTTP in the upstream's era; a session the server says expired is
+    /// re-initialized once.
+    async fn http_request(
+        &self,
+        http: &HttpLink,
+        id: &[u8],
+        method: &str,
+        params: Option<Value>,
+        timeout_ms: u64,
+        on_event: &mut dyn FnMut(&[u8]),
+    ) -> CallOutcome {
+        let mut reinitialized = false;
+        loop {
+            let stateless = *http.era.borrow() == UpstreamEra::Stateless;
+            let params = match stateless {
+                true => Some(with_stateless_meta(params.clone())),
+                false => params.clone(),
+            };
+            let body = request_body(id, method, params.as_ref());
+            let name = jsonrpc::routing_name(method, params.as_ref().map(to_raw).as_deref())
+                .map(|n| n.into_owned());
+            let mut session = None;
+            let answer = self
+                .http_exchange(
+                    http,
+                    &body,
+                    method,
+                    name.as_deref(),
+                    timeout_ms,
+                    id,
+                    on_event,
+                    &mut session,
+                )
+                .await;
+            match answer {
+                Err(CallFailure::Unavailable(reason))
+                    if reason == SESSION_EXPIRED && !reinitialized =>
+                {
+                    reinitialized = true;
+                    if let Err(e) = self.http_initialize(http).await {
+                        self.mark_down(format!("upstream {}: {e}", self.name()));
+                        return Err(CallFailure::Unavailable(format!(
+                            "upstream {}: its session expired and initializing again failed: {e}",
+                            self.name()
+                        )));
+                    }
+                }
+                Err(CallFailure::Unavailable(reason)) if reason == SESSION_EXPIRED => {
+                    return Err(CallFailure::Unavailable(format!(
+                        "upstream {}: its session expired again right after initializing",
+                        self.name()
+                    )))
+                }
+                Err(failure) => return Err(failure),
+                Ok(answer) => return answer.map_err(CallFailure::Rpc),
+            }
+        }
+    }
+
+    /// POSTs a notification or response; `Ok` on 202/200.
+    async fn http_post(
+        &self,
+        http: &HttpLink,
+        body: &[u8],
+        method: &str,
+        name: Option<&str>,
+        timeout_ms: u64,
+        on_event: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), CallFailure> {
+        let mut session = None;
+        self.http_exchange(
+            http,
+            body,
+            method,
+            name,
+            timeout_ms,
+            b"",
+            on_event,
+            &mut session,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Sends one POST and reads its answer: a JSON body, or an event stream read until the
+    /// response whose id is `id` (other messages go to `on_event`). A notification's 202 is
+    /// `Ok(Ok(empty result))`. `session` receives an `Mcp-Session-Id` the server set.
+    #[allow(clippy::too_many_arguments)]
+    async fn http_exchange(
+        &self,
+        http: &HttpLink,
+        body: &[u8],
+        method: &str,
+        name: Option<&str>,
+        timeout_ms: u64,
+        id: &[u8],
+        on_event: &mut dyn FnMut(&[u8]),
+        session: &mut Option<String>,
+    ) -> Result<Result<Box<RawValue>, RpcError>, CallFailure> {
+        let upstream = self.name();
+        let era = http.era.borrow().clone();
+        let encoded_name = name.map(header_value);
+        let mut headers: Vec<(&str, &str)> =
+            vec![("Accept", "application/json, text/event-stream")];
+        match &era {
+            UpstreamEra::Stateless => {
+                headers.push((
+                    "MCP-Protocol-Version",
+                    ProtocolVersion::V2026_07_28.as_str(),
+                ));
+                headers.push(("Mcp-Method", method));
+                if let Some(name) = &encoded_name {
+                    headers.push(("Mcp-Name", name));
+                }
+            }
+            UpstreamEra::Session { version, session } => {
+                if method != "initialize" {
+                    headers.push(("MCP-Protocol-Version", version));
+                }
+                if let Some(session) = session {
+                    headers.push(("Mcp-Session-Id", session));
+                }
+            }
+            UpstreamEra::Unknown => {}
+        }
+        let spec = RequestSpec {
+            method: "POST",
+            headers: &headers,
+            body: Some(body),
+            timeout_ms,
+        };
+        let deadline = Instant::now() + Duration::from_millis(timeout_ms);
+        let unavailable =
+            |reason: String| CallFailure::Unavailable(format!("upstream {upstream}: {reason}"));
+        let reply = http
+            .pool
+            .request(&spec)
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        let session_sent = matches!(
+            &era,
+            UpstreamEra::Session {
+                session: Some(_),
+                ..
+            }
+        );
+        match reply {
+            Reply::Buffered(response) => {
+                let status = response.head.status();
+                if let Some(id) = response.head.header_str("mcp-session-id") {
+                    *session = Some(id.to_owned());
+                }
+                if status == 404 && session_sent {
+                    return Err(CallFailure::Unavailable(SESSION_EXPIRED.to_owned()));
+                }
+                if id.is_empty() && (status == 202 || status == 200) {
+                    return Ok(Ok(empty_result()));
+                }
+                if response.body.is_empty() {
+                    return Err(unavailable(format!(
+                        "{method} answered HTTP {status} without a body"
+                    )));
+                }
+                match answer_of(&response.body, id) {
+                    Some(answer) => Ok(answer),
+                    None => Err(unavailable(format!(
+                        "{method} answered HTTP {status} without a JSON-RPC response to it: {}",
+                        String::from_utf8_lossy(&response.body[..response.body.len().min(160)])
+                    ))),
+                }
+            }
+            Reply::Stream(mut stream) => {
+                if let Some(id) = stream.head().header_str("mcp-session-id") {
+                    *session = Some(id.to_owned());
+                }
+                loop {
+                    let event = with_deadline(deadline, stream.next_event()).await;
+                    let event = match event {
+                        None => {
+                            return Err(CallFailure::TimedOut(format!(
+                                "upstream {upstream} did not answer {method} within {timeout_ms} ms"
+                            )))
+                        }
+                        Some(Err(e)) => return Err(unavailable(e.to_string())),
+                        Some(Ok(None)) => {
+                            return Err(unavailable(format!(
+                                "the event stream for {method} ended without its response"
+                            )))
+                        }
+                        Some(Ok(Some(event))) => event,
+                    };
+                    if event.data.is_empty() {
+                        continue;
+                    }
+                    if let Some(answer) = answer_of(&event.data, id) {
+                        return Ok(answer);
+                    }
+                    match jsonrpc::parse(&event.data) {
+                        Ok(Message::Notification { .. }) => on_event(&event.data),
+                        Ok(Message::Request {
+                            id: request_id,
+                            method: request_method,
+                            ..
+                        }) => {
+                            let refusal = self.refuse_server_request(request_id, &request_method);
+                            // Answered on a connection of its own, as any client POSTs a response.
+                            let _ = Box::pin(self.http_post(
+                                http,
+                                &refusal,
+                                "",
+                                None,
+                                CONTROL_TIMEOUT_MS,
+                                &mut |_| {},
+                            ))
+                            .await;
+                        }
+                        _ => self.unroutable_total.set(self.unroutable_total.get() + 1),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Counts a request the upstream sent (sampling, elicitation, roots) and returns the error
+    /// answer for it: the gateway does not relay requests from upstreams to clients.
+    fn refuse_server_request(&self, id: &RawValue, method: &str) -> Vec<u8> {
+        self.server_requests_refused_total
+            .set(self.server_requests_refused_total.get() + 1);
+        jsonrpc::error_bytes(
+            Some(id),
+            jsonrpc::METHOD_NOT_FOUND,
+            &format!("the gateway does not relay {method} requests to its clients"),
+            None,
+        )
+    }
+
+    async fn stdio_handshake(&self, stdio: &StdioLink) -> Result<Value, String> {
+        stdio.ready.set(false);
+        let result = self
+            .control_request("initialize", Some(initialize_params()))
+            .await
+            .map_err(|e| failure_text(&e))?;
+        let result: Value = serde_json::from_str(result.get()).map_err(|e| e.to_string())?;
+        let body = notification_body("notifications/initialized", None);
+        stdio.child.send(&body).await.map_err(|e| e.to_string())?;
+        stdio.ready.set(true);
+        Ok(result.get("capabilities").cloned().unwrap_or(json!({})))
+    }
+
+    /// For `stdio`: reads the child's messages until the upstream shuts down, settling answers,
+    /// passing notifications on, and handshaking again with each new child. `unasked` gets
+    /// what no request waits for.
+    pub async fn dispatch(
+        self: &Rc<Self>,
+        inflight: &InFlight,
+        now_ms: &dyn Fn() -> u64,
+        unasked: &dyn Fn(Unasked),
+    ) {
+        let LinkKind::Stdio(stdio) = &self.kind else {
+            return;
+        };
+        loop {
+            let message = match stdio.child.recv().await {
+                Ok(message) => message,
+                Err(StdioError::ShutDown) => return,
+                Err(e) => {
+                    // The child is gone: nothing sent to it will be answered. The epoch tick
+                    // handshakes with the next one once its backoff has passed.
+                    stdio.ready.set(false);
+                    let reason = format!("upstream {}: {e}", self.name());
+                    for (_, control) in stdio.control.borrow_mut().drain() {
+                        control.settle(Err(CallFailure::Unavailable(reason.clone())));
+                    }
+                    inflight.fail_upstream(self.index, &reason, now_ms());
+                    self.mark_down(reason);
+                    continue;
+                }
+            };
+            self.route_stdio_message(stdio, &message, inflight, now_ms(), unasked);
+        }
+    }
+
+    fn route_stdio_message(
+        self: &Rc<Self>,
+        stdio: &StdioLink,
+        message: &[u8],
+        inflight: &InFlight,
+        now_ms: u64,
+        unasked: &dyn Fn(Unasked),
+    ) {
+        match jsonrpc::parse(message) {
+            Ok(Message::Response {
+                id: Some(id),
+                outcome,
+            }) => {
+                let outcome = outcome_of(&outcome);
+                if let Some(control) = stdio.control.borrow_mut().remove(id.get()) {
+                    control.settle(outcome);
+                    return;
+                }
+                match inflight.complete(self.index, id, now_ms) {
+                    Some(state) => {
+                        state.settle(outcome);
+                    }
+                    None => self.unroutable_total.set(self.unroutable_total.get() + 1),
+                }
+            }
+            Ok(Message::Notification { method, params }) => {
+                if method.ends_with("/list_changed") {
+                    return unasked(Unasked::ListChanged(message.to_vec()));
+                }
+                if method == "notifications/progress" {
+                    if let Some((state, token)) =
+                        progress_target(inflight, self.index, params, now_ms)
+                    {
+                        if let Ok(restored) = restore_progress_token(message, &token) {
+                            state.push_event(restored);
+                            return;
+                        }
+                    }
+                }
+                unasked(Unasked::Unroutable);
+                self.unroutable_total.set(self.unroutable_total.get() + 1);
+            }
+            Ok(Message::Request { id, method, .. }) => {
+                let refusal = self.refuse_server_request(id, &method);
+                // Written from a task of its own: the dispatcher keeps reading meanwhile, so a
+                // child blocked on a full stdout cannot stall the write to its stdin.
+                let link = self.clone();
+                glommio::spawn_local(async move {
+                    if let LinkKind::Stdio(stdio) = &link.kind {
+                        let _ = stdio.child.send(&refusal).await;
+                    }
+                })
+                .detach();
+            }
+            _ => self.unroutable_total.set(self.unroutable_total.get() + 1),
+        }
+    }
+
+    /// Stops a stdio child (SIGTERM, SIGKILL, reap); other kinds have nothing to stop.
+    pub async fn shutdown(&self) {
+        if let LinkKind::Stdio(stdio) = &self.kind {
+            stdio.child.shutdown().await;
+        }
+    }
+
+    /// Closes idle pooled connections past their time; the epoch clock calls it.
+    pub fn close_expired(&self) {
+        if let LinkKind::Http(http) = &self.kind {
+            http.pool.close_expired();
+        }
+    }
+
+    pub fn stats(&self) -> LinkStats {
+        let breaker = self.breaker.borrow();
+        LinkStats {
+            up: self.is_up(),
+            breaker: breaker.state().as_str(),
+            breaker_opened_total: breaker.opened_total(),
+            breaker_refused_total: breaker.refused_total(),
+            unroutable_total: self.unroutable_total.get(),
+            server_requests_refused_total: self.server_requests_refused_total.get(),
+            last_error: self.last_error(),
+            pool: match &self.kind {
+                LinkKind::Http(http) => Some(http.pool.stats()),
+                _ => None,
+            },
+            stdio: match &self.kind {
+                LinkKind::Stdio(stdio) => Some(stdio.child.stats()),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// The marker `http_exchange` returns for a 404 on a request that carried a session id.
+const SESSION_EXPIRED: &str = "\u{0}session expired";
+
+fn failure_text(failure: &CallFailure) -> String {
+    match failure {
+        CallFailure::Rpc(e) => format!("answered error {}: {}", e.code, e.message),
+        CallFailure::Unavailable(m) | CallFailure::TimedOut(m) => m.clone(),
+        CallFailure::Cancelled => "cancelled".to_owned(),
+    }
+}
+
+fn initialize_params() -> Value {
+    json!({
+        "protocolVersion": SESSION_ERA_VERSION.as_str(),
+        "capabilities": {},
+        "clientInfo": { "name": "shardgate", "version": env!("CARGO_PKG_VERSION") },
+    })
+}
+
+/// `params` with the `_meta` a 2026-07-28 request must carry.
+fn with_stateless_meta(params: Option<Value>) -> Value {
+    let mut params = match params {
+        Some(Value::Object(map)) => map,
+        _ => Map::new(),
+    };
+    let meta = params
+        .entry("_meta")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Value::Object(meta) = meta {
+        meta.insert(
+            jsonrpc::META_PROTOCOL_VERSION.to_owned(),
+            json!(ProtocolVersion::V2026_07_28.as_str()),
+        );
+        meta.insert(jsonrpc::META_CLIENT_CAPABILITIES.to_owned(), json!({}));
+        meta.insert(
+            jsonrpc::META_CLIENT_INFO.to_owned(),
+            json!({ "name": "shardgate", "version": env!("CARGO_PKG_VERSION") }),
+        );
+    }
+    Value::Object(params)
+}
+
+fn to_raw(value: &Value) -> Box<RawValue> {
+    RawValue::from_string(value.to_string()).expect("serialized JSON is valid")
+}
+
+fn empty_result() -> Box<RawValue> {
+    RawValue::from_string("{}".to_owned()).expect("valid JSON")
+}
+
+/// `{"jsonrpc":"2.0","id":<id>,"method":…,"params":…}`.
+fn request_body(id: &[u8], method: &str, params: Option<&Value>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + method.len());
+    out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+    out.extend_from_slice(id);
+    out.extend_from_slice(b",\"method\":");
+    serde_json::to_writer(&mut out, method).expect("a string serializes");
+    if let Some(params) = params {
+        out.extend_from_slice(b",\"params\":");
+        serde_json::to_writer(&mut out, params).expect("values serialize");
+    }
+    out.push(b'}');
+    out
+}
+
+fn notification_body(method: &str, params: Option<&Value>) -> Vec<u8> {
+    let params = params.map(to_raw);
+    jsonrpc::notification_bytes(method, params.as_deref())
+}
+
+/// The answer in `message` when it is the response to request `id` (JSON text).
+fn answer_of(message: &[u8], id: &[u8]) -> Option<Result<Box<RawValue>, RpcError>> {
+    match jsonrpc::parse(message) {
+        Ok(Message::Response {
+            id: Some(got),
+            outcome,
+        }) if got.get().as_bytes() == id => Some(outcome_of(&outcome).map_err(|f| match f {
+            CallFailure::Rpc(e) => e,
+            other => RpcError::new(jsonrpc::INTERNAL_ERROR, failure_text(&other)),
+        })),
+        _ => None,
+    }
+}
+
+fn outcome_of(outcome: &Outcome<'_>) -> CallOutcome {
+    match outcome {
+        Outcome::Result(result) => Ok((*result).to_owned()),
+        Outcome::Error(error) => {
+            #[derive(serde::Deserialize)]
+            struct Error<'a> {
+                code: i32,
+                message: String,
+                #[serde(borrow, default)]
+                data: Option<&'a RawValue>,
+            }
+            let error: Error<'_> = serde_json::from_str(error.get())
+                .map_err(|e| CallFailure::Unavailable(format!("unreadable error object: {e}")))?;
+            let mut rpc = RpcError::new(error.code, error.message);
+            if let Some(data) = error.data {
+                rpc = rpc.with_data(data.to_owned());
+            }
+            Err(CallFailure::Rpc(rpc))
+        }
+    }
+}
+
+fn is_progress(message: &[u8]) -> bool {
+    matches!(jsonrpc::parse(message), Ok(Message::Notification { method, .. }) if method == "notifications/progress")
+}
+
+/// The call a stdio progress notification is about, and the client's own token.
+fn progress_target(
+    inflight: &InFlight,
+    upstream: u16,
+    params: Option<&RawValue>,
+    now_ms: u64,
+) -> Option<(Rc<CallState>, Vec<u8>)> {
+    #[derive(serde::Deserialize)]
+    struct Progress<'a> {
+        #[serde(rename = "progressToken", borrow)]
+        token: &'a RawValue,
+    }
+    let progress: Progress<'_> = serde_json::from_str(params?.get()).ok()?;
+    let (state, token) = inflight.progress(upstream, progress.token, now_ms)?;
+    Some((state, token))
+}
+
+/// A mirrored header value: as it is when visible ASCII, else the `=?base64?…?=` form.
+fn header_value(value: &str) -> String {
+    if value
+        .bytes()
+        .all(|b| (0x21..0x7f).contains(&b) || b == b' ')
+        && !value.starts_with(' ')
+        && !value.ends_with(' ')
+    {
+        return value.to_owned();
+    }
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes = value.as_bytes();
+    let mut out = String::from("=?base64?");
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, &b)| acc | (u32::from(b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out.push_str("?=");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_values_outside_visible_ascii_use_the_base64_form() {
+        assert_eq!(header_value("get_weather"), "get_weather");
+        assert_eq!(
+            header_value("Hello, 世界"),
+            "=?base64?SGVsbG8sIOS4lueVjA==?="
+        );
+        assert_eq!(header_value(" padded "), "=?base64?IHBhZGRlZCA=?=");
+    }
+
+    #[test]
+    fn stateless_meta_is_added_without_losing_the_callers_meta() {
+        let params = with_stateless_meta(Some(json!({"name": "x", "_meta": {"progressToken": 7}})));
+        assert_eq!(params["name"], "x");
+        assert_eq!(params["_meta"]["progressToken"], 7);
+        assert_eq!(
+            params["_meta"][jsonrpc::META_PROTOCOL_VERSION],
+            "2026-07-28"
+        );
+        assert!(params["_meta"][jsonrpc::META_CLIENT_CAPABILITIES].is_object());
+    }
+
+    #[test]
+    fn answers_match_only_their_own_id() {
+        let message = br#"{"jsonrpc":"2.0","id":7,"result":{"ok":true}}"#;
+        assert!(answer_of(message, b"7").unwrap().is_ok());
+        assert!(answer_of(message, b"8").is_none());
+        let error = br#"{"jsonrpc":"2.0","id":"sg-1","error":{"code":-32602,"message":"no"}}"#;
+        assert_eq!(
+            answer_of(error, b"\"sg-1\"").unwrap().unwrap_err().code,
+            -32602
+        );
+    }
+}
