@@ -216,6 +216,13 @@ fn python_http_fixture_serves_every_feature_to_a_session_era_client() {
     let upstream = PythonUpstream::http("alpha", false);
     let report = run_client(upstream.url(), "legacy", &python_script("alpha"));
     assert_python_report(&report, "alpha", SESSION_ERA);
+    let capabilities = &report["server_capabilities"];
+    assert_eq!(
+        capabilities["tools"]["listChanged"], true,
+        "{capabilities:#}"
+    );
+    assert!(capabilities["logging"].is_object(), "{capabilities:#}");
+    assert!(capabilities["completions"].is_object(), "{capabilities:#}");
     // The session era announces the runtime tool on the session's GET stream.
     let notifications = report["notifications"].as_array().unwrap();
     assert!(

@@ -29,7 +29,7 @@ elicitation by accepting with {"answer": "yes"}. Log messages and other notifica
 recorded.
 
 stdout: one JSON object
-  {"mode", "protocol_version", "server_info",
+  {"mode", "protocol_version", "server_info", "server_capabilities",
    "steps": [{"op", "ok", "result" | "error", "progress": [...]}, ...],
    "logs": [{"level", "logger", "data"}, ...],
    "notifications": [method, ...], "server_requests": [method, ...]}
@@ -248,6 +248,7 @@ async def main(url, mode, script):
                 info = client.server_info
                 out["protocol_version"] = client.protocol_version
                 out["server_info"] = None if info is None else wire(info)
+                out["server_capabilities"] = wire(client.server_capabilities)
                 runner = Runner(client)
                 for step in script:
                     out["steps"].append(await runner.run(step))
