@@ -1,10 +1,11 @@
 //! Shared harness for integration tests: starts the real `shardgate` binary with a config and
 //! finds its ports from the ready line it prints on stdout; `client` speaks raw HTTP/1.1 to it
-//! and `mcp` builds MCP requests for both protocol eras.
+//! and `mcp` builds MCP requests for both protocol eras; `upstreams` starts real MCP upstreams.
 #![allow(dead_code)] // each test crate uses a different subset of the harness
 
 pub mod client;
 pub mod mcp;
+pub mod upstreams;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
