@@ -1,13 +1,14 @@
 //! Support shared by the interop test crates (`tests/interop_python.rs`, `tests/conformance.rs`):
-//! where `tests/setup-deps` installed the peers, running a peer with a deadline, and a one-shot
-//! HTTP GET for the admin endpoint. Interop tests never skip: a missing `.deps/` is a failure
-//! that names the command to run.
+//! where `tests/setup-deps` installed the peers, running a peer with a deadline, a one-shot
+//! HTTP GET for the admin endpoint, and fixture upstream servers killed on drop. Interop tests
+//! never skip: a missing `.deps/` is a failure that names the command to run.
 #![allow(dead_code)] // each test crate uses a different subset
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// `.deps/<relative>` in the repository; panics when `tests/setup-deps` has not installed it.
@@ -119,5 +120,64 @@ fn dechunk(mut rest: &str) -> String {
         }
         body.push_str(&after[..size]);
         rest = &after[size + 2..];
+    }
+}
+
+/// A fixture MCP server from `tests/interop/fixtures/`, run over HTTP with the venv's Python;
+/// killed and reaped on drop, so no run leaves a process behind.
+pub struct FixtureServer {
+    child: Child,
+    /// e.g. `http://127.0.0.1:40125/mcp`, from the fixture's ready line.
+    pub url: String,
+}
+
+impl FixtureServer {
+    /// Starts `fixtures/<script> --transport http --port 0` and waits for its
+    /// `ready http://127.0.0.1:PORT/mcp` line; panics naming the script when it exits first or
+    /// prints none within 60 s (importing the SDK takes seconds on a loaded machine).
+    pub fn start_http(script: &str) -> FixtureServer {
+        let mut child = Command::new(dep("venv/bin/python"))
+            .arg(interop_file("fixtures").join(script))
+            .args(["--transport", "http", "--port", "0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start fixture {script}: {e}"));
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, rx) = mpsc::channel();
+        // Keeps reading after the ready line so the fixture never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(url) = line.strip_prefix("ready ") {
+                    let _ = tx.send(url.trim().to_owned());
+                }
+            }
+        });
+        let mut server = FixtureServer {
+            child,
+            url: String::new(),
+        };
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(url) => server.url = url,
+            Err(_) => match server.child.try_wait().expect("wait for fixture") {
+                Some(status) => panic!("fixture {script} exited ({status}) before its ready line"),
+                None => panic!("fixture {script} printed no ready line within 60 s"),
+            },
+        }
+        assert!(
+            server.url.starts_with("http://127.0.0.1:"),
+            "fixture {script} announced {}, not a loopback URL",
+            server.url
+        );
+        server
+    }
+}
+
+impl Drop for FixtureServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
