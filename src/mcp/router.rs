@@ -58,6 +58,8 @@ const ROUTED_METHODS: [&str; 4] = [
 pub struct Client<'a> {
     pub route: ClientRoute,
     pub id: &'a RawValue,
+    /// The session's `logging/setLevel`, for upstreams that take it per request.
+    pub log_level: Option<&'static str>,
 }
 
 /// How the router answers.
@@ -486,6 +488,9 @@ impl Router {
         set_routing_key(&mut params, method, field, route.original);
         let progress_token = take_progress_token(&mut params);
         strip_stateless_meta(&mut params);
+        if let Some(level) = client.log_level {
+            set_meta(&mut params, jsonrpc::META_LOG_LEVEL, json!(level));
+        }
         let timeout_ms = link.config.request_timeout_ms;
         let names = |upstream: u16| state.name_of(upstream);
         let mut timed_out = Vec::new();
@@ -579,7 +584,7 @@ impl Router {
             .state
             .links
             .iter()
-            .filter(|l| l.has_capability("logging"))
+            .filter(|l| l.takes_set_level())
         {
             if let Err(failure) = link
                 .control_request("logging/setLevel", Some(json!({ "level": level })))
@@ -740,11 +745,15 @@ fn take_progress_token(params: &mut Map<String, Value>) -> Option<Box<RawValue>>
 }
 
 fn set_progress_token(params: &mut Map<String, Value>, id: UpstreamRequestId) {
+    set_meta(params, jsonrpc::META_PROGRESS_TOKEN, json!(id.0));
+}
+
+fn set_meta(params: &mut Map<String, Value>, key: &str, value: Value) {
     let meta = params
         .entry("_meta")
         .or_insert_with(|| Value::Object(Map::new()));
     if let Value::Object(meta) = meta {
-        meta.insert(jsonrpc::META_PROGRESS_TOKEN.into(), json!(id.0));
+        meta.insert(key.into(), value);
     }
 }
 
@@ -866,6 +875,9 @@ mod tests {
         let token = take_progress_token(&mut params).unwrap();
         assert_eq!(token.get(), "\"abc\"");
         strip_stateless_meta(&mut params);
+        if let Some(level) = client.log_level {
+            set_meta(&mut params, jsonrpc::META_LOG_LEVEL, json!(level));
+        }
         assert!(params.get("_meta").is_none());
         set_progress_token(&mut params, UpstreamRequestId(41));
         assert_eq!(params["_meta"]["progressToken"], 41);

@@ -62,6 +62,9 @@ pub struct Session {
     pub version: ProtocolVersion,
     /// Set when the session ends (DELETE or expiry): open GET streams watch it and close.
     pub ended: Rc<ShutdownSignal>,
+    /// The level of the client's last `logging/setLevel`, passed in `_meta` to upstreams that
+    /// speak the stateless era (which have no per-connection level).
+    pub log_level: Option<&'static str>,
 }
 
 /// Why a session could not be created.
@@ -141,6 +144,7 @@ impl SessionTable {
         let session = Session {
             version,
             ended: Rc::default(),
+            log_level: None,
         };
         let expires_at_ms = now_ms + self.idle_ttl_ms;
         let expired = &mut self.expired_total;

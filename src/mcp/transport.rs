@@ -391,13 +391,18 @@ impl Endpoint {
             Ok(id) => id,
             Err(owner) => return Ok(Reply::Forward { owner }),
         };
-        let version = {
+        let (version, log_level) = {
             let mut table = sessions.borrow_mut();
             let text = h.session_id.unwrap_or("");
             let session = table
                 .touch(id, now_ms)
                 .ok_or_else(|| unknown_session(text))?;
-            session.version
+            if let Message::Request { method, params, .. } = message {
+                if method == "logging/setLevel" {
+                    session.log_level = requested_log_level(*params).or(session.log_level);
+                }
+            }
+            (session.version, session.log_level)
         };
         let route = ClientRoute::Session(id.secret);
         let (id, method, params) = match message {
@@ -410,7 +415,11 @@ impl Endpoint {
             }
             _ => return Ok(HttpReply::empty(202)),
         };
-        let client = Client { route, id };
+        let client = Client {
+            route,
+            id,
+            log_level,
+        };
         let answer = self
             .router
             .call(Era::Session(version), method, params, client)
@@ -484,7 +493,11 @@ impl Endpoint {
             return Ok(rpc_reply(id, Err(error), Era::Stateless));
         }
         let route = self.router.inflight().request_route();
-        let client = Client { route, id };
+        let client = Client {
+            route,
+            id,
+            log_level: None,
+        };
         let answer = self
             .router
             .call(Era::Stateless, method, params, client)
@@ -512,6 +525,20 @@ impl Endpoint {
     pub fn router(&self) -> &Router {
         &self.router
     }
+}
+
+/// `params.level` of a `logging/setLevel`, when it is one of the RFC 5424 names.
+fn requested_log_level(params: Option<&RawValue>) -> Option<&'static str> {
+    #[derive(serde::Deserialize)]
+    struct SetLevel<'a> {
+        #[serde(borrow)]
+        level: Cow<'a, str>,
+    }
+    let request: SetLevel<'_> = serde_json::from_str(params?.get()).ok()?;
+    jsonrpc::LOG_LEVELS
+        .iter()
+        .find(|level| **level == request.level)
+        .copied()
 }
 
 /// `params.requestId` of a `notifications/cancelled`.

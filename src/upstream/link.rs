@@ -220,6 +220,16 @@ impl UpstreamLink {
             .is_some_and(|caps| caps.get(name).is_some_and(|c| !c.is_null()))
     }
 
+    /// Whether it takes `logging/setLevel`: it logs and keeps a level per connection (the
+    /// stateless era takes the level in each request's `_meta` instead).
+    pub fn takes_set_level(&self) -> bool {
+        let stateless = match &self.kind {
+            LinkKind::Http(http) => *http.era.borrow() == UpstreamEra::Stateless,
+            _ => false,
+        };
+        self.has_capability("logging") && !stateless
+    }
+
     fn mark_down(&self, reason: String) {
         *self.capabilities.borrow_mut() = None;
         *self.last_error.borrow_mut() = Some(reason);
@@ -993,7 +1003,10 @@ fn with_stateless_meta(params: Option<Value>) -> Value {
             jsonrpc::META_PROTOCOL_VERSION.to_owned(),
             json!(ProtocolVersion::V2026_07_28.as_str()),
         );
-        meta.insert(jsonrpc::META_CLIENT_CAPABILITIES.to_owned(), json!({}));
+        // A stateless client's own capabilities pass through, so an upstream may ask it for
+        // input (an `input_required` result the client answers by retrying).
+        meta.entry(jsonrpc::META_CLIENT_CAPABILITIES)
+            .or_insert_with(|| json!({}));
         meta.insert(
             jsonrpc::META_CLIENT_INFO.to_owned(),
             json!({ "name": "shardgate", "version": env!("CARGO_PKG_VERSION") }),
