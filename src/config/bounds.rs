@@ -76,8 +76,72 @@ pub const GENERATIONS: Bound = Bound::new(4, 2, 16);
 /// `epoch.session_arena_bytes_max` when set explicitly (0, the default, means derive it).
 pub const SESSION_ARENA_BYTES_MAX: Bound = Bound::new(65_536, 65_536, 4_294_967_296);
 
+/// `pending.pending_max`; the range is the pending table's own (`upstream::pending`), pinned
+/// equal by a test: the top keeps one generation's arena under 4 GiB.
+pub const PENDING_MAX: Bound = Bound::new(1_000, 1, 1_000_000);
+/// `pending.pending_per_upstream_max`; also at most `pending.pending_max`.
+pub const PENDING_PER_UPSTREAM_MAX: Bound = Bound::new(500, 1, 1_000_000);
+/// `pending.request_id_bytes_max`; the pending table's own range, pinned equal by a test.
+pub const REQUEST_ID_BYTES_MAX: Bound = Bound::new(128, 16, 1_024);
+/// `pending.request_timeout_ms`, and `upstreams[i].request_timeout_ms` (whose default is the
+/// value of `pending.request_timeout_ms`).
+pub const REQUEST_TIMEOUT_MS: Bound = Bound::new(300_000, 100, 86_400_000);
+/// `pending.stream_buffer_bytes_max`: notifications of one call waiting for a slow client.
+pub const STREAM_BUFFER_BYTES_MAX: Bound = Bound::new(262_144, 4_096, 67_108_864);
+
+/// Upstreams in `[[upstreams]]`: the pending table keeps one count per upstream, indexed by a
+/// `u16`, and every shard runs one pool or child per upstream.
+pub const UPSTREAMS_COUNT_MAX: usize = 1_024;
+
+/// `upstreams[i].breaker_failures`.
+pub const BREAKER_FAILURES: Bound = Bound::new(3, 1, 1_000);
+/// `upstreams[i].breaker_open_ms`.
+pub const BREAKER_OPEN_MS: Bound = Bound::new(60_000, 100, 3_600_000);
+
 /// `upstreams[i].sleep_ms_max` (builtin upstreams only).
 pub const SLEEP_MS_MAX: Bound = Bound::new(60_000, 0, 3_600_000);
+
+/// `upstreams[i].pool_connections_max` (http).
+pub const POOL_CONNECTIONS_MAX: Bound = Bound::new(10, 1, 4_096);
+/// `upstreams[i].pool_waiters_max` (http); 0 refuses a caller at once when every connection is
+/// busy.
+pub const POOL_WAITERS_MAX: Bound = Bound::new(100, 0, 65_536);
+/// `upstreams[i].connect_timeout_ms` (http).
+pub const CONNECT_TIMEOUT_MS: Bound = Bound::new(10_000, 1, 600_000);
+/// `upstreams[i].pool_idle_timeout_ms` (http).
+pub const POOL_IDLE_TIMEOUT_MS: Bound = Bound::new(30_000, 1, 3_600_000);
+/// `upstreams[i].pool_lifetime_ms` (http).
+pub const POOL_LIFETIME_MS: Bound = Bound::new(3_600_000, 1, 86_400_000);
+/// `upstreams[i].response_head_bytes_max` (http).
+pub const RESPONSE_HEAD_BYTES_MAX: Bound = Bound::new(16_384, 1_024, 1_048_576);
+/// `upstreams[i].response_headers_count_max` (http).
+pub const RESPONSE_HEADERS_COUNT_MAX: Bound = Bound::new(64, 8, 1_024);
+/// `upstreams[i].sse_event_bytes_max` (http). Absent, it takes the value of
+/// `limits.response_body_bytes_max` (one event carries one JSON-RPC message); the default here
+/// is that key's default.
+pub const SSE_EVENT_BYTES_MAX: Bound =
+    Bound::new(RESPONSE_BODY_BYTES_MAX.default, 1_024, 268_435_456);
+
+/// `upstreams[i].message_bytes_max` (stdio). Absent, it takes the value of
+/// `limits.response_body_bytes_max`; the default here is that key's default.
+pub const MESSAGE_BYTES_MAX: Bound =
+    Bound::new(RESPONSE_BODY_BYTES_MAX.default, 1_024, 268_435_456);
+/// `upstreams[i].stderr_line_bytes_max` (stdio).
+pub const STDERR_LINE_BYTES_MAX: Bound = Bound::new(4_096, 64, 1_048_576);
+/// `upstreams[i].inbound_messages_max` (stdio).
+pub const INBOUND_MESSAGES_MAX: Bound = Bound::new(64, 1, 65_536);
+/// `upstreams[i].outbound_messages_max` (stdio).
+pub const OUTBOUND_MESSAGES_MAX: Bound = Bound::new(64, 1, 65_536);
+/// `upstreams[i].restart_backoff_ms` (stdio); at most `restart_backoff_max_ms`.
+pub const RESTART_BACKOFF_MS: Bound = Bound::new(100, 1, 3_600_000);
+/// `upstreams[i].restart_backoff_max_ms` (stdio).
+pub const RESTART_BACKOFF_MAX_MS: Bound = Bound::new(30_000, 1, 3_600_000);
+/// `upstreams[i].healthy_after_ms` (stdio); 0 resets the backoff as soon as a child starts.
+pub const HEALTHY_AFTER_MS: Bound = Bound::new(10_000, 0, 3_600_000);
+/// `upstreams[i].kill_grace_ms` (stdio); 0 signals at once.
+pub const KILL_GRACE_MS: Bound = Bound::new(5_000, 0, 600_000);
+/// `upstreams[i].exit_poll_ms` (stdio).
+pub const EXIT_POLL_MS: Bound = Bound::new(1_000, 1, 600_000);
 
 // Counts are stored as u32 in the checked config, so their ranges must fit.
 const _: () = assert!(CONNECTIONS_MAX.max <= u32::MAX as i64);
@@ -87,6 +151,34 @@ const _: () = assert!(FORWARDED_REQUESTS_MAX.max <= u32::MAX as i64);
 const _: () = assert!(SESSIONS_MAX.max <= u32::MAX as i64);
 const _: () = assert!(GENERATIONS.max <= u32::MAX as i64);
 const _: () = assert!(RETRY_AFTER_S.max <= u32::MAX as i64);
+const _: () = assert!(PENDING_MAX.max <= u32::MAX as i64);
+const _: () = assert!(PENDING_PER_UPSTREAM_MAX.max <= PENDING_MAX.max);
+const _: () = assert!(PENDING_PER_UPSTREAM_MAX.default <= PENDING_MAX.default);
+const _: () = assert!(REQUEST_ID_BYTES_MAX.max <= u32::MAX as i64);
+const _: () = assert!(BREAKER_FAILURES.max <= u32::MAX as i64);
+const _: () = assert!(POOL_CONNECTIONS_MAX.max <= u32::MAX as i64);
+const _: () = assert!(POOL_WAITERS_MAX.max <= u32::MAX as i64);
+const _: () = assert!(RESPONSE_HEAD_BYTES_MAX.max <= u32::MAX as i64);
+const _: () = assert!(RESPONSE_HEADERS_COUNT_MAX.max <= u16::MAX as i64);
+const _: () = assert!(SSE_EVENT_BYTES_MAX.max <= u32::MAX as i64);
+const _: () = assert!(MESSAGE_BYTES_MAX.max <= u32::MAX as i64);
+const _: () = assert!(STDERR_LINE_BYTES_MAX.max <= u32::MAX as i64);
+const _: () = assert!(INBOUND_MESSAGES_MAX.max <= u32::MAX as i64);
+const _: () = assert!(OUTBOUND_MESSAGES_MAX.max <= u32::MAX as i64);
+const _: () = assert!(RESTART_BACKOFF_MS.max <= u32::MAX as i64);
+const _: () = assert!(RESTART_BACKOFF_MAX_MS.max <= u32::MAX as i64);
+const _: () = assert!(HEALTHY_AFTER_MS.max <= u32::MAX as i64);
+const _: () = assert!(KILL_GRACE_MS.max <= u32::MAX as i64);
+const _: () = assert!(EXIT_POLL_MS.max <= u32::MAX as i64);
+const _: () = assert!(RESTART_BACKOFF_MS.default <= RESTART_BACKOFF_MAX_MS.default);
+// Upstream indices are u16 in the pending table.
+const _: () = assert!(UPSTREAMS_COUNT_MAX <= u16::MAX as usize);
+// The response body limit, from which the stdio message and SSE event limits default, fits
+// both of their ranges.
+const _: () = assert!(MESSAGE_BYTES_MAX.min <= RESPONSE_BODY_BYTES_MAX.min);
+const _: () = assert!(MESSAGE_BYTES_MAX.max >= RESPONSE_BODY_BYTES_MAX.max);
+const _: () = assert!(SSE_EVENT_BYTES_MAX.min <= RESPONSE_BODY_BYTES_MAX.min);
+const _: () = assert!(SSE_EVENT_BYTES_MAX.max >= RESPONSE_BODY_BYTES_MAX.max);
 // Core ids and counts are u16.
 // Shard numbers travel in session ids and mesh messages as one byte.
 const _: () = assert!(CORES_COUNT.max <= 256);

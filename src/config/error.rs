@@ -42,6 +42,18 @@ pub enum ConfigErrorKind {
     Syntax { message: String },
     /// A key the schema does not have; carries the keys accepted at that level.
     UnknownKey { accepted: Vec<&'static str> },
+    /// A key the schema has, but not for this upstream kind; carries the kind and the keys
+    /// that kind accepts.
+    KeyNotForKind {
+        kind: &'static str,
+        accepted: Vec<&'static str>,
+    },
+    /// A key required by the value of another key (an `http` upstream's `url`) is absent;
+    /// carries what it is required for and what is expected.
+    Missing {
+        required_by: String,
+        expected: String,
+    },
     /// A value of the wrong TOML type, or a required key missing; carries the decoder's message.
     WrongType { message: String },
     /// A number outside its accepted range; carries the value and the range as `min..=max`.
@@ -79,6 +91,18 @@ impl fmt::Display for ConfigError {
             ConfigErrorKind::UnknownKey { accepted } => {
                 write!(f, "unknown key {key} (accepted: {})", accepted.join(", "))
             }
+            ConfigErrorKind::KeyNotForKind { kind, accepted } => write!(
+                f,
+                "key {key} does not apply to kind = \"{kind}\" ({kind} upstreams accept: {})",
+                accepted.join(", ")
+            ),
+            ConfigErrorKind::Missing {
+                required_by,
+                expected,
+            } => write!(
+                f,
+                "{key} is missing: {required_by} requires it ({expected})"
+            ),
             ConfigErrorKind::WrongType { message } if key.is_empty() => write!(f, "{message}"),
             ConfigErrorKind::WrongType { message } => write!(f, "{key}: {message}"),
             ConfigErrorKind::OutOfRange { value, accepted } => {

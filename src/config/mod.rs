@@ -13,9 +13,13 @@
 //! it reserves per shard and why that number.
 //!
 //! Refuses: unknown keys anywhere, values of the wrong type, numbers outside their range,
-//! malformed addresses, paths and origins, duplicate upstream names, unknown upstream kinds, a
-//! session TTL shorter than one epoch tick, and a non-loopback listener with no origin
-//! allow-list (DNS rebinding). All problems are reported together, one per line, each naming the
+//! malformed addresses, paths and origins, duplicate upstream names, unknown upstream kinds, keys
+//! of one upstream kind on another (`url` on a `stdio` upstream), an `http` upstream without a
+//! syntactically valid `http://` url or a `stdio` upstream without a command, two upstreams with
+//! the same non-empty prefix and separator, a per-upstream pending cap above the shard's, a
+//! first restart backoff above the longest, a session TTL shorter than one epoch tick, and a
+//! non-loopback listener with no origin allow-list (DNS rebinding). Upstream urls are not
+//! resolved here: names resolve at start-up. All problems are reported together, one per line, each naming the
 //! file, the key path, the value and what is accepted.
 
 pub mod bounds;
@@ -192,13 +196,14 @@ pub struct Upstream {
     /// its calls get an error naming it, while the others keep working.
     pub required: bool,
     /// `request_timeout_ms`: how long one request may wait for this upstream's answer.
-    /// Default `pending.request_timeout_ms`.
+    /// Default `pending.request_timeout_ms`, range 100..=86400000. Holds a pending slot that
+    /// long at most.
     pub request_timeout_ms: u64,
     /// `breaker_failures`: consecutive failed requests that open this upstream's circuit breaker
-    /// (per shard). Default 3.
+    /// (per shard). Default 3, range 1..=1000.
     pub breaker_failures: u32,
     /// `breaker_open_ms`: how long an open breaker refuses calls before one half-open probe.
-    /// Default 60000.
+    /// Default 60000, range 100..=3600000.
     pub breaker_open_ms: u64,
 }
 
@@ -219,25 +224,36 @@ pub enum UpstreamKind {
 /// The keys of a `kind = "http"` upstream.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpUpstream {
-    /// `url`: `http://host[:port][/path]`, required.
+    /// `url`: `http://host[:port][/path]`, required. Checked for form only; the host is
+    /// resolved at start-up. No `https` (there is no TLS here), user info or fragment.
     pub url: String,
     /// `session_mode`: `"shared"` (default: one upstream session per shard) or `"per_client"`.
     pub session_mode: SessionMode,
-    /// `pool_connections_max`, default 10.
+    /// `pool_connections_max`: connections open or opening to this upstream, per shard.
+    /// Default 10, range 1..=4096. Each may hold its head buffer, one request and one
+    /// response body (see `shardgate plan`).
     pub pool_connections_max: u32,
-    /// `pool_waiters_max`, default 100.
+    /// `pool_waiters_max`: callers queued for a connection when all are busy; past this they
+    /// are refused at once. Default 100, range 0..=65536. A small record each.
     pub pool_waiters_max: u32,
-    /// `connect_timeout_ms`, default 10000.
+    /// `connect_timeout_ms`: one connect attempt. Default 10000, range 1..=600000.
     pub connect_timeout_ms: u64,
-    /// `pool_idle_timeout_ms`, default 30000.
+    /// `pool_idle_timeout_ms`: an idle connection is closed after this long unused. Default
+    /// 30000, range 1..=3600000.
     pub pool_idle_timeout_ms: u64,
-    /// `pool_lifetime_ms`, default 3600000.
+    /// `pool_lifetime_ms`: a connection is closed once this old, when next idle. Default
+    /// 3600000, range 1..=86400000.
     pub pool_lifetime_ms: u64,
-    /// `response_head_bytes_max`, default 16384.
+    /// `response_head_bytes_max`: status line and headers of one response (and the chunk
+    /// framing of one buffered body). Default 16384 (as `limits.header_bytes_max`), range
+    /// 1024..=1048576. Each connection's input buffer is this size.
     pub response_head_bytes_max: u32,
-    /// `response_headers_count_max`, default 64.
+    /// `response_headers_count_max`: header fields in one response. Default 64, range
+    /// 8..=1024.
     pub response_headers_count_max: u16,
-    /// `sse_event_bytes_max`, default `limits.response_body_bytes_max`.
+    /// `sse_event_bytes_max`: one event (and one line) of an event stream. Default
+    /// `limits.response_body_bytes_max` (an event carries one JSON-RPC message), range
+    /// 1024..=268435456.
     pub sse_event_bytes_max: u32,
 }
 
@@ -261,40 +277,134 @@ pub struct StdioUpstream {
     pub env: Vec<(String, String)>,
     /// `cwd`, default the gateway's working directory.
     pub cwd: Option<std::path::PathBuf>,
-    /// `message_bytes_max`, default `limits.response_body_bytes_max`.
+    /// `message_bytes_max`: the longest message either way, newline excluded; a longer line
+    /// from the child restarts it. Default `limits.response_body_bytes_max`, range
+    /// 1024..=268435456. Queued messages and the line buffer are sized by it.
     pub message_bytes_max: u32,
-    /// `stderr_line_bytes_max`, default 4096.
+    /// `stderr_line_bytes_max`: each stderr line is logged cut to this. Default 4096, range
+    /// 64..=1048576.
     pub stderr_line_bytes_max: u32,
-    /// `inbound_messages_max`, default 64.
+    /// `inbound_messages_max`: messages read from the child and not yet taken. Default 64,
+    /// range 1..=65536. Up to `message_bytes_max` each.
     pub inbound_messages_max: u32,
-    /// `outbound_messages_max`, default 64.
+    /// `outbound_messages_max`: messages queued for the child and not yet written. Default
+    /// 64, range 1..=65536. Up to `message_bytes_max` each.
     pub outbound_messages_max: u32,
-    /// `restart_backoff_ms`, default 100.
+    /// `restart_backoff_ms`: the wait before the first restart. Default 100, range
+    /// 1..=3600000, at most `restart_backoff_max_ms`.
     pub restart_backoff_ms: u32,
-    /// `restart_backoff_max_ms`, default 30000.
+    /// `restart_backoff_max_ms`: the wait doubles up to this. Default 30000, range
+    /// 1..=3600000.
     pub restart_backoff_max_ms: u32,
-    /// `healthy_after_ms`, default 10000.
+    /// `healthy_after_ms`: a child up this long resets the backoff. Default 10000, range
+    /// 0..=3600000.
     pub healthy_after_ms: u32,
-    /// `kill_grace_ms`, default 5000.
+    /// `kill_grace_ms`: when stopping a child, the wait after closing its stdin before
+    /// SIGTERM, and after SIGTERM before SIGKILL. Default 5000, range 0..=600000.
     pub kill_grace_ms: u32,
-    /// `exit_poll_ms`, default 1000.
+    /// `exit_poll_ms`: how often a running child is checked with `waitpid(WNOHANG)`. Default
+    /// 1000, range 1..=600000.
     pub exit_poll_ms: u32,
 }
 
 /// `[pending]`: requests in flight to upstreams; all per shard.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pending {
-    /// `pending_max`, default 1000.
+    /// `pending_max`: requests in flight per shard, all upstreams together; one more is
+    /// refused. Default 1000, range 1..=1000000. Reserves about 1.4 MiB per shard at the
+    /// defaults (two indexes and two arenas; `shardgate plan` prints the exact figure).
     pub pending_max: u32,
-    /// `pending_per_upstream_max`, default 500, at most `pending_max`.
+    /// `pending_per_upstream_max`: requests in flight per shard to one upstream. Default 500,
+    /// range 1..=1000000 and at most `pending_max`: one stalled upstream holds at most half of
+    /// the shard's slots by default, and the others keep working. Reserves nothing more.
     pub pending_per_upstream_max: u32,
-    /// `request_id_bytes_max`, default 128.
+    /// `request_id_bytes_max`: bytes of a client's JSON-RPC id, and separately of its progress
+    /// token, kept until the answer. Default 128, range 16..=1024: integers and UUIDs take
+    /// under 40. Sizes the pending arenas.
     pub request_id_bytes_max: u32,
-    /// `request_timeout_ms`, default 300000: the default of every upstream's own key.
+    /// `request_timeout_ms`: how long a request may wait upstream before the client gets a
+    /// timeout. Default 300000 (5 min, for long tool calls), range 100..=86400000; the
+    /// default of every upstream's own `request_timeout_ms`.
     pub request_timeout_ms: u64,
     /// `stream_buffer_bytes_max`, default 262144: notifications of one call buffered for a
     /// client that reads slower than its upstream writes; past it they are dropped and counted.
     pub stream_buffer_bytes_max: u64,
+}
+
+impl Upstream {
+    /// One line: the name, the kind with its main values, then naming and failure policy.
+    fn summary(&self) -> String {
+        let detail = match &self.kind {
+            UpstreamKind::Builtin { sleep_ms_max } => {
+                format!("builtin, sleep_ms_max {sleep_ms_max}")
+            }
+            UpstreamKind::Http(http) => format!(
+                "http {}, session {}, pool {} conns / {} waiters, connect {} ms, idle {} ms, \
+                 lifetime {} ms, head {} bytes / {} headers, sse event {} bytes",
+                http.url,
+                http.session_mode.as_str(),
+                http.pool_connections_max,
+                http.pool_waiters_max,
+                http.connect_timeout_ms,
+                http.pool_idle_timeout_ms,
+                http.pool_lifetime_ms,
+                http.response_head_bytes_max,
+                http.response_headers_count_max,
+                http.sse_event_bytes_max
+            ),
+            UpstreamKind::Stdio(stdio) => format!(
+                "stdio {:?} {:?}, {} env, cwd {}, message {} bytes, queues {} in / {} out, \
+                 stderr line {} bytes, backoff {}..{} ms, healthy after {} ms, kill grace {} ms, \
+                 exit poll {} ms",
+                stdio.command,
+                stdio.args,
+                stdio.env.len(),
+                stdio
+                    .cwd
+                    .as_ref()
+                    .map_or_else(|| "inherited".to_owned(), |cwd| format!("{cwd:?}")),
+                stdio.message_bytes_max,
+                stdio.inbound_messages_max,
+                stdio.outbound_messages_max,
+                stdio.stderr_line_bytes_max,
+                stdio.restart_backoff_ms,
+                stdio.restart_backoff_max_ms,
+                stdio.healthy_after_ms,
+                stdio.kill_grace_ms,
+                stdio.exit_poll_ms
+            ),
+        };
+        let naming = if self.prefix.is_empty() {
+            "unprefixed".to_owned()
+        } else {
+            format!(
+                "names {:?}",
+                format!("{}{}<name>", self.prefix, self.separator)
+            )
+        };
+        format!(
+            "{} ({detail}; {naming}, {}, timeout {} ms, breaker {} failures / {} ms)",
+            self.name,
+            if self.required {
+                "required"
+            } else {
+                "optional"
+            },
+            self.request_timeout_ms,
+            self.breaker_failures,
+            self.breaker_open_ms
+        )
+    }
+}
+
+impl SessionMode {
+    /// The `session_mode` value in TOML.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionMode::Shared => "shared",
+            SessionMode::PerClient => "per_client",
+        }
+    }
 }
 
 impl UpstreamKind {
@@ -428,18 +538,19 @@ impl Config {
             "epoch.session_arena_bytes_max",
             &format_args!("{}{arena_source}", epoch.session_arena_bytes_max),
         );
+        let pending = &self.pending;
+        line("pending.pending_max", &pending.pending_max);
+        line(
+            "pending.pending_per_upstream_max",
+            &pending.pending_per_upstream_max,
+        );
+        line(
+            "pending.request_id_bytes_max",
+            &pending.request_id_bytes_max,
+        );
+        line("pending.request_timeout_ms", &pending.request_timeout_ms);
         for (index, upstream) in self.upstreams.iter().enumerate() {
-            let detail = match &upstream.kind {
-                UpstreamKind::Builtin { sleep_ms_max } => {
-                    format!("builtin, sleep_ms_max {sleep_ms_max}")
-                }
-                UpstreamKind::Http(http) => format!("http, {}", http.url),
-                UpstreamKind::Stdio(stdio) => format!("stdio, {}", stdio.command),
-            };
-            line(
-                &format!("upstreams[{index}]"),
-                &format_args!("{} ({detail})", upstream.name),
-            );
+            line(&format!("upstreams[{index}]"), &upstream.summary());
         }
         out
     }

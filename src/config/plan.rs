@@ -2,15 +2,32 @@
 //!
 //! `shardgate plan` prints it before anything runs. Each term is one consumer's worst case in
 //! bytes per shard, with the formula that produced it. This module computes the terms it can
-//! derive from the config alone (glommio's io memory, connection buffers, the mesh); the modules
-//! that own the other structures (the session table, the pending table) supply theirs as
-//! `PlanTerm`s, and so does the runtime for the size of one mesh message.
+//! derive from the config and the sizing functions of the structures it configures (glommio's
+//! io memory, connection buffers, the mesh, the pending table, each `http` upstream's pool and
+//! each `stdio` upstream's child); the runtime supplies the rest (the session table, forwarded
+//! requests, its threads) as `PlanTerm`s, and the size of one mesh message.
 //!
 //! Arithmetic saturates at `u64::MAX` rather than wrapping, so an absurd term shows as absurd.
 
+use std::borrow::Cow;
 use std::fmt;
 
-use super::Config;
+use super::{Config, HttpUpstream, Limits, StdioUpstream, Upstream, UpstreamKind};
+use crate::upstream::pending::{PendingLimits, PendingTable};
+
+/// The client route the pending table is sized for: 16 bytes, as wide as a legacy session id.
+/// A narrower route reserves a little less.
+type PlanRoute = u128;
+
+/// Output buffer an upstream connection keeps between requests (`http::client`): a larger one
+/// is freed after its request is written.
+const CONNECTION_OUTPUT_RETAIN_BYTES: u64 = 64 * 1024;
+
+/// Smallest input buffer of an upstream connection: one read (`http::client`).
+const CONNECTION_READ_BYTES_MIN: u64 = 4 * 1024;
+
+/// Buffer a stdio upstream reads the child's stdout into (`upstream::stdio`).
+const STDIO_READ_CHUNK_BYTES: u64 = 64 * 1024;
 
 /// Name of the term that carries the size of one cross-shard mesh message (see
 /// `PlanTerm::mesh_message`); it sizes the mesh row rather than being a row itself.
@@ -19,8 +36,8 @@ pub const MESH_MESSAGE_TERM: &str = "mesh message";
 /// One consumer's memory ceiling, per shard.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PlanTerm {
-    /// Short name of the consumer (`session table`); unique within a plan.
-    pub name: &'static str,
+    /// Short name of the consumer (`session table`, `upstream api pool`); unique within a plan.
+    pub name: Cow<'static, str>,
     /// Worst-case bytes this consumer holds on one shard.
     pub per_shard_bytes: u64,
     /// How the number was derived, naming the config keys (`sessions_max 10000 × 64 bytes`).
@@ -32,7 +49,7 @@ impl PlanTerm {
     /// multiplies it by `shards × limits.mesh_messages_max`.
     pub fn mesh_message(message_bytes: u64, explanation: String) -> PlanTerm {
         PlanTerm {
-            name: MESH_MESSAGE_TERM,
+            name: Cow::Borrowed(MESH_MESSAGE_TERM),
             per_shard_bytes: message_bytes,
             explanation,
         }
@@ -106,13 +123,13 @@ pub fn plan(config: &Config, shards: u16, terms: &[PlanTerm]) -> Plan {
     let mut rows = vec![
         // glommio registers this much locked memory with io_uring for each executor.
         PlanTerm {
-            name: "glommio io_memory",
+            name: "glommio io_memory".into(),
             per_shard_bytes: io_memory_bytes,
             explanation: format!("server.io_memory_bytes {io_memory_bytes}"),
         },
         // Every connection may hold a full head, request body and response body at once.
         PlanTerm {
-            name: "connection buffers",
+            name: "connection buffers".into(),
             per_shard_bytes: u64::from(limits.connections_max).saturating_mul(connection_bytes),
             explanation: format!(
                 "limits.connections_max {} × 2 × (header_bytes_max {} + request_body_bytes_max {} \
@@ -126,14 +143,21 @@ pub fn plan(config: &Config, shards: u16, terms: &[PlanTerm]) -> Plan {
         },
         // One inbound channel from every shard, each holding up to mesh_messages_max messages.
         PlanTerm {
-            name: "mesh",
+            name: "mesh".into(),
             per_shard_bytes: mesh_slots.saturating_mul(message.per_shard_bytes),
             explanation: format!(
                 "shards {shards} × limits.mesh_messages_max {} × message {} bytes ({})",
                 limits.mesh_messages_max, message.per_shard_bytes, message.explanation
             ),
         },
+        pending_term(config),
     ];
+    rows.extend(
+        config
+            .upstreams
+            .iter()
+            .filter_map(|upstream| upstream_term(upstream, limits)),
+    );
     for term in terms.iter().filter(|term| term.name != MESH_MESSAGE_TERM) {
         assert!(
             rows.iter().all(|row| row.name != term.name),
@@ -147,6 +171,102 @@ pub fn plan(config: &Config, shards: u16, terms: &[PlanTerm]) -> Plan {
         terms: rows,
         process_terms: Vec::new(),
     }
+}
+
+/// The pending table of one shard, sized by its own `memory_ceiling`, plus its count per
+/// upstream and the scratch buffer for one payload.
+fn pending_term(config: &Config) -> PlanTerm {
+    let pending = &config.pending;
+    let upstreams_count = u16::try_from(config.upstreams.len()).unwrap_or(u16::MAX);
+    let limits = PendingLimits {
+        pending_max: pending.pending_max,
+        pending_per_upstream_max: pending.pending_per_upstream_max,
+        upstreams_count,
+        request_id_bytes_max: pending.request_id_bytes_max,
+    };
+    let ceiling = PendingTable::<PlanRoute>::memory_ceiling(&limits);
+    let counts_bytes = u64::from(upstreams_count) * 4;
+    let scratch_bytes = 2 * u64::from(pending.request_id_bytes_max);
+    let requests = &ceiling.requests;
+    PlanTerm {
+        name: "pending table".into(),
+        per_shard_bytes: ceiling
+            .total()
+            .saturating_add(counts_bytes)
+            .saturating_add(scratch_bytes),
+        explanation: format!(
+            "pending.pending_max {} → requests slab {} + index {} + key lists {} bytes, arenas \
+             {} + chunk overhead {} bytes (2 × pending_max × 2 × request_id_bytes_max {} per \
+             arena); client index {} bytes; {} upstream counts and one payload of scratch",
+            pending.pending_max,
+            requests.slab_bytes,
+            requests.index_bytes,
+            requests.key_lists_bytes,
+            requests.arenas_bytes,
+            requests.arena_overhead_bytes,
+            pending.request_id_bytes_max,
+            ceiling.by_client.total(),
+            upstreams_count,
+        ),
+    }
+}
+
+/// The row of one upstream: an `http` upstream's pool or a `stdio` upstream's child; a builtin
+/// upstream keeps nothing per request.
+fn upstream_term(upstream: &Upstream, limits: &Limits) -> Option<PlanTerm> {
+    let (kind, (per_shard_bytes, explanation)) = match &upstream.kind {
+        UpstreamKind::Builtin { .. } => return None,
+        UpstreamKind::Http(http) => ("pool", http_pool_bytes(http, limits)),
+        UpstreamKind::Stdio(stdio) => ("stdio", stdio_bytes(stdio)),
+    };
+    Some(PlanTerm {
+        name: format!("upstream {} {kind}", upstream.name).into(),
+        per_shard_bytes,
+        explanation,
+    })
+}
+
+/// Every connection at once holding its input buffer, the largest request the gateway forwards
+/// and the largest response it buffers (`upstream::pool`, `http::client`).
+fn http_pool_bytes(http: &HttpUpstream, limits: &Limits) -> (u64, String) {
+    let input = u64::from(http.response_head_bytes_max).max(CONNECTION_READ_BYTES_MIN);
+    let output = limits
+        .header_bytes_max
+        .saturating_add(limits.request_body_bytes_max)
+        .max(CONNECTION_OUTPUT_RETAIN_BYTES);
+    // A buffered body, or an event stream's decoded line and the event being built.
+    let body = limits
+        .response_body_bytes_max
+        .max(2 * u64::from(http.sse_event_bytes_max));
+    let connection = input.saturating_add(output).saturating_add(body);
+    let bytes = u64::from(http.pool_connections_max).saturating_mul(connection);
+    let explanation = format!(
+        "pool_connections_max {} × (response_head_bytes_max {} input + max(64 KiB, \
+         limits.header_bytes_max + request_body_bytes_max) {output} output + max(\
+         limits.response_body_bytes_max, 2 × sse_event_bytes_max {}) {body} body)",
+        http.pool_connections_max, http.response_head_bytes_max, http.sse_event_bytes_max
+    );
+    (bytes, explanation)
+}
+
+/// Both message queues full plus the line being read, a stderr line and the read buffer
+/// (`upstream::stdio`).
+fn stdio_bytes(stdio: &StdioUpstream) -> (u64, String) {
+    let messages =
+        u64::from(stdio.inbound_messages_max) + u64::from(stdio.outbound_messages_max) + 1;
+    let bytes = messages
+        .saturating_mul(u64::from(stdio.message_bytes_max))
+        .saturating_add(u64::from(stdio.stderr_line_bytes_max))
+        .saturating_add(STDIO_READ_CHUNK_BYTES);
+    let explanation = format!(
+        "(inbound_messages_max {} + outbound_messages_max {} + 1) × message_bytes_max {} + \
+         stderr_line_bytes_max {} + 64 KiB read buffer",
+        stdio.inbound_messages_max,
+        stdio.outbound_messages_max,
+        stdio.message_bytes_max,
+        stdio.stderr_line_bytes_max
+    );
+    (bytes, explanation)
 }
 
 /// `bytes` as `1.50 MiB (1572864 bytes)`; below 1 KiB just `512 bytes`.
@@ -173,7 +293,7 @@ impl fmt::Display for Plan {
             .iter()
             .map(|term| {
                 (
-                    term.name,
+                    term.name.as_ref(),
                     human_bytes(term.per_shard_bytes),
                     term.explanation.as_str(),
                 )
@@ -186,7 +306,7 @@ impl fmt::Display for Plan {
         ));
         for term in &self.process_terms {
             lines.push((
-                term.name,
+                term.name.as_ref(),
                 human_bytes(term.per_shard_bytes),
                 term.explanation.as_str(),
             ));
@@ -238,7 +358,7 @@ mod tests {
 
     fn session_term() -> PlanTerm {
         PlanTerm {
-            name: "session table",
+            name: "session table".into(),
             per_shard_bytes: 1000,
             explanation: "sessions_max 10 × 100 bytes".to_owned(),
         }
@@ -255,16 +375,18 @@ mod tests {
         let limits = &config.limits;
         let connections = 256 * 2 * (16_384 + 262_144 + 1_048_576);
         let mesh = 2 * u64::from(limits.mesh_messages_max) * 64;
-        let per_shard = 1_048_576 + connections + mesh + 1000;
+        let pending = plan.terms[3].per_shard_bytes;
+        let per_shard = 1_048_576 + connections + mesh + pending + 1000;
         assert_eq!(plan.per_shard_bytes(), per_shard);
         assert_eq!(plan.total_bytes(), 2 * per_shard);
-        let names: Vec<&str> = plan.terms.iter().map(|term| term.name).collect();
+        let names: Vec<&str> = plan.terms.iter().map(|term| term.name.as_ref()).collect();
         assert_eq!(
             names,
             [
                 "glommio io_memory",
                 "connection buffers",
                 "mesh",
+                "pending table",
                 "session table"
             ]
         );
@@ -295,6 +417,85 @@ mod tests {
     }
 
     #[test]
+    fn pending_term_is_the_tables_ceiling_and_grows_with_pending_max() {
+        let config = Config::default();
+        let term = pending_term(&config);
+        let limits = PendingLimits {
+            pending_max: 1000,
+            pending_per_upstream_max: 500,
+            upstreams_count: 1,
+            request_id_bytes_max: 128,
+        };
+        let ceiling = PendingTable::<PlanRoute>::memory_ceiling(&limits).total();
+        assert_eq!(term.per_shard_bytes, ceiling + 4 + 256);
+        // The table's docs: about 1.4 MiB at the defaults, 1 MiB of it arenas.
+        assert!(
+            (1 << 20..2 << 20).contains(&term.per_shard_bytes),
+            "{term:?}"
+        );
+        assert!(
+            term.explanation.contains("pending.pending_max 1000"),
+            "{term:?}"
+        );
+        let text = "[pending]\npending_max = 2000\n";
+        let larger = Config::from_toml_str(text, "t.toml").unwrap();
+        assert!(pending_term(&larger).per_shard_bytes > term.per_shard_bytes);
+    }
+
+    fn upstream_rows(text: &str) -> Vec<PlanTerm> {
+        let config = Config::from_toml_str(text, "t.toml").unwrap();
+        plan(&config, 1, &[message_term()])
+            .terms
+            .into_iter()
+            .filter(|term| term.name.starts_with("upstream "))
+            .collect()
+    }
+
+    #[test]
+    fn each_http_and_stdio_upstream_has_a_row_and_builtin_none() {
+        let text = "[limits]\nheader_bytes_max = 16384\nrequest_body_bytes_max = 262144\n\
+                    response_body_bytes_max = 1048576\n\
+                    [[upstreams]]\nname = \"demo\"\nkind = \"builtin\"\n\
+                    [[upstreams]]\nname = \"api\"\nkind = \"http\"\nurl = \"http://x/mcp\"\n\
+                    pool_connections_max = 4\nresponse_head_bytes_max = 8192\n\
+                    [[upstreams]]\nname = \"tools\"\nkind = \"stdio\"\ncommand = \"t\"\n\
+                    message_bytes_max = 65536\ninbound_messages_max = 8\n\
+                    outbound_messages_max = 7\nstderr_line_bytes_max = 1024\n";
+        let rows = upstream_rows(text);
+        let names: Vec<&str> = rows.iter().map(|term| term.name.as_ref()).collect();
+        assert_eq!(names, ["upstream api pool", "upstream tools stdio"]);
+        // 4 × (8192 input + (16384 + 262144) output + max(1048576, 2 × 1048576) body).
+        assert_eq!(
+            rows[0].per_shard_bytes,
+            4 * (8192 + 16_384 + 262_144 + 2 * 1_048_576)
+        );
+        assert!(
+            rows[0].explanation.contains("pool_connections_max 4"),
+            "{:?}",
+            rows[0]
+        );
+        // (8 + 7 + 1) × 65536 + 1024 + 64 KiB.
+        assert_eq!(rows[1].per_shard_bytes, 16 * 65_536 + 1024 + 65_536);
+        assert!(
+            rows[1].explanation.contains("message_bytes_max 65536"),
+            "{:?}",
+            rows[1]
+        );
+    }
+
+    #[test]
+    fn http_pool_row_keeps_the_retained_output_buffer_for_small_requests() {
+        let text = "[limits]\nrequest_body_bytes_max = 1024\nheader_bytes_max = 1024\n\
+                    response_body_bytes_max = 4096\n\
+                    [[upstreams]]\nname = \"api\"\nkind = \"http\"\nurl = \"http://x\"\n\
+                    pool_connections_max = 1\nresponse_head_bytes_max = 1024\n\
+                    sse_event_bytes_max = 1024\n";
+        let rows = upstream_rows(text);
+        // A 4 KiB read at least, 64 KiB of output kept, the 4 KiB body.
+        assert_eq!(rows[0].per_shard_bytes, 4096 + 65_536 + 4096);
+    }
+
+    #[test]
     fn human_bytes_gives_the_unit_and_the_exact_number() {
         assert_eq!(human_bytes(512), "512 bytes");
         assert_eq!(human_bytes(1024), "1.00 KiB (1024 bytes)");
@@ -306,7 +507,7 @@ mod tests {
     fn rendered_plan_has_a_row_per_term_and_both_totals() {
         let plan = plan(&Config::default(), 2, &[message_term(), session_term()]);
         let text = plan.to_string();
-        assert_eq!(text.lines().count(), 2 + 4 + 2, "{text}");
+        assert_eq!(text.lines().count(), 2 + 5 + 2, "{text}");
         assert!(text.contains("session table"), "{text}");
         assert!(text.contains("sessions_max 10 × 100 bytes"), "{text}");
         let total = format!("({} bytes)", plan.total_bytes());

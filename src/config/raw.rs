@@ -6,6 +6,8 @@
 //! dropped, so the rest of its section is still decoded and validated), then the first type
 //! error of each section or upstream. Absent keys take the defaults in `bounds.rs`.
 
+use std::collections::BTreeMap;
+
 use serde::de::{DeserializeOwned, Visitor};
 use serde::Deserialize;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
@@ -23,6 +25,7 @@ pub(crate) struct RawConfig {
     pub limits: RawLimits,
     pub sessions: RawSessions,
     pub epoch: RawEpoch,
+    pub pending: RawPending,
     pub upstreams: RawUpstreams,
 }
 
@@ -153,6 +156,29 @@ impl Default for RawEpoch {
     }
 }
 
+/// `[pending]`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawPending {
+    pub pending_max: i64,
+    pub pending_per_upstream_max: i64,
+    pub request_id_bytes_max: i64,
+    pub request_timeout_ms: i64,
+    pub stream_buffer_bytes_max: i64,
+}
+
+impl Default for RawPending {
+    fn default() -> RawPending {
+        RawPending {
+            pending_max: bounds::PENDING_MAX.default,
+            pending_per_upstream_max: bounds::PENDING_PER_UPSTREAM_MAX.default,
+            request_id_bytes_max: bounds::REQUEST_ID_BYTES_MAX.default,
+            request_timeout_ms: bounds::REQUEST_TIMEOUT_MS.default,
+            stream_buffer_bytes_max: bounds::STREAM_BUFFER_BYTES_MAX.default,
+        }
+    }
+}
+
 /// `[[upstreams]]`; absent means the one builtin demo upstream, so a fresh install serves
 /// something. An explicit empty array is refused by validation.
 #[derive(Clone, Debug, PartialEq)]
@@ -163,7 +189,7 @@ impl Default for RawUpstreams {
         RawUpstreams(vec![RawUpstream {
             name: "demo".to_owned(),
             kind: "builtin".to_owned(),
-            sleep_ms_max: None,
+            ..RawUpstream::default()
         }])
     }
 }
@@ -174,13 +200,100 @@ impl<'de> Deserialize<'de> for RawUpstreams {
     }
 }
 
-/// One `[[upstreams]]` entry.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+/// One `[[upstreams]]` entry: the keys of every kind, each optional but `name` and `kind`.
+/// Which keys a kind accepts is `UPSTREAM_KEYS_*` below; the decoder refuses the others.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawUpstream {
     pub name: String,
     pub kind: String,
+    pub prefix: Option<String>,
+    pub separator: Option<String>,
+    pub required: Option<bool>,
+    pub request_timeout_ms: Option<i64>,
+    pub breaker_failures: Option<i64>,
+    pub breaker_open_ms: Option<i64>,
+    // builtin
     pub sleep_ms_max: Option<i64>,
+    // http
+    pub url: Option<String>,
+    pub session_mode: Option<String>,
+    pub pool_connections_max: Option<i64>,
+    pub pool_waiters_max: Option<i64>,
+    pub connect_timeout_ms: Option<i64>,
+    pub pool_idle_timeout_ms: Option<i64>,
+    pub pool_lifetime_ms: Option<i64>,
+    pub response_head_bytes_max: Option<i64>,
+    pub response_headers_count_max: Option<i64>,
+    pub sse_event_bytes_max: Option<i64>,
+    // stdio
+    pub command: Option<String>,
+    pub args: Option<Vec<String>>,
+    pub env: Option<BTreeMap<String, String>>,
+    pub cwd: Option<String>,
+    pub message_bytes_max: Option<i64>,
+    pub stderr_line_bytes_max: Option<i64>,
+    pub inbound_messages_max: Option<i64>,
+    pub outbound_messages_max: Option<i64>,
+    pub restart_backoff_ms: Option<i64>,
+    pub restart_backoff_max_ms: Option<i64>,
+    pub healthy_after_ms: Option<i64>,
+    pub kill_grace_ms: Option<i64>,
+    pub exit_poll_ms: Option<i64>,
+}
+
+/// Keys every upstream kind accepts.
+pub(crate) const UPSTREAM_KEYS_COMMON: &[&str] = &[
+    "name",
+    "kind",
+    "prefix",
+    "separator",
+    "required",
+    "request_timeout_ms",
+    "breaker_failures",
+    "breaker_open_ms",
+];
+/// Keys only `kind = "builtin"` accepts.
+pub(crate) const UPSTREAM_KEYS_BUILTIN: &[&str] = &["sleep_ms_max"];
+/// Keys only `kind = "http"` accepts.
+pub(crate) const UPSTREAM_KEYS_HTTP: &[&str] = &[
+    "url",
+    "session_mode",
+    "pool_connections_max",
+    "pool_waiters_max",
+    "connect_timeout_ms",
+    "pool_idle_timeout_ms",
+    "pool_lifetime_ms",
+    "response_head_bytes_max",
+    "response_headers_count_max",
+    "sse_event_bytes_max",
+];
+/// Keys only `kind = "stdio"` accepts.
+pub(crate) const UPSTREAM_KEYS_STDIO: &[&str] = &[
+    "command",
+    "args",
+    "env",
+    "cwd",
+    "message_bytes_max",
+    "stderr_line_bytes_max",
+    "inbound_messages_max",
+    "outbound_messages_max",
+    "restart_backoff_ms",
+    "restart_backoff_max_ms",
+    "healthy_after_ms",
+    "kill_grace_ms",
+    "exit_poll_ms",
+];
+
+/// The kind-specific keys of `kind`, or `None` for a kind that does not exist (validation
+/// reports that; its keys are not checked against a kind).
+pub(crate) fn kind_keys(kind: &str) -> Option<(&'static str, &'static [&'static str])> {
+    match kind {
+        "builtin" => Some(("builtin", UPSTREAM_KEYS_BUILTIN)),
+        "http" => Some(("http", UPSTREAM_KEYS_HTTP)),
+        "stdio" => Some(("stdio", UPSTREAM_KEYS_STDIO)),
+        _ => None,
+    }
 }
 
 /// What decoding found: the raw config (a section that failed to decode keeps its defaults),
@@ -229,6 +342,7 @@ pub(crate) fn decode(text: &str, origin: &str) -> Decoded {
             "limits" => decoder.section(name, value, &mut raw.limits),
             "sessions" => decoder.section(name, value, &mut raw.sessions),
             "epoch" => decoder.section(name, value, &mut raw.epoch),
+            "pending" => decoder.section(name, value, &mut raw.pending),
             "upstreams" => decoder.upstreams(value, &mut raw.upstreams),
             _ => decoder.unknown_key(name.to_owned(), key.span().start, sections),
         }
@@ -279,7 +393,9 @@ impl Decoder<'_> {
         };
         let mut upstreams = Vec::with_capacity(array.len());
         for (index, entry) in array.iter().enumerate() {
-            if let Some(upstream) = self.table(&format!("upstreams[{index}]"), entry) {
+            let path = format!("upstreams[{index}]");
+            let entry = self.drop_keys_of_other_kinds(&path, entry);
+            if let Some(upstream) = self.table(&path, &entry) {
                 upstreams.push(upstream);
             }
         }
@@ -288,6 +404,41 @@ impl Decoder<'_> {
         } else {
             self.undecoded.push("upstreams".to_owned());
         }
+    }
+
+    /// Reports the keys of upstream `entry` (at `path`) that belong to a kind other than its
+    /// own, and returns the entry without them.
+    fn drop_keys_of_other_kinds<'v>(
+        &mut self,
+        path: &str,
+        entry: &Spanned<DeValue<'v>>,
+    ) -> Spanned<DeValue<'v>> {
+        let Some(table) = entry.get_ref().as_table() else {
+            return entry.clone();
+        };
+        let kind = table.get("kind").and_then(|kind| kind.get_ref().as_str());
+        let Some((kind, own)) = kind.and_then(kind_keys) else {
+            return entry.clone();
+        };
+        let accepted: Vec<&'static str> = UPSTREAM_KEYS_COMMON.iter().chain(own).copied().collect();
+        let all = field_names::<RawUpstream>();
+        let mut kept = table.clone();
+        for (key, _) in table.iter() {
+            let name = key.get_ref().as_ref();
+            if all.contains(&name) && !accepted.contains(&name) {
+                self.errors.push(ConfigError {
+                    origin: self.origin.to_owned(),
+                    location: Some(Location::of_offset(self.text, key.span().start)),
+                    key: format!("{path}.{name}"),
+                    kind: ConfigErrorKind::KeyNotForKind {
+                        kind,
+                        accepted: accepted.clone(),
+                    },
+                });
+                kept.remove(name);
+            }
+        }
+        Spanned::new(entry.span(), DeValue::Table(kept))
     }
 
     /// Reports the keys of the table at `path` that `T` lacks, then decodes the rest.
@@ -404,10 +555,28 @@ mod tests {
     fn field_names_lists_the_derived_fields() {
         assert_eq!(field_names::<RawAdmin>(), &["listen"]);
         assert_eq!(
-            field_names::<RawUpstream>(),
-            &["name", "kind", "sleep_ms_max"]
+            &field_names::<RawUpstream>()[..3],
+            &["name", "kind", "prefix"]
         );
-        assert_eq!(field_names::<RawConfig>().len(), 6);
+        assert_eq!(field_names::<RawConfig>().len(), 7);
+    }
+
+    #[test]
+    fn every_upstream_key_belongs_to_all_kinds_or_exactly_one() {
+        let mut listed: Vec<&str> = [
+            UPSTREAM_KEYS_COMMON,
+            UPSTREAM_KEYS_BUILTIN,
+            UPSTREAM_KEYS_HTTP,
+            UPSTREAM_KEYS_STDIO,
+        ]
+        .concat();
+        let count = listed.len();
+        listed.sort_unstable();
+        listed.dedup();
+        assert_eq!(listed.len(), count, "a key is listed twice");
+        let mut fields = field_names::<RawUpstream>().to_vec();
+        fields.sort_unstable();
+        assert_eq!(listed, fields);
     }
 
     #[test]

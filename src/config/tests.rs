@@ -41,6 +41,29 @@ fn embedded_default_file_equals_the_builtin_defaults() {
             sleep_ms_max: 60_000
         }
     );
+    let demo = &config.upstreams[0];
+    assert_eq!(
+        (demo.prefix.as_str(), demo.separator.as_str()),
+        ("demo", "__")
+    );
+    assert!(demo.required);
+    assert_eq!(
+        (
+            demo.request_timeout_ms,
+            demo.breaker_failures,
+            demo.breaker_open_ms
+        ),
+        (300_000, 3, 60_000)
+    );
+    assert_eq!(
+        config.pending,
+        Pending {
+            pending_max: 1000,
+            pending_per_upstream_max: 500,
+            request_id_bytes_max: 128,
+            request_timeout_ms: 300_000,
+        }
+    );
 }
 
 #[test]
@@ -66,6 +89,8 @@ fn numbers_are_accepted_at_both_range_edges_and_refused_one_past() {
         ("sessions", "sessions_max", 1, 10_000_000, arena),
         ("sessions", "retry_after_s", 1, 3_600, ""),
         ("epoch", "generations", 2, 16, ""),
+        ("pending", "request_id_bytes_max", 16, 1_024, ""),
+        ("pending", "request_timeout_ms", 100, 86_400_000, ""),
         (
             "epoch",
             "session_arena_bytes_max",
@@ -271,12 +296,14 @@ fn duplicate_upstream_names_are_refused() {
 
 #[test]
 fn upstream_names_and_kinds_are_checked() {
-    let text = "[[upstreams]]\nname = \"Bad Name\"\nkind = \"stdio\"\n";
+    let text = "[[upstreams]]\nname = \"Bad Name\"\nkind = \"grpc\"\n";
     let errors = errors_of(text);
     let keys: Vec<&str> = errors.iter().map(|error| error.key.as_str()).collect();
     assert_eq!(keys, ["upstreams[0].name", "upstreams[0].kind"]);
     assert!(
-        errors[1].to_string().contains("accepted: builtin"),
+        errors[1]
+            .to_string()
+            .contains("unknown kind (accepted: builtin, http, stdio)"),
         "{}",
         errors[1]
     );
@@ -381,5 +408,489 @@ fn a_section_that_did_not_decode_gets_no_errors_about_its_defaults() {
     assert_eq!(
         keys_of(text),
         ["sessions.session_idle_ttl_ms", "epoch.generations"]
+    );
+}
+
+/// One upstream entry of `kind` with its required keys, plus `extra` lines.
+fn upstream_of(kind: &str, extra: &str) -> String {
+    let required = match kind {
+        "http" => "url = \"http://127.0.0.1:9000/mcp\"\n",
+        "stdio" => "command = \"server\"\n",
+        _ => "",
+    };
+    format!("[[upstreams]]\nname = \"u\"\nkind = \"{kind}\"\n{required}{extra}")
+}
+
+#[test]
+fn upstream_numbers_are_accepted_at_both_range_edges_and_refused_one_past() {
+    // (kind, key, min, max, other keys the edges need to be valid on their own)
+    let cases: &[(&str, &str, i64, i64, &str)] = &[
+        ("builtin", "request_timeout_ms", 100, 86_400_000, ""),
+        ("builtin", "breaker_failures", 1, 1_000, ""),
+        ("builtin", "breaker_open_ms", 100, 3_600_000, ""),
+        ("builtin", "sleep_ms_max", 0, 3_600_000, ""),
+        ("http", "pool_connections_max", 1, 4_096, ""),
+        ("http", "pool_waiters_max", 0, 65_536, ""),
+        ("http", "connect_timeout_ms", 1, 600_000, ""),
+        ("http", "pool_idle_timeout_ms", 1, 3_600_000, ""),
+        ("http", "pool_lifetime_ms", 1, 86_400_000, ""),
+        ("http", "response_head_bytes_max", 1_024, 1_048_576, ""),
+        ("http", "response_headers_count_max", 8, 1_024, ""),
+        ("http", "sse_event_bytes_max", 1_024, 268_435_456, ""),
+        ("stdio", "message_bytes_max", 1_024, 268_435_456, ""),
+        ("stdio", "stderr_line_bytes_max", 64, 1_048_576, ""),
+        ("stdio", "inbound_messages_max", 1, 65_536, ""),
+        ("stdio", "outbound_messages_max", 1, 65_536, ""),
+        (
+            "stdio",
+            "restart_backoff_ms",
+            1,
+            3_600_000,
+            "restart_backoff_max_ms = 3600000\n",
+        ),
+        (
+            "stdio",
+            "restart_backoff_max_ms",
+            1,
+            3_600_000,
+            "restart_backoff_ms = 1\n",
+        ),
+        ("stdio", "healthy_after_ms", 0, 3_600_000, ""),
+        ("stdio", "kill_grace_ms", 0, 600_000, ""),
+        ("stdio", "exit_poll_ms", 1, 600_000, ""),
+    ];
+    for &(kind, key, min, max, extra) in cases {
+        for value in [min, max] {
+            let text = upstream_of(kind, &format!("{extra}{key} = {value}\n"));
+            let result = Config::from_toml_str(&text, "t.toml");
+            assert!(
+                result.is_ok(),
+                "{kind} {key} = {value}: {}",
+                result.unwrap_err()
+            );
+        }
+        for value in [min - 1, max + 1] {
+            let errors = errors_of(&upstream_of(kind, &format!("{extra}{key} = {value}\n")));
+            assert_eq!(errors.len(), 1, "{kind} {key} = {value}: {errors:?}");
+            assert_eq!(
+                errors[0].to_string(),
+                format!(
+                    "t.toml: upstreams[0].{key} = {value} is out of range (accepted {min}..={max})"
+                )
+            );
+        }
+    }
+}
+
+#[test]
+fn pending_ranges_are_the_pending_tables_own() {
+    use crate::upstream::pending::{PendingError, PendingLimits, PendingTable};
+    let range_of = |limits: PendingLimits| match PendingTable::<u64>::new(limits) {
+        Err(PendingError::Limit { key, min, max, .. }) => (key, i64::from(min), i64::from(max)),
+        Err(error) => panic!("expected a limit error, got {error}"),
+        Ok(_) => panic!("expected a limit error"),
+    };
+    let limits = PendingLimits {
+        pending_max: 0,
+        pending_per_upstream_max: 1,
+        upstreams_count: 1,
+        request_id_bytes_max: 128,
+    };
+    let pending_max = bounds::PENDING_MAX;
+    assert_eq!(
+        range_of(limits),
+        ("pending.pending_max", pending_max.min, pending_max.max)
+    );
+    let limits = PendingLimits {
+        pending_max: 1,
+        request_id_bytes_max: 0,
+        ..limits
+    };
+    let id_bytes = bounds::REQUEST_ID_BYTES_MAX;
+    assert_eq!(
+        range_of(limits),
+        ("pending.request_id_bytes_max", id_bytes.min, id_bytes.max)
+    );
+}
+
+#[test]
+fn pending_max_is_accepted_at_its_edges_and_refused_one_past() {
+    let text = |max: i64, per: i64| {
+        format!("[pending]\npending_max = {max}\npending_per_upstream_max = {per}\n")
+    };
+    assert!(Config::from_toml_str(&text(1, 1), "t.toml").is_ok());
+    assert!(Config::from_toml_str(&text(1_000_000, 1_000_000), "t.toml").is_ok());
+    for max in [0, 1_000_001] {
+        let errors = errors_of(&text(max, 1));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(
+            errors[0].to_string(),
+            format!("t.toml: pending.pending_max = {max} is out of range (accepted 1..=1000000)")
+        );
+    }
+}
+
+#[test]
+fn pending_per_upstream_max_above_pending_max_is_refused_naming_both() {
+    let errors = errors_of("[pending]\npending_max = 100\npending_per_upstream_max = 101\n");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].key, "pending.pending_per_upstream_max");
+    let message = errors[0].to_string();
+    assert!(
+        message.contains("101 is more than pending.pending_max 100"),
+        "{message}"
+    );
+    // Equal is fine; an out-of-range pending_max gives its own error only.
+    let text = "[pending]\npending_max = 100\npending_per_upstream_max = 100\n";
+    assert!(Config::from_toml_str(text, "t.toml").is_ok());
+    assert_eq!(
+        keys_of("[pending]\npending_max = 0\npending_per_upstream_max = 5\n"),
+        ["pending.pending_max"]
+    );
+}
+
+#[test]
+fn keys_of_another_kind_are_refused_naming_the_key_and_the_kind() {
+    let text = upstream_of("stdio", "url = \"http://127.0.0.1/\"\nsleep_ms_max = 5\n");
+    let errors = errors_of(&text);
+    let keys: Vec<&str> = errors.iter().map(|error| error.key.as_str()).collect();
+    // Keys of one table are reported in key order.
+    assert_eq!(keys, ["upstreams[0].sleep_ms_max", "upstreams[0].url"]);
+    let message = errors[1].to_string();
+    assert!(
+        message.starts_with("t.toml:5:1: key upstreams[0].url does not apply to kind = \"stdio\""),
+        "{message}"
+    );
+    assert!(message.contains("command, args, env, cwd"), "{message}");
+    assert!(matches!(
+        errors[1].kind,
+        ConfigErrorKind::KeyNotForKind { kind: "stdio", .. }
+    ));
+
+    for (kind, foreign) in [
+        ("http", "command = \"x\"\n"),
+        ("http", "sleep_ms_max = 5\n"),
+        ("builtin", "url = \"http://x/\"\n"),
+        ("builtin", "message_bytes_max = 4096\n"),
+    ] {
+        let errors = errors_of(&upstream_of(kind, foreign));
+        assert_eq!(errors.len(), 1, "{kind}: {errors:?}");
+        let message = errors[0].to_string();
+        assert!(message.contains(&format!("kind = \"{kind}\"")), "{message}");
+    }
+    // A key no kind has is an unknown key, as before.
+    let errors = errors_of(&upstream_of("http", "uri = \"http://x/\"\n"));
+    assert!(matches!(errors[0].kind, ConfigErrorKind::UnknownKey { .. }));
+}
+
+#[test]
+fn http_upstream_without_url_and_stdio_without_command_are_refused() {
+    let errors = errors_of("[[upstreams]]\nname = \"a\"\nkind = \"http\"\n");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(
+        errors[0].to_string(),
+        "t.toml: upstreams[0].url is missing: kind = \"http\" requires it \
+         (http://host[:port][/path])"
+    );
+    let errors = errors_of("[[upstreams]]\nname = \"a\"\nkind = \"stdio\"\n");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].key, "upstreams[0].command");
+    assert!(errors[0]
+        .to_string()
+        .contains("is missing: kind = \"stdio\" requires it"));
+    let errors = errors_of("[[upstreams]]\nname = \"a\"\nkind = \"stdio\"\ncommand = \"\"\n");
+    assert_eq!(errors[0].key, "upstreams[0].command");
+}
+
+#[test]
+fn upstream_urls_are_checked_for_form_without_resolving() {
+    for bad in [
+        "https://127.0.0.1/mcp",
+        "http://",
+        "http:///mcp",
+        "http://u@127.0.0.1/",
+        "http://127.0.0.1:0/",
+        "http://127.0.0.1:99999/",
+        "http://127.0.0.1:80x/",
+        "http://127.0.0.1/#top",
+        "http://[::1/mcp",
+        "http://127.0.0.1/a b",
+    ] {
+        let text = format!("[[upstreams]]\nname = \"a\"\nkind = \"http\"\nurl = {bad:?}\n");
+        let errors = errors_of(&text);
+        assert_eq!(errors.len(), 1, "{bad}: {errors:?}");
+        assert_eq!(errors[0].key, "upstreams[0].url", "{bad}");
+        assert!(
+            errors[0].to_string().contains("is invalid"),
+            "{}",
+            errors[0]
+        );
+    }
+    // A name that does not resolve is accepted: resolution happens at start-up.
+    for good in [
+        "http://upstream.invalid:8080/mcp",
+        "http://[::1]:9000",
+        "http://localhost/mcp?x=1",
+    ] {
+        let text = format!("[[upstreams]]\nname = \"a\"\nkind = \"http\"\nurl = {good:?}\n");
+        let config = Config::from_toml_str(&text, "t.toml");
+        assert!(config.is_ok(), "{good}: {}", config.unwrap_err());
+    }
+}
+
+#[test]
+fn session_mode_prefix_and_separator_are_checked() {
+    let cases = [
+        (
+            "http",
+            "session_mode = \"per_session\"\n",
+            "upstreams[0].session_mode",
+        ),
+        ("builtin", "prefix = \"has space\"\n", "upstreams[0].prefix"),
+        (
+            "builtin",
+            "prefix = \"abcdefghijklmnopqrstuvwxyz0123456\"\n",
+            "upstreams[0].prefix",
+        ),
+        ("builtin", "separator = \"\"\n", "upstreams[0].separator"),
+        (
+            "builtin",
+            "separator = \"_____\"\n",
+            "upstreams[0].separator",
+        ),
+        ("builtin", "separator = \"ab\"\n", "upstreams[0].separator"),
+    ];
+    for (kind, extra, key) in cases {
+        assert_eq!(keys_of(&upstream_of(kind, extra)), [key], "{extra}");
+    }
+    let text = upstream_of(
+        "http",
+        "session_mode = \"per_client\"\nprefix = \"\"\nseparator = \".\"\n",
+    );
+    let upstream = &Config::from_toml_str(&text, "t.toml").unwrap().upstreams[0];
+    assert_eq!(
+        (upstream.prefix.as_str(), upstream.separator.as_str()),
+        ("", ".")
+    );
+    let UpstreamKind::Http(http) = &upstream.kind else {
+        panic!("an http upstream: {upstream:?}");
+    };
+    assert_eq!(http.session_mode, SessionMode::PerClient);
+    let text = upstream_of("builtin", "prefix = \"My-Tools_2\"\nseparator = \"-:/.\"\n");
+    assert!(Config::from_toml_str(&text, "t.toml").is_ok());
+}
+
+#[test]
+fn same_prefix_and_separator_on_two_upstreams_is_refused_naming_both() {
+    let text = "[[upstreams]]\nname = \"a\"\nkind = \"builtin\"\nprefix = \"x\"\n\
+                [[upstreams]]\nname = \"b\"\nkind = \"builtin\"\nprefix = \"x\"\nseparator = \".\"\n\
+                [[upstreams]]\nname = \"c\"\nkind = \"builtin\"\nprefix = \"x\"\n";
+    let errors = errors_of(text);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].key, "upstreams[2].prefix");
+    let message = errors[0].to_string();
+    assert!(
+        message.contains("\"x\" is also upstreams[0]'s prefix (upstream \"a\""),
+        "{message}"
+    );
+    assert!(message.contains("merged names would collide"), "{message}");
+    assert!(message.contains("\"c\""), "{message}");
+
+    // Empty prefixes are left to the catalogue at start-up.
+    let text = "[[upstreams]]\nname = \"a\"\nkind = \"builtin\"\nprefix = \"\"\n\
+                [[upstreams]]\nname = \"b\"\nkind = \"builtin\"\nprefix = \"\"\n";
+    assert!(Config::from_toml_str(text, "t.toml").is_ok());
+    // A default prefix collides with an explicit one.
+    let text = "[[upstreams]]\nname = \"a\"\nkind = \"builtin\"\n\
+                [[upstreams]]\nname = \"b\"\nkind = \"builtin\"\nprefix = \"a\"\n";
+    assert_eq!(keys_of(text), ["upstreams[1].prefix"]);
+    // A duplicate name is one error, not a second one about the prefix it defaults.
+    let text = "[[upstreams]]\nname = \"a\"\nkind = \"builtin\"\n\
+                [[upstreams]]\nname = \"a\"\nkind = \"builtin\"\n";
+    assert_eq!(keys_of(text), ["upstreams[1].name"]);
+}
+
+#[test]
+fn restart_backoff_above_its_maximum_is_refused_naming_both() {
+    let text = upstream_of(
+        "stdio",
+        "restart_backoff_ms = 5000\nrestart_backoff_max_ms = 1000\n",
+    );
+    let errors = errors_of(&text);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].key, "upstreams[0].restart_backoff_ms");
+    assert!(
+        errors[0]
+            .to_string()
+            .contains("5000 is more than upstreams[0].restart_backoff_max_ms 1000"),
+        "{}",
+        errors[0]
+    );
+    let text = upstream_of(
+        "stdio",
+        "restart_backoff_ms = 1000\nrestart_backoff_max_ms = 1000\n",
+    );
+    assert!(Config::from_toml_str(&text, "t.toml").is_ok());
+}
+
+#[test]
+fn stdio_args_env_and_cwd_are_checked() {
+    let text = upstream_of("stdio", "env = { A = 1 }\n");
+    assert_eq!(keys_of(&text), ["upstreams[0].env"]);
+    let text = upstream_of("stdio", "args = \"--flag\"\n");
+    assert_eq!(keys_of(&text), ["upstreams[0].args"]);
+    let text = upstream_of("stdio", "env = { \"A=B\" = \"1\" }\n");
+    assert_eq!(keys_of(&text), ["upstreams[0].env.A=B"]);
+    let text = upstream_of("stdio", "args = [\"a\\u0000b\"]\ncwd = \"\"\n");
+    assert_eq!(keys_of(&text), ["upstreams[0].args[0]", "upstreams[0].cwd"]);
+}
+
+#[test]
+fn absent_upstream_keys_take_their_defaults_from_the_sections_they_name() {
+    let text = format!(
+        "[limits]\nresponse_body_bytes_max = 2097152\n[pending]\nrequest_timeout_ms = 1000\n{}{}",
+        upstream_of("http", ""),
+        upstream_of("stdio", "").replace("\"u\"", "\"v\"")
+    );
+    let config = Config::from_toml_str(&text, "t.toml").unwrap();
+    let [http, stdio] = &config.upstreams[..] else {
+        panic!("two upstreams: {:?}", config.upstreams);
+    };
+    assert_eq!(http.request_timeout_ms, 1000);
+    assert_eq!(stdio.request_timeout_ms, 1000);
+    let (UpstreamKind::Http(http_keys), UpstreamKind::Stdio(stdio_keys)) =
+        (&http.kind, &stdio.kind)
+    else {
+        panic!("an http and a stdio upstream: {config:?}");
+    };
+    assert_eq!(http_keys.sse_event_bytes_max, 2_097_152);
+    assert_eq!(stdio_keys.message_bytes_max, 2_097_152);
+    assert_eq!(
+        (http.prefix.as_str(), http.separator.as_str(), http.required),
+        ("u", "__", true)
+    );
+}
+
+#[test]
+fn full_http_and_stdio_example_parses_to_the_expected_structs() {
+    let text = r#"
+[[upstreams]]
+name = "api"
+kind = "http"
+url = "http://10.0.0.5:8000/mcp"
+session_mode = "per_client"
+prefix = "API"
+separator = "."
+required = false
+request_timeout_ms = 20000
+breaker_failures = 5
+breaker_open_ms = 1000
+pool_connections_max = 20
+pool_waiters_max = 0
+connect_timeout_ms = 500
+pool_idle_timeout_ms = 10000
+pool_lifetime_ms = 600000
+response_head_bytes_max = 8192
+response_headers_count_max = 32
+sse_event_bytes_max = 65536
+
+[[upstreams]]
+name = "files"
+kind = "stdio"
+command = "/usr/bin/mcp-files"
+args = ["--root", "/srv"]
+env = { LOG = "info", HOME = "/srv" }
+cwd = "/srv"
+message_bytes_max = 524288
+stderr_line_bytes_max = 1024
+inbound_messages_max = 16
+outbound_messages_max = 8
+restart_backoff_ms = 200
+restart_backoff_max_ms = 10000
+healthy_after_ms = 0
+kill_grace_ms = 0
+exit_poll_ms = 250
+"#;
+    let config = Config::from_toml_str(text, "t.toml").unwrap();
+    let expected = vec![
+        Upstream {
+            name: "api".to_owned(),
+            kind: UpstreamKind::Http(HttpUpstream {
+                url: "http://10.0.0.5:8000/mcp".to_owned(),
+                session_mode: SessionMode::PerClient,
+                pool_connections_max: 20,
+                pool_waiters_max: 0,
+                connect_timeout_ms: 500,
+                pool_idle_timeout_ms: 10_000,
+                pool_lifetime_ms: 600_000,
+                response_head_bytes_max: 8192,
+                response_headers_count_max: 32,
+                sse_event_bytes_max: 65_536,
+            }),
+            prefix: "API".to_owned(),
+            separator: ".".to_owned(),
+            required: false,
+            request_timeout_ms: 20_000,
+            breaker_failures: 5,
+            breaker_open_ms: 1000,
+        },
+        Upstream {
+            name: "files".to_owned(),
+            kind: UpstreamKind::Stdio(StdioUpstream {
+                command: "/usr/bin/mcp-files".to_owned(),
+                args: vec!["--root".to_owned(), "/srv".to_owned()],
+                env: vec![
+                    ("HOME".to_owned(), "/srv".to_owned()),
+                    ("LOG".to_owned(), "info".to_owned()),
+                ],
+                cwd: Some("/srv".into()),
+                message_bytes_max: 524_288,
+                stderr_line_bytes_max: 1024,
+                inbound_messages_max: 16,
+                outbound_messages_max: 8,
+                restart_backoff_ms: 200,
+                restart_backoff_max_ms: 10_000,
+                healthy_after_ms: 0,
+                kill_grace_ms: 0,
+                exit_poll_ms: 250,
+            }),
+            prefix: "files".to_owned(),
+            separator: "__".to_owned(),
+            required: true,
+            request_timeout_ms: 300_000,
+            breaker_failures: 3,
+            breaker_open_ms: 60_000,
+        },
+    ];
+    assert_eq!(config.upstreams, expected);
+
+    let summary = config.summary();
+    for needle in [
+        "api (http http://10.0.0.5:8000/mcp, session per_client, pool 20 conns / 0 waiters",
+        "names \"API.<name>\", optional, timeout 20000 ms, breaker 5 failures / 1000 ms",
+        "files (stdio \"/usr/bin/mcp-files\" [\"--root\", \"/srv\"], 2 env, cwd \"/srv\"",
+        "backoff 200..10000 ms",
+        "pending.pending_per_upstream_max",
+    ] {
+        assert!(
+            summary.contains(needle),
+            "{needle} missing from:\n{summary}"
+        );
+    }
+}
+
+#[test]
+fn more_upstreams_than_the_cap_are_refused() {
+    let count = bounds::UPSTREAMS_COUNT_MAX + 1;
+    let text: String = (0..count)
+        .map(|index| format!("[[upstreams]]\nname = \"u{index}\"\nkind = \"builtin\"\n"))
+        .collect();
+    let errors = errors_of(&text);
+    assert_eq!(errors.len(), 1, "{:?}", &errors[..errors.len().min(3)]);
+    assert_eq!(errors[0].key, "upstreams");
+    assert!(
+        errors[0].to_string().contains("has 1025 entries"),
+        "{}",
+        errors[0]
     );
 }

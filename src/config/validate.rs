@@ -9,16 +9,26 @@ use std::net::SocketAddr;
 
 use super::bounds::{self, Bound};
 use super::error::{ConfigError, ConfigErrorKind};
-use super::raw::RawUpstream;
-use super::raw::{RawAdmin, RawConfig, RawCores, RawEpoch, RawLimits, RawServer, RawSessions};
-use super::{
-    Admin, Config, Cores, Epoch, Limits, Pending, Server, Sessions, Upstream, UpstreamKind,
+use super::raw::{
+    RawAdmin, RawConfig, RawCores, RawEpoch, RawLimits, RawPending, RawServer, RawSessions,
+    RawUpstream,
 };
+use super::{
+    Admin, Config, Cores, Epoch, HttpUpstream, Limits, Pending, Server, SessionMode, Sessions,
+    StdioUpstream, Upstream, UpstreamKind,
+};
+use crate::upstream::pool::UpstreamUrl;
 
 /// Accepted values of `upstreams[i].kind`.
-const UPSTREAM_KINDS: &[&str] = &["builtin"];
+const UPSTREAM_KINDS: &[&str] = &["builtin", "http", "stdio"];
 /// Longest upstream name, in bytes.
 const UPSTREAM_NAME_BYTES_MAX: usize = 32;
+/// Longest upstream prefix, in bytes.
+const UPSTREAM_PREFIX_BYTES_MAX: usize = 32;
+/// Longest upstream separator, in bytes.
+const UPSTREAM_SEPARATOR_BYTES_MAX: usize = 4;
+/// Default separator between an upstream's prefix and a tool or prompt name.
+const UPSTREAM_SEPARATOR_DEFAULT: &str = "__";
 
 /// Checks `raw` into a `Config`, or returns every problem found; `origin` prefixes each error.
 pub(crate) fn validate(raw: &RawConfig, origin: &str) -> Result<Config, Vec<ConfigError>> {
@@ -31,26 +41,23 @@ pub(crate) fn validate(raw: &RawConfig, origin: &str) -> Result<Config, Vec<Conf
     let limits = checker.limits(&raw.limits);
     let sessions = checker.sessions(&raw.sessions);
     let epoch = checker.epoch(&raw.epoch, &sessions);
-    let upstreams = checker.upstreams(&raw.upstreams.0);
+    let pending = checker.pending(&raw.pending);
+    let upstreams = checker.upstreams(&raw.upstreams.0, &limits, &pending);
     if !checker.errors.is_empty() {
         return Err(checker.errors);
     }
     assert!(epoch.session_arena_bytes_max >= sessions.session_payload_bytes_max);
     assert!(sessions.session_idle_ttl_ms >= epoch.tick_ms);
+    assert!(pending.pending_per_upstream_max <= pending.pending_max);
     assert!(!upstreams.is_empty());
+    assert!(upstreams.len() <= bounds::UPSTREAMS_COUNT_MAX);
     Ok(Config {
         server,
         admin,
         limits,
         sessions,
         epoch,
-        pending: Pending {
-            pending_max: 1000,
-            pending_per_upstream_max: 500,
-            request_id_bytes_max: 128,
-            request_timeout_ms: 300_000,
-            stream_buffer_bytes_max: 262_144,
-        },
+        pending,
         upstreams,
     })
 }
@@ -128,6 +135,22 @@ fn upstream_name_problem(name: &str) -> Option<&'static str> {
         .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || b"_-".contains(&byte));
     let length_ok = (1..=UPSTREAM_NAME_BYTES_MAX).contains(&name.len());
     (!charset_ok || !length_ok).then_some("names are 1 to 32 characters of [a-z0-9_-]")
+}
+
+/// Why `prefix` is not an acceptable upstream prefix, or `None` if it is one.
+fn prefix_problem(prefix: &str) -> Option<&'static str> {
+    let charset_ok = prefix
+        .bytes()
+        .all(|byte| byte.is_ascii_alphanumeric() || b"_-".contains(&byte));
+    let length_ok = prefix.len() <= UPSTREAM_PREFIX_BYTES_MAX;
+    (!charset_ok || !length_ok).then_some("prefixes are 0 to 32 characters of [A-Za-z0-9_-]")
+}
+
+/// Why `separator` is not an acceptable separator, or `None` if it is one.
+fn separator_problem(separator: &str) -> Option<&'static str> {
+    let charset_ok = separator.bytes().all(|byte| b"_-.:/".contains(&byte));
+    let length_ok = (1..=UPSTREAM_SEPARATOR_BYTES_MAX).contains(&separator.len());
+    (!charset_ok || !length_ok).then_some("separators are 1 to 4 characters of _ - . : /")
 }
 
 /// Records problems while the sections are checked.
@@ -372,53 +395,404 @@ impl Checker<'_> {
         derived.max(sessions.session_payload_bytes_max)
     }
 
-    fn upstreams(&mut self, raw: &[RawUpstream]) -> Vec<Upstream> {
+    /// `[pending]`, plus the rule tying its two caps together.
+    fn pending(&mut self, raw: &RawPending) -> Pending {
+        use bounds as b;
+        let pending_max: u32 = self.number("pending.pending_max", raw.pending_max, b::PENDING_MAX);
+        let per_upstream: u32 = self.number(
+            "pending.pending_per_upstream_max",
+            raw.pending_per_upstream_max,
+            b::PENDING_PER_UPSTREAM_MAX,
+        );
+        let both_valid = !self.has_error("pending.pending_max")
+            && !self.has_error("pending.pending_per_upstream_max");
+        if both_valid && per_upstream > pending_max {
+            let reason = format!(
+                "{per_upstream} is more than pending.pending_max {pending_max}; one upstream's \
+                 share of the shard's requests in flight cannot exceed the whole"
+            );
+            self.conflict("pending.pending_per_upstream_max", reason);
+        }
+        Pending {
+            pending_max,
+            pending_per_upstream_max: per_upstream.min(pending_max),
+            request_id_bytes_max: self.number(
+                "pending.request_id_bytes_max",
+                raw.request_id_bytes_max,
+                b::REQUEST_ID_BYTES_MAX,
+            ),
+            request_timeout_ms: self.number(
+                "pending.request_timeout_ms",
+                raw.request_timeout_ms,
+                b::REQUEST_TIMEOUT_MS,
+            ),
+            stream_buffer_bytes_max: self.number(
+                "pending.stream_buffer_bytes_max",
+                raw.stream_buffer_bytes_max,
+                b::STREAM_BUFFER_BYTES_MAX,
+            ),
+        }
+    }
+
+    fn upstreams(
+        &mut self,
+        raw: &[RawUpstream],
+        limits: &Limits,
+        pending: &Pending,
+    ) -> Vec<Upstream> {
         if raw.is_empty() {
             let reason = "is empty; add at least one [[upstreams]] entry \
                           (kind = \"builtin\" serves demo tools)";
             self.conflict("upstreams", reason.to_owned());
         }
+        if raw.len() > bounds::UPSTREAMS_COUNT_MAX {
+            let reason = format!(
+                "has {} entries; at most {} upstreams are accepted",
+                raw.len(),
+                bounds::UPSTREAMS_COUNT_MAX
+            );
+            self.conflict("upstreams", reason);
+        }
         let mut upstreams: Vec<Upstream> = Vec::with_capacity(raw.len());
         for (index, entry) in raw.iter().enumerate() {
-            let key = format!("upstreams[{index}].name");
-            if let Some(reason) = upstream_name_problem(&entry.name) {
-                self.invalid(&key, &quoted(&entry.name), reason);
-            } else if let Some(first) = upstreams.iter().position(|seen| seen.name == entry.name) {
-                let reason = format!("upstreams[{first}] already uses this name; names are unique");
-                self.invalid(&key, &quoted(&entry.name), &reason);
-            }
-            let kind = self.upstream_kind(index, entry);
-            upstreams.push(Upstream {
-                name: entry.name.clone(),
-                kind,
-                prefix: entry.name.clone(),
-                separator: "__".to_owned(),
-                required: true,
-                request_timeout_ms: 300_000,
-                breaker_failures: 3,
-                breaker_open_ms: 60_000,
-            });
+            let key = format!("upstreams[{index}]");
+            self.upstream_name(&key, entry, &upstreams);
+            let upstream = self.upstream(&key, entry, limits, pending);
+            self.prefix_collision(&key, &upstream, &upstreams);
+            upstreams.push(upstream);
         }
         upstreams
     }
 
-    fn upstream_kind(&mut self, index: usize, entry: &RawUpstream) -> UpstreamKind {
-        if !UPSTREAM_KINDS.contains(&entry.kind.as_str()) {
-            let reason = format!("unknown kind (accepted: {})", UPSTREAM_KINDS.join(", "));
-            self.invalid(
-                &format!("upstreams[{index}].kind"),
-                &quoted(&entry.kind),
-                &reason,
-            );
+    fn upstream_name(&mut self, key: &str, entry: &RawUpstream, seen: &[Upstream]) {
+        let key = format!("{key}.name");
+        if let Some(reason) = upstream_name_problem(&entry.name) {
+            self.invalid(&key, &quoted(&entry.name), reason);
+        } else if let Some(first) = seen.iter().position(|seen| seen.name == entry.name) {
+            let reason = format!("upstreams[{first}] already uses this name; names are unique");
+            self.invalid(&key, &quoted(&entry.name), &reason);
         }
-        let sleep_ms_max = entry.sleep_ms_max.unwrap_or(bounds::SLEEP_MS_MAX.default);
-        UpstreamKind::Builtin {
-            sleep_ms_max: self.number(
-                &format!("upstreams[{index}].sleep_ms_max"),
-                sleep_ms_max,
-                bounds::SLEEP_MS_MAX,
+    }
+
+    /// The keys every kind has, then the kind's own.
+    fn upstream(
+        &mut self,
+        key: &str,
+        entry: &RawUpstream,
+        limits: &Limits,
+        pending: &Pending,
+    ) -> Upstream {
+        use bounds as b;
+        let at = |name: &str| format!("{key}.{name}");
+        if let Some(prefix) = &entry.prefix {
+            if let Some(reason) = prefix_problem(prefix) {
+                self.invalid(&at("prefix"), &quoted(prefix), reason);
+            }
+        }
+        if let Some(separator) = &entry.separator {
+            if let Some(reason) = separator_problem(separator) {
+                self.invalid(&at("separator"), &quoted(separator), reason);
+            }
+        }
+        let timeout_default = i64::try_from(pending.request_timeout_ms).unwrap_or(i64::MAX);
+        Upstream {
+            name: entry.name.clone(),
+            kind: self.upstream_kind(key, entry, limits),
+            prefix: entry.prefix.clone().unwrap_or_else(|| entry.name.clone()),
+            separator: entry
+                .separator
+                .clone()
+                .unwrap_or_else(|| UPSTREAM_SEPARATOR_DEFAULT.to_owned()),
+            required: entry.required.unwrap_or(true),
+            request_timeout_ms: self.optional(
+                &at("request_timeout_ms"),
+                entry.request_timeout_ms,
+                b::REQUEST_TIMEOUT_MS,
+                timeout_default,
+            ),
+            breaker_failures: self.optional(
+                &at("breaker_failures"),
+                entry.breaker_failures,
+                b::BREAKER_FAILURES,
+                b::BREAKER_FAILURES.default,
+            ),
+            breaker_open_ms: self.optional(
+                &at("breaker_open_ms"),
+                entry.breaker_open_ms,
+                b::BREAKER_OPEN_MS,
+                b::BREAKER_OPEN_MS.default,
             ),
         }
+    }
+
+    /// Refuses a non-empty (prefix, separator) that an earlier upstream already has: their
+    /// merged tool names would collide. Empty prefixes merge names as the upstreams give them,
+    /// so whether those collide is known only from the upstreams' lists, at start-up.
+    fn prefix_collision(&mut self, key: &str, upstream: &Upstream, seen: &[Upstream]) {
+        let prefix_key = format!("{key}.prefix");
+        let own_keys_valid = !self.has_error(&prefix_key)
+            && !self.has_error(&format!("{key}.separator"))
+            && !self.has_error(&format!("{key}.name"));
+        if upstream.prefix.is_empty() || !own_keys_valid {
+            return;
+        }
+        let same = |other: &Upstream| {
+            other.prefix == upstream.prefix && other.separator == upstream.separator
+        };
+        if let Some(first) = seen.iter().position(same) {
+            let reason = format!(
+                "{:?} is also upstreams[{first}]'s prefix (upstream {:?}, separator {:?}): \
+                 merged names would collide; give {:?} or {:?} another prefix or separator",
+                upstream.prefix,
+                seen[first].name,
+                upstream.separator,
+                upstream.name,
+                seen[first].name
+            );
+            self.conflict(&prefix_key, reason);
+        }
+    }
+
+    fn upstream_kind(&mut self, key: &str, entry: &RawUpstream, limits: &Limits) -> UpstreamKind {
+        let sleep_ms_max = |checker: &mut Self| {
+            checker.optional(
+                &format!("{key}.sleep_ms_max"),
+                entry.sleep_ms_max,
+                bounds::SLEEP_MS_MAX,
+                bounds::SLEEP_MS_MAX.default,
+            )
+        };
+        match entry.kind.as_str() {
+            "builtin" => UpstreamKind::Builtin {
+                sleep_ms_max: sleep_ms_max(self),
+            },
+            "http" => UpstreamKind::Http(self.http_upstream(key, entry, limits)),
+            "stdio" => UpstreamKind::Stdio(self.stdio_upstream(key, entry, limits)),
+            _ => {
+                let reason = format!("unknown kind (accepted: {})", UPSTREAM_KINDS.join(", "));
+                self.invalid(&format!("{key}.kind"), &quoted(&entry.kind), &reason);
+                UpstreamKind::Builtin {
+                    sleep_ms_max: bounds::SLEEP_MS_MAX.default.unsigned_abs(),
+                }
+            }
+        }
+    }
+
+    /// The keys of a `kind = "http"` upstream.
+    fn http_upstream(&mut self, key: &str, entry: &RawUpstream, limits: &Limits) -> HttpUpstream {
+        use bounds as b;
+        let at = |name: &str| format!("{key}.{name}");
+        let url = match &entry.url {
+            None => {
+                self.missing(&at("url"), "kind = \"http\"", "http://host[:port][/path]");
+                String::new()
+            }
+            Some(url) => {
+                if let Err(reason) = UpstreamUrl::check_syntax(url) {
+                    self.invalid(&at("url"), &quoted(url), &reason);
+                }
+                url.clone()
+            }
+        };
+        let session_mode = match entry.session_mode.as_deref() {
+            None | Some("shared") => SessionMode::Shared,
+            Some("per_client") => SessionMode::PerClient,
+            Some(other) => {
+                let reason = "accepted: \"shared\", \"per_client\"";
+                self.invalid(&at("session_mode"), &quoted(other), reason);
+                SessionMode::Shared
+            }
+        };
+        let body_default = i64::try_from(limits.response_body_bytes_max).unwrap_or(i64::MAX);
+        HttpUpstream {
+            url,
+            session_mode,
+            pool_connections_max: self.optional(
+                &at("pool_connections_max"),
+                entry.pool_connections_max,
+                b::POOL_CONNECTIONS_MAX,
+                b::POOL_CONNECTIONS_MAX.default,
+            ),
+            pool_waiters_max: self.optional(
+                &at("pool_waiters_max"),
+                entry.pool_waiters_max,
+                b::POOL_WAITERS_MAX,
+                b::POOL_WAITERS_MAX.default,
+            ),
+            connect_timeout_ms: self.optional(
+                &at("connect_timeout_ms"),
+                entry.connect_timeout_ms,
+                b::CONNECT_TIMEOUT_MS,
+                b::CONNECT_TIMEOUT_MS.default,
+            ),
+            pool_idle_timeout_ms: self.optional(
+                &at("pool_idle_timeout_ms"),
+                entry.pool_idle_timeout_ms,
+                b::POOL_IDLE_TIMEOUT_MS,
+                b::POOL_IDLE_TIMEOUT_MS.default,
+            ),
+            pool_lifetime_ms: self.optional(
+                &at("pool_lifetime_ms"),
+                entry.pool_lifetime_ms,
+                b::POOL_LIFETIME_MS,
+                b::POOL_LIFETIME_MS.default,
+            ),
+            response_head_bytes_max: self.optional(
+                &at("response_head_bytes_max"),
+                entry.response_head_bytes_max,
+                b::RESPONSE_HEAD_BYTES_MAX,
+                b::RESPONSE_HEAD_BYTES_MAX.default,
+            ),
+            response_headers_count_max: self.optional(
+                &at("response_headers_count_max"),
+                entry.response_headers_count_max,
+                b::RESPONSE_HEADERS_COUNT_MAX,
+                b::RESPONSE_HEADERS_COUNT_MAX.default,
+            ),
+            sse_event_bytes_max: self.optional(
+                &at("sse_event_bytes_max"),
+                entry.sse_event_bytes_max,
+                b::SSE_EVENT_BYTES_MAX,
+                body_default,
+            ),
+        }
+    }
+
+    /// The keys of a `kind = "stdio"` upstream: what to run, then its limits.
+    fn stdio_upstream(&mut self, key: &str, entry: &RawUpstream, limits: &Limits) -> StdioUpstream {
+        let at = |name: &str| format!("{key}.{name}");
+        let command = match &entry.command {
+            None => {
+                let expected = "the program to run, looked up in PATH when it has no slash";
+                self.missing(&at("command"), "kind = \"stdio\"", expected);
+                String::new()
+            }
+            Some(command) => {
+                if command.is_empty() || command.contains('\0') {
+                    let reason = "a command is a non-empty program name or path without NUL";
+                    self.invalid(&at("command"), &quoted(command), reason);
+                }
+                command.clone()
+            }
+        };
+        let args = entry.args.clone().unwrap_or_default();
+        for (index, arg) in args.iter().enumerate() {
+            if arg.contains('\0') {
+                self.invalid(&at(&format!("args[{index}]")), &quoted(arg), "contains NUL");
+            }
+        }
+        let env: Vec<(String, String)> =
+            entry.env.clone().unwrap_or_default().into_iter().collect();
+        for (name, value) in &env {
+            let env_key = at(&format!("env.{name}"));
+            if name.is_empty() || name.contains(['=', '\0']) {
+                let reason = "variable names are non-empty, without '=' or NUL";
+                self.invalid(&env_key, &quoted(name), reason);
+            } else if value.contains('\0') {
+                self.invalid(&env_key, &quoted(value), "contains NUL");
+            }
+        }
+        let cwd = entry.cwd.as_ref().map(|cwd| {
+            if cwd.is_empty() || cwd.contains('\0') {
+                let reason = "a directory path is non-empty and without NUL";
+                self.invalid(&at("cwd"), &quoted(cwd), reason);
+            }
+            std::path::PathBuf::from(cwd)
+        });
+        let mut stdio = self.stdio_limits(key, entry, limits);
+        stdio.command = command;
+        stdio.args = args;
+        stdio.env = env;
+        stdio.cwd = cwd;
+        stdio
+    }
+
+    /// The numeric keys of a `kind = "stdio"` upstream (what to run is left empty), plus the
+    /// rule tying the two backoff keys together.
+    fn stdio_limits(&mut self, key: &str, entry: &RawUpstream, limits: &Limits) -> StdioUpstream {
+        use bounds as b;
+        let at = |name: &str| format!("{key}.{name}");
+        let body_default = i64::try_from(limits.response_body_bytes_max).unwrap_or(i64::MAX);
+        let mut number = |name: &str, value: Option<i64>, bound: Bound| -> u32 {
+            self.optional(&at(name), value, bound, bound.default)
+        };
+        let stderr_line_bytes_max = number(
+            "stderr_line_bytes_max",
+            entry.stderr_line_bytes_max,
+            b::STDERR_LINE_BYTES_MAX,
+        );
+        let inbound = number(
+            "inbound_messages_max",
+            entry.inbound_messages_max,
+            b::INBOUND_MESSAGES_MAX,
+        );
+        let outbound = number(
+            "outbound_messages_max",
+            entry.outbound_messages_max,
+            b::OUTBOUND_MESSAGES_MAX,
+        );
+        let backoff = number(
+            "restart_backoff_ms",
+            entry.restart_backoff_ms,
+            b::RESTART_BACKOFF_MS,
+        );
+        let backoff_max = number(
+            "restart_backoff_max_ms",
+            entry.restart_backoff_max_ms,
+            b::RESTART_BACKOFF_MAX_MS,
+        );
+        let healthy_after_ms = number(
+            "healthy_after_ms",
+            entry.healthy_after_ms,
+            b::HEALTHY_AFTER_MS,
+        );
+        let kill_grace_ms = number("kill_grace_ms", entry.kill_grace_ms, b::KILL_GRACE_MS);
+        let exit_poll_ms = number("exit_poll_ms", entry.exit_poll_ms, b::EXIT_POLL_MS);
+        let both_valid = !self.has_error(&at("restart_backoff_ms"))
+            && !self.has_error(&at("restart_backoff_max_ms"));
+        if both_valid && backoff > backoff_max {
+            let reason = format!(
+                "{backoff} is more than {key}.restart_backoff_max_ms {backoff_max}; the first \
+                 wait before a restart cannot exceed the longest"
+            );
+            self.conflict(&at("restart_backoff_ms"), reason);
+        }
+        StdioUpstream {
+            command: String::new(),
+            args: Vec::new(),
+            env: Vec::new(),
+            cwd: None,
+            message_bytes_max: self.optional(
+                &at("message_bytes_max"),
+                entry.message_bytes_max,
+                b::MESSAGE_BYTES_MAX,
+                body_default,
+            ),
+            stderr_line_bytes_max,
+            inbound_messages_max: inbound,
+            outbound_messages_max: outbound,
+            restart_backoff_ms: backoff.min(backoff_max),
+            restart_backoff_max_ms: backoff_max,
+            healthy_after_ms,
+            kill_grace_ms,
+            exit_poll_ms,
+        }
+    }
+
+    /// `value`, or `absent` when the key is absent, if `bound` accepts it; else records the
+    /// error and yields the bound's default.
+    fn optional<T: TryFrom<i64>>(
+        &mut self,
+        key: &str,
+        value: Option<i64>,
+        bound: Bound,
+        absent: i64,
+    ) -> T {
+        debug_assert!(
+            bound.accepts(absent),
+            "{key}: the value used when absent is in range"
+        );
+        self.number(key, value.unwrap_or(absent), bound)
     }
 
     /// `value` if `bound` accepts it, else records the error and yields the default.
@@ -453,6 +827,14 @@ impl Checker<'_> {
         let kind = ConfigErrorKind::Invalid {
             value: value.to_owned(),
             reason: reason.to_owned(),
+        };
+        self.push(key, kind);
+    }
+
+    fn missing(&mut self, key: &str, required_by: &str, expected: &str) {
+        let kind = ConfigErrorKind::Missing {
+            required_by: required_by.to_owned(),
+            expected: expected.to_owned(),
         };
         self.push(key, kind);
     }

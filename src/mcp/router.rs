@@ -580,12 +580,7 @@ impl Router {
             )));
         }
         let mut failures = Vec::new();
-        for link in self
-            .state
-            .links
-            .iter()
-            .filter(|l| l.takes_set_level())
-        {
+        for link in self.state.links.iter().filter(|l| l.takes_set_level()) {
             if let Err(failure) = link
                 .control_request("logging/setLevel", Some(json!({ "level": level })))
                 .await

@@ -242,7 +242,7 @@ pub fn plan(config: &Config, shards: u16) -> Plan {
         * (config.limits.request_body_bytes_max + config.limits.response_body_bytes_max);
     let terms = [
         PlanTerm {
-            name: "session table",
+            name: "session table".into(),
             per_shard_bytes: ceiling.total(),
             explanation: format!(
                 "sessions_max {} → slab {} + index {} + key lists {} bytes; arenas \
@@ -257,7 +257,7 @@ pub fn plan(config: &Config, shards: u16) -> Plan {
             ),
         },
         PlanTerm {
-            name: "forwarded requests",
+            name: "forwarded requests".into(),
             per_shard_bytes: forwarded_index + forwarded_copies,
             explanation: format!(
                 "ticket index {forwarded_index} bytes + limits.forwarded_requests_max \
@@ -266,7 +266,7 @@ pub fn plan(config: &Config, shards: u16) -> Plan {
             ),
         },
         PlanTerm {
-            name: "executor thread",
+            name: "executor thread".into(),
             per_shard_bytes: EXECUTOR_THREAD_BYTES,
             explanation:
                 "the shard thread's stack (2 MiB, the Rust default) and its io_uring rings".into(),
@@ -280,7 +280,7 @@ pub fn plan(config: &Config, shards: u16) -> Plan {
         .and_then(std::fs::metadata)
         .map_or(0, |meta| meta.len());
     config::plan::plan(config, shards, &terms).with_process_term(PlanTerm {
-        name: "program image",
+        name: "program image".into(),
         per_shard_bytes: image_bytes + PROCESS_THREADS_BYTES,
         explanation: format!(
             "once per process: the executable ({image_bytes} bytes, all of it as if resident) \

@@ -68,28 +68,10 @@ pub struct UpstreamUrl {
 
 impl UpstreamUrl {
     /// Parses and resolves `url`. Name resolution blocks, so this runs at startup or reload,
-    /// never on a request path; the first address is used. Refuses other schemes (there is
-    /// no TLS here), user info, fragments, and names that do not resolve.
+    /// never on a request path; the first address is used. Refuses what [`Self::check_syntax`]
+    /// refuses, and names that do not resolve.
     pub fn parse(url: &str) -> Result<UpstreamUrl, String> {
-        let Some(rest) = url.strip_prefix("http://") else {
-            return Err(format!(
-                "upstream url {url:?} must start with http:// (https is not supported)"
-            ));
-        };
-        let (authority, path) = match rest.find('/') {
-            Some(slash) => (&rest[..slash], &rest[slash..]),
-            None => (rest, "/"),
-        };
-        if authority.is_empty() || authority.contains('@') || url.contains('#') {
-            return Err(format!(
-                "upstream url {url:?} needs a host and no user info or fragment"
-            ));
-        }
-        if !path.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(format!(
-                "upstream url {url:?} has a path that is not visible ascii"
-            ));
-        }
+        let (authority, path) = Self::check_syntax(url)?;
         let has_port = authority
             .rsplit_once(':')
             .is_some_and(|(_, port)| !port.contains(']'));
@@ -109,6 +91,54 @@ impl UpstreamUrl {
             address,
             path: path.to_string(),
         })
+    }
+
+    /// Checks the form of `url` without resolving anything (config validation uses it) and
+    /// returns its authority and request target. Refuses other schemes (there is no TLS
+    /// here), an empty host, user info, fragments, a port that is not 1..=65535, and a path
+    /// that is not visible ASCII.
+    pub fn check_syntax(url: &str) -> Result<(&str, &str), String> {
+        let Some(rest) = url.strip_prefix("http://") else {
+            return Err(format!(
+                "upstream url {url:?} must start with http:// (https is not supported)"
+            ));
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(slash) => (&rest[..slash], &rest[slash..]),
+            None => (rest, "/"),
+        };
+        if authority.is_empty() || authority.contains('@') || url.contains('#') {
+            return Err(format!(
+                "upstream url {url:?} needs a host and no user info or fragment"
+            ));
+        }
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((host, port)) if !port.contains(']') => (host, Some(port)),
+            _ => (authority, None),
+        };
+        let host_ok = match host.strip_prefix('[') {
+            Some(inner) => inner
+                .strip_suffix(']')
+                .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok()),
+            None => !host.is_empty() && !host.contains(['[', ']', ':']),
+        };
+        if !host_ok {
+            return Err(format!("upstream url {url:?} has no valid host"));
+        }
+        let port_ok = |port: &str| {
+            port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok_and(|p| p > 0)
+        };
+        if port.is_some_and(|port| !port_ok(port)) {
+            return Err(format!(
+                "upstream url {url:?} has a port that is not a number in 1..=65535"
+            ));
+        }
+        if !path.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(format!(
+                "upstream url {url:?} has a path that is not visible ascii"
+            ));
+        }
+        Ok((authority, path))
     }
 
     /// The URL as configured.
