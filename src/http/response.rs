@@ -173,6 +173,17 @@ impl<'c> ResponseWriter<'c> {
         Ok(self.stream_view())
     }
 
+    /// Resolves when the client closes its connection before this response is written (to
+    /// abandon work done for it). Bytes the client sends meanwhile (a pipelined request) are
+    /// left unread, and then this never resolves.
+    pub async fn peer_gone(&self) {
+        let mut probe = [0u8; 1];
+        match self.stream.peek(&mut probe).await {
+            Ok(0) | Err(_) => {}
+            Ok(_) => std::future::pending::<()>().await,
+        }
+    }
+
     /// Forces `Connection: close` on this response (if called before it is written) and closes
     /// the connection after it in any case.
     pub fn close_after(&mut self) {

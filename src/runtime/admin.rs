@@ -69,8 +69,11 @@ impl http::Handler for AdminFront {
         match path {
             "/healthz" => response.json(200, &[TEXT], b"ok\n"),
             "/readyz" => match self.gather().await {
-                Ok(_) if !self.shard.shutdown.is_draining() => {
-                    response.json(200, &[TEXT], b"ready\n")
+                Ok(statuses) if !self.shard.shutdown.is_draining() => {
+                    match required_down(&statuses) {
+                        None => response.json(200, &[TEXT], b"ready\n"),
+                        Some(why) => response.json(503, &[TEXT], why.as_bytes()),
+                    }
                 }
                 Ok(_) => response.json(503, &[TEXT], b"draining\n"),
                 Err(silent) => {
@@ -88,4 +91,17 @@ impl http::Handler for AdminFront {
             _ => response.json(404, &[TEXT], b"admin paths: /healthz /readyz /status\n"),
         }
     }
+}
+
+/// Why the gateway is not ready because a required upstream is down on some shard, if it is.
+fn required_down(statuses: &[ShardStatus]) -> Option<String> {
+    let (shard, upstream) = statuses.iter().find_map(|status| {
+        let down = status.upstreams.iter().find(|u| u.required && !u.up)?;
+        Some((status.shard, down))
+    })?;
+    let reason = upstream.last_error.as_deref().unwrap_or("no handshake yet");
+    Some(format!(
+        "required upstream {} is down on shard {shard}: {reason}\n",
+        upstream.name
+    ))
 }

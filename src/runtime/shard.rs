@@ -6,6 +6,7 @@
 //! [`MeshMessage`]s leave it.
 
 use std::cell::{Cell, RefCell};
+use std::io::ErrorKind;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,7 +26,7 @@ use crate::mcp::transport::{
 use crate::refusal::{RefusalCounters, RefusalReason};
 use crate::runtime::mesh::{ForwardedReply, ForwardedRequest, Mesh, MeshMessage};
 use crate::runtime::shutdown::ShutdownSignal;
-use crate::runtime::status::{GenerationStatus, ShardStatus};
+use crate::runtime::status::{GenerationStatus, PendingStatus, ShardStatus, UpstreamStatus};
 use serde_json::value::RawValue;
 
 /// How often a stream forwarded from another shard asks the owner whether its session still
@@ -310,7 +311,55 @@ impl Shard {
                 })
                 .collect(),
             refusals: self.refusals.nonzero().collect(),
+            pending: self.pending_status(),
+            upstreams: self.upstream_statuses(),
         }
+    }
+
+    fn pending_status(&self) -> PendingStatus {
+        let inflight = self.endpoint.router().inflight();
+        let stats = inflight.stats();
+        PendingStatus {
+            entries: stats.entries,
+            pending_max: stats.pending_max,
+            completed_total: stats.completed_total,
+            cancelled_total: stats.cancelled_total,
+            timeouts_total: stats.timeouts_total,
+            late_answers_total: stats.late_answers_total,
+            early_retires_total: stats.early_retires_total,
+            events_dropped_total: inflight.events_dropped_total(),
+            refusals: stats.refusals.to_vec(),
+        }
+    }
+
+    fn upstream_statuses(&self) -> Vec<UpstreamStatus> {
+        let router = self.endpoint.router();
+        let per_upstream = router.inflight().stats().per_upstream;
+        router
+            .links()
+            .iter()
+            .map(|link| {
+                let stats = link.stats();
+                UpstreamStatus {
+                    name: link.name().to_owned(),
+                    kind: link.config.kind.as_str(),
+                    required: link.config.required,
+                    up: stats.up,
+                    last_error: stats.last_error,
+                    breaker: stats.breaker,
+                    breaker_opened_total: stats.breaker_opened_total,
+                    breaker_refused_total: stats.breaker_refused_total,
+                    in_flight: per_upstream
+                        .get(usize::from(link.index))
+                        .copied()
+                        .unwrap_or(0),
+                    unroutable_total: stats.unroutable_total,
+                    server_requests_refused_total: stats.server_requests_refused_total,
+                    pool: stats.pool,
+                    stdio: stats.stdio,
+                }
+            })
+            .collect()
     }
 }
 
@@ -476,8 +525,13 @@ async fn relay_call(
     era: Era,
     response: &mut ResponseWriter<'_>,
 ) -> std::io::Result<()> {
-    let first = relay.next().await;
-    let mut event = match first {
+    let gone = || std::io::Error::new(ErrorKind::ConnectionAborted, "the client left");
+    let first = future::or(async { Some(relay.next().await) }, async {
+        response.peer_gone().await;
+        None
+    })
+    .await;
+    let mut event = match first.ok_or_else(gone)? {
         Ok(answer) => {
             let (status, body) = answer_message(id, answer, era);
             return response.json(status, &[], &body);
@@ -488,7 +542,12 @@ async fn relay_call(
     loop {
         stream.event(None, &event)?;
         stream.flush().await?;
-        event = match relay.next().await {
+        let next = future::or(async { Some(relay.next().await) }, async {
+            stream.peer_closed().await;
+            None
+        })
+        .await;
+        event = match next.ok_or_else(gone)? {
             Err(event) => event,
             Ok(answer) => {
                 let (_, body) = answer_message(id, answer, era);

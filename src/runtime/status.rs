@@ -19,6 +19,54 @@ pub struct ShardStatus {
     pub forwarded_in_flight: u32,
     pub arena: Vec<GenerationStatus>,
     pub refusals: Vec<(&'static str, u64)>,
+    pub pending: PendingStatus,
+    pub upstreams: Vec<UpstreamStatus>,
+}
+
+/// The shard's requests in flight to upstreams.
+#[derive(Serialize, Debug, Clone)]
+pub struct PendingStatus {
+    pub entries: u32,
+    pub pending_max: u32,
+    pub completed_total: u64,
+    pub cancelled_total: u64,
+    pub timeouts_total: u64,
+    pub late_answers_total: u64,
+    pub early_retires_total: u64,
+    /// Notifications dropped because a client read slower than its upstream wrote.
+    pub events_dropped_total: u64,
+    #[serde(serialize_with = "pairs_as_object")]
+    pub refusals: Vec<(&'static str, u64)>,
+}
+
+/// One upstream as this shard sees it.
+#[derive(Serialize, Debug, Clone)]
+pub struct UpstreamStatus {
+    pub name: String,
+    pub kind: &'static str,
+    pub required: bool,
+    /// Its last handshake succeeded and nothing since said it went away.
+    pub up: bool,
+    pub last_error: Option<String>,
+    /// `closed`, `open` or `half_open`.
+    pub breaker: &'static str,
+    pub breaker_opened_total: u64,
+    pub breaker_refused_total: u64,
+    /// Requests in flight to it from this shard.
+    pub in_flight: u32,
+    /// Messages from it that no request or client could take.
+    pub unroutable_total: u64,
+    /// Requests it sent to clients that the gateway answered with an error.
+    pub server_requests_refused_total: u64,
+    pub pool: Option<crate::upstream::pool::PoolStats>,
+    pub stdio: Option<crate::upstream::stdio::StdioStats>,
+}
+
+fn pairs_as_object<S: serde::Serializer>(
+    pairs: &[(&'static str, u64)],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_map(pairs.iter().map(|(k, v)| (*k, *v)))
 }
 
 /// Bytes held by one generation's arena of the session table.
@@ -58,6 +106,8 @@ pub fn render(shards: &[ShardStatus]) -> String {
             "connections": shards.iter().map(|s| u64::from(s.connections)).sum::<u64>(),
             "sessions": shards.iter().map(|s| u64::from(s.sessions)).sum::<u64>(),
             "forwarded_in_flight": shards.iter().map(|s| u64::from(s.forwarded_in_flight)).sum::<u64>(),
+            "pending": shards.iter().map(|s| u64::from(s.pending.entries)).sum::<u64>(),
+            "events_dropped_total": shards.iter().map(|s| s.pending.events_dropped_total).sum::<u64>(),
             "refusals": as_object(&refusals),
         }
     })

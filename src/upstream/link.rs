@@ -310,7 +310,11 @@ impl UpstreamLink {
                 Ok(())
             }
             Err(reason) => {
-                let reason = format!("upstream {}: {reason}", self.name());
+                let own = format!("upstream {}:", self.name());
+                let reason = match reason.starts_with(&own) {
+                    true => reason,
+                    false => format!("{own} {reason}"),
+                };
                 self.mark_down(reason.clone());
                 Err(reason)
             }

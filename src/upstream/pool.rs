@@ -277,7 +277,7 @@ pub struct Response {
 }
 
 /// Gauges and counters of one pool, for `/status`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PoolStats {
     /// Connections established (idle plus busy).
     pub open: u32,

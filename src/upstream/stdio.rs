@@ -204,7 +204,7 @@ impl fmt::Display for StdioError {
 impl std::error::Error for StdioError {}
 
 /// Counters and state of one stdio upstream on one shard, for `/status`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct StdioStats {
     /// Children started after the first.
     pub restarts_total: u64,
