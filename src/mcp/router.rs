@@ -870,9 +870,6 @@ mod tests {
         let token = take_progress_token(&mut params).unwrap();
         assert_eq!(token.get(), "\"abc\"");
         strip_stateless_meta(&mut params);
-        if let Some(level) = client.log_level {
-            set_meta(&mut params, jsonrpc::META_LOG_LEVEL, json!(level));
-        }
         assert!(params.get("_meta").is_none());
         set_progress_token(&mut params, UpstreamRequestId(41));
         assert_eq!(params["_meta"]["progressToken"], 41);
