@@ -197,7 +197,7 @@ fn pending_term(config: &Config) -> PlanTerm {
         explanation: format!(
             "pending.pending_max {} → requests slab {} + index {} + key lists {} bytes, arenas \
              {} + chunk overhead {} bytes (2 × pending_max × 2 × request_id_bytes_max {} per \
-             arena); client index {} bytes; {} upstream counts and one payload of scratch",
+             arena); client index {} bytes; {} upstreams × 4-byte count and one payload of scratch",
             pending.pending_max,
             requests.slab_bytes,
             requests.index_bytes,

@@ -578,9 +578,9 @@ impl Checker<'_> {
         }
     }
 
-    /// The keys of a `kind = "http"` upstream.
-    fn http_upstream(&mut self, key: &str, entry: &RawUpstream, limits: &Limits) -> HttpUpstream {
-        use bounds as b;
+    /// Where a `kind = "http"` upstream is and how its sessions are kept: `url` (form only;
+    /// the host resolves at start-up) and `session_mode`.
+    fn http_target(&mut self, key: &str, entry: &RawUpstream) -> (String, SessionMode) {
         let at = |name: &str| format!("{key}.{name}");
         let url = match &entry.url {
             None => {
@@ -603,6 +603,14 @@ impl Checker<'_> {
                 SessionMode::Shared
             }
         };
+        (url, session_mode)
+    }
+
+    /// The keys of a `kind = "http"` upstream.
+    fn http_upstream(&mut self, key: &str, entry: &RawUpstream, limits: &Limits) -> HttpUpstream {
+        use bounds as b;
+        let at = |name: &str| format!("{key}.{name}");
+        let (url, session_mode) = self.http_target(key, entry);
         let body_default = i64::try_from(limits.response_body_bytes_max).unwrap_or(i64::MAX);
         HttpUpstream {
             url,
