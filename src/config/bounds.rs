@@ -87,7 +87,7 @@ pub const REQUEST_ID_BYTES_MAX: Bound = Bound::new(128, 16, 1_024);
 /// value of `pending.request_timeout_ms`).
 pub const REQUEST_TIMEOUT_MS: Bound = Bound::new(300_000, 100, 86_400_000);
 /// `pending.stream_buffer_bytes_max`: notifications of one call waiting for a slow client.
-pub const STREAM_BUFFER_BYTES_MAX: Bound = Bound::new(262_144, 4_096, 67_108_864);
+pub const STREAM_BUFFER_BYTES_MAX: Bound = Bound::new(65_536, 4_096, 67_108_864);
 
 /// Upstreams in `[[upstreams]]`: the pending table keeps one count per upstream, indexed by a
 /// `u16`, and every shard runs one pool or child per upstream.

@@ -326,7 +326,7 @@ pub struct Pending {
     /// timeout. Default 300000 (5 min, for long tool calls), range 100..=86400000; the
     /// default of every upstream's own `request_timeout_ms`.
     pub request_timeout_ms: u64,
-    /// `stream_buffer_bytes_max`, default 262144: notifications of one call buffered for a
+    /// `stream_buffer_bytes_max`, default 65536 (a few hundred progress or log messages): notifications of one call buffered for a
     /// client that reads slower than its upstream writes; past it they are dropped and counted.
     pub stream_buffer_bytes_max: u64,
 }

@@ -15,9 +15,8 @@ use std::fmt;
 use super::{Config, HttpUpstream, Limits, StdioUpstream, Upstream, UpstreamKind};
 use crate::upstream::pending::{PendingLimits, PendingTable};
 
-/// The client route the pending table is sized for: 16 bytes, as wide as a legacy session id.
-/// A narrower route reserves a little less.
-type PlanRoute = u128;
+/// The client route the shard's pending table keys requests by.
+type PlanRoute = crate::upstream::inflight::ClientRoute;
 
 /// Output buffer an upstream connection keeps between requests (`http::client`): a larger one
 /// is freed after its request is written.
@@ -151,6 +150,7 @@ pub fn plan(config: &Config, shards: u16, terms: &[PlanTerm]) -> Plan {
             ),
         },
         pending_term(config),
+        relay_buffers_term(config),
     ];
     rows.extend(
         config
@@ -207,6 +207,21 @@ fn pending_term(config: &Config) -> PlanTerm {
             pending.request_id_bytes_max,
             ceiling.by_client.total(),
             upstreams_count,
+        ),
+    }
+}
+
+/// Notifications of calls in flight waiting for slow clients: each call buffers at most
+/// `pending.stream_buffer_bytes_max`, and at most `pending.pending_max` calls are in flight.
+fn relay_buffers_term(config: &Config) -> PlanTerm {
+    let pending = &config.pending;
+    PlanTerm {
+        name: "relayed notifications".into(),
+        per_shard_bytes: u64::from(pending.pending_max)
+            .saturating_mul(pending.stream_buffer_bytes_max),
+        explanation: format!(
+            "pending.pending_max {} × pending.stream_buffer_bytes_max {}",
+            pending.pending_max, pending.stream_buffer_bytes_max
         ),
     }
 }
@@ -376,7 +391,8 @@ mod tests {
         let connections = 256 * 2 * (16_384 + 262_144 + 1_048_576);
         let mesh = 2 * u64::from(limits.mesh_messages_max) * 64;
         let pending = plan.terms[3].per_shard_bytes;
-        let per_shard = 1_048_576 + connections + mesh + pending + 1000;
+        let relayed = 1000 * 65_536;
+        let per_shard = 1_048_576 + connections + mesh + pending + relayed + 1000;
         assert_eq!(plan.per_shard_bytes(), per_shard);
         assert_eq!(plan.total_bytes(), 2 * per_shard);
         let names: Vec<&str> = plan.terms.iter().map(|term| term.name.as_ref()).collect();
@@ -387,6 +403,7 @@ mod tests {
                 "connection buffers",
                 "mesh",
                 "pending table",
+                "relayed notifications",
                 "session table"
             ]
         );
@@ -507,7 +524,7 @@ mod tests {
     fn rendered_plan_has_a_row_per_term_and_both_totals() {
         let plan = plan(&Config::default(), 2, &[message_term(), session_term()]);
         let text = plan.to_string();
-        assert_eq!(text.lines().count(), 2 + 5 + 2, "{text}");
+        assert_eq!(text.lines().count(), 2 + 6 + 2, "{text}");
         assert!(text.contains("session table"), "{text}");
         assert!(text.contains("sessions_max 10 × 100 bytes"), "{text}");
         let total = format!("({} bytes)", plan.total_bytes());

@@ -62,7 +62,7 @@ fn embedded_default_file_equals_the_builtin_defaults() {
             pending_per_upstream_max: 500,
             request_id_bytes_max: 128,
             request_timeout_ms: 300_000,
-            stream_buffer_bytes_max: 262_144,
+            stream_buffer_bytes_max: 65_536,
         }
     );
 }
