@@ -24,7 +24,9 @@ use crate::mcp::version::ProtocolVersion;
 use crate::runtime::log;
 use crate::upstream::breaker::Admission;
 use crate::upstream::catalogue::{Catalogue, CatalogueLimits, Kind, Listing, Naming};
-use crate::upstream::inflight::{CallFailure, CallItem, CallState, ClientRoute, InFlight};
+use crate::upstream::inflight::{
+    CallFailure, CallItem, CallState, ClientRoute, InFlight, ServerRequests,
+};
 use crate::upstream::link::{Unasked, UpstreamLink};
 use crate::upstream::pending::{PendingLimits, PendingRefusal, UpstreamRequestId};
 
@@ -60,6 +62,9 @@ pub struct Client<'a> {
     pub id: &'a RawValue,
     /// The session's `logging/setLevel`, for upstreams that take it per request.
     pub log_level: Option<&'static str>,
+    /// The client reads requests on its call's event stream and answers them (the session
+    /// era; a 2026-07-28 client gets `input_required` results instead).
+    pub takes_requests: bool,
 }
 
 /// How the router answers.
@@ -80,6 +85,8 @@ pub struct Relay {
     router: Rc<RouterState>,
     route: ClientRoute,
     client_id: Box<RawValue>,
+    /// The id the upstream knows the call by.
+    id: UpstreamRequestId,
     /// The task talking to an `http` upstream; dropping it abandons the exchange.
     _task: Option<glommio::Task<()>>,
     done: bool,
@@ -101,6 +108,7 @@ impl Relay {
 
 impl Drop for Relay {
     fn drop(&mut self) {
+        self.router.server_requests.forget_parent(self.id);
         if self.done || self.state.is_settled() {
             return;
         }
@@ -123,6 +131,8 @@ impl Drop for Relay {
 pub struct RouterState {
     links: Vec<Rc<UpstreamLink>>,
     inflight: InFlight,
+    /// Requests from upstreams relayed to clients, waiting for their answers.
+    server_requests: ServerRequests,
     catalogue: RefCell<Rc<Catalogue>>,
     /// Every upstream's entries, listed or not: routes calls, so a call to an upstream that
     /// dropped out of the lists gets an error naming it rather than "unknown tool".
@@ -248,6 +258,7 @@ impl Router {
             listed: RefCell::new(vec![false; links.len()]),
             links,
             inflight,
+            server_requests: ServerRequests::new(shard, pending.pending_max as usize),
             catalogue: RefCell::new(Rc::new(Catalogue::build(&[], CATALOGUE_LIMITS))),
             routes: RefCell::new(Rc::new(Catalogue::build(&[], CATALOGUE_LIMITS))),
             clock_origin: Instant::now(),
@@ -309,7 +320,8 @@ impl Router {
                         .detach();
                     }
                 };
-                link.dispatch(&state.inflight, &now, &unasked).await;
+                link.dispatch(&state.inflight, &state.server_requests, &now, &unasked)
+                    .await;
             })
             .detach();
         }
@@ -432,6 +444,23 @@ impl Router {
         }
     }
 
+    /// A client's answer to a request relayed from an upstream: back to that upstream under
+    /// the id it gave. An answer nobody waits for (its call ended) is dropped.
+    pub fn client_response(&self, route: ClientRoute, id: &RawValue, message: &[u8]) {
+        let state = &self.state;
+        let Some(request) = state.server_requests.take(route, id.get()) else {
+            return;
+        };
+        let Ok(restored) = crate::upstream::pending::restore_response_id(
+            message,
+            request.upstream_id.get().as_bytes(),
+        ) else {
+            return;
+        };
+        let link = state.links[usize::from(request.upstream)].clone();
+        glommio::spawn_local(async move { link.respond(&restored).await }).detach();
+    }
+
     /// A client's `notifications/cancelled` for its request `request_id`: ends it here and tells
     /// the upstream that owns it (and only that one).
     pub fn cancel(&self, route: ClientRoute, request_id: &RawValue) {
@@ -515,6 +544,9 @@ impl Router {
             Err(refusal) => return Answer::Full(refusal),
         };
         let id = registered.id;
+        if client.takes_requests {
+            registered.state.allow_requests(client.route);
+        }
         if progress_token.is_some() {
             set_progress_token(&mut params, id);
         }
@@ -534,6 +566,7 @@ impl Router {
             router: state.clone(),
             route: client.route,
             client_id: client.id.to_owned(),
+            id,
             _task: Some(task),
             done: false,
         })
@@ -630,6 +663,7 @@ fn spawn_call(
                 Some(Value::Object(params)),
                 client_token.as_deref(),
                 &call,
+                &router.server_requests,
                 timeout_ms,
             )
             .await;

@@ -88,10 +88,6 @@ pub struct HttpReply {
     pub headers: ReplyHeaders,
     /// `None` answers with no body and no `Content-Type`.
     pub json: Option<Vec<u8>>,
-    /// Messages sent before `json` as events of an event stream (a relayed call's
-    /// notifications, collected on the shard that owns the session); when there are any, the
-    /// answer is an event stream whose last event is `json`.
-    pub events: Vec<Vec<u8>>,
 }
 
 impl HttpReply {
@@ -100,7 +96,6 @@ impl HttpReply {
             status,
             headers,
             json: Some(body),
-            events: Vec::new(),
         })
     }
 
@@ -109,7 +104,6 @@ impl HttpReply {
             status,
             headers: ReplyHeaders::new(),
             json: None,
-            events: Vec::new(),
         })
     }
 }
@@ -241,7 +235,6 @@ impl Endpoint {
             status: refused.reason.http_status(),
             headers,
             json: Some(body),
-            events: Vec::new(),
         }
     }
 
@@ -315,8 +308,7 @@ impl Endpoint {
         if is_stateless(&request.headers, &message) {
             return self.stateless(&request.headers, &message).await;
         }
-        self.session_era(&request.headers, &message, sessions, now_ms)
-            .await
+        self.session_era(request, &message, sessions, now_ms).await
     }
 
     /// Finds the session a session-era request names; `Err(Forward)` style replies are returned
@@ -366,11 +358,12 @@ impl Endpoint {
 
     async fn session_era(
         &self,
-        h: &McpHeaders<'_>,
+        request: &McpRequest<'_>,
         message: &Message<'_>,
         sessions: &RefCell<SessionTable>,
         now_ms: u64,
     ) -> Result<Reply, Refused> {
+        let h = &request.headers;
         if let Some(text) = h.protocol_version {
             if ProtocolVersion::parse(text).is_none_or(|v| v.is_stateless()) {
                 return Err(Refused::invalid(
@@ -413,12 +406,17 @@ impl Endpoint {
                 }
                 return Ok(HttpReply::empty(202));
             }
+            Message::Response { id: Some(id), .. } => {
+                self.router.client_response(route, id, request.body);
+                return Ok(HttpReply::empty(202));
+            }
             _ => return Ok(HttpReply::empty(202)),
         };
         let client = Client {
             route,
             id,
             log_level,
+            takes_requests: true,
         };
         let answer = self
             .router
@@ -497,6 +495,7 @@ impl Endpoint {
             route,
             id,
             log_level: None,
+            takes_requests: false,
         };
         let answer = self
             .router

@@ -10,7 +10,7 @@
 use std::cell::{Cell, RefCell};
 
 use glommio::channels::channel_mesh::Senders;
-use glommio::channels::local_channel::{self, LocalSender};
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use hashbrown::HashMap;
 
 use crate::mcp::transport::{HttpMethod, HttpReply, McpHeaders, McpRequest};
@@ -18,6 +18,11 @@ use crate::runtime::status::ShardStatus;
 
 /// Identifies one waiting request on the shard that sent it.
 pub type Ticket = u64;
+
+/// Relayed events one forwarded call may have waiting on the origin shard for its client;
+/// more are dropped and counted ([`Mesh::relay_events_dropped`]). One more slot is kept for
+/// the final answer, so it is never dropped.
+const RELAY_EVENTS_QUEUED_MAX: usize = 64;
 
 /// Everything that crosses between shards. The sending shard owns it until `send_to`; the
 /// receiving shard owns and drops it.
@@ -32,6 +37,11 @@ pub enum MeshMessage {
         ticket: Ticket,
         reply: ForwardedReply,
     },
+    /// Owner → origin: a notification or request of the upstream call that `Forward` with the
+    /// same ticket started, for the client, ahead of the `Reply`.
+    RelayEvent { ticket: Ticket, event: Vec<u8> },
+    /// Origin → owner: the client of the forwarded call `ticket` left; abandon the call.
+    RelayCancel { ticket: Ticket },
     /// Shard 0 → any: report your gauges.
     StatusQuery { ticket: Ticket },
     /// Any → shard 0: the gauges.
@@ -121,6 +131,25 @@ pub struct Mesh {
     waiting: RefCell<HashMap<Ticket, LocalSender<MeshMessage>>>,
     waiting_max: u32,
     next_ticket: Cell<Ticket>,
+    relay_events_dropped: Cell<u64>,
+}
+
+/// A message sent with a ticket, whose answers are awaited; dropping it stops waiting.
+pub struct Asked<'a> {
+    receiver: LocalReceiver<MeshMessage>,
+    pub ticket: Ticket,
+    shard: u8,
+    _guard: TicketGuard<'a>,
+}
+
+impl Asked<'_> {
+    /// The next message for this ticket.
+    pub async fn next(&self) -> Result<MeshMessage, MeshError> {
+        self.receiver
+            .recv()
+            .await
+            .ok_or(MeshError::Closed { shard: self.shard })
+    }
 }
 
 /// Removes a ticket from the waiting table when its waiter finishes or is dropped.
@@ -147,6 +176,7 @@ impl Mesh {
             waiting: RefCell::new(waiting),
             waiting_max,
             next_ticket: Cell::new(1),
+            relay_events_dropped: Cell::new(0),
         })
     }
 
@@ -161,15 +191,31 @@ impl Mesh {
     }
 
     /// Sends a message built from a fresh ticket to `shard` and waits for the message that
-    /// answers it (a `Reply` or a `StatusReply` with the same ticket).
+    /// answers it (a `Reply` or a `StatusReply` with the same ticket), skipping relayed events.
     pub async fn ask(
         &self,
         shard: u8,
         build: impl FnOnce(Ticket) -> MeshMessage,
     ) -> Result<MeshMessage, MeshError> {
+        let asked = self.ask_start(shard, build)?;
+        loop {
+            match asked.next().await? {
+                MeshMessage::RelayEvent { .. } => {}
+                answer => return Ok(answer),
+            }
+        }
+    }
+
+    /// Sends a message built from a fresh ticket to `shard`; the messages that answer it
+    /// (relayed events, then the answer) come from [`Asked::next`].
+    pub fn ask_start(
+        &self,
+        shard: u8,
+        build: impl FnOnce(Ticket) -> MeshMessage,
+    ) -> Result<Asked<'_>, MeshError> {
         let ticket = self.next_ticket.get();
         self.next_ticket.set(ticket + 1);
-        let (sender, receiver) = local_channel::new_bounded(1);
+        let (sender, receiver) = local_channel::new_bounded(RELAY_EVENTS_QUEUED_MAX + 1);
         {
             let mut waiting = self.waiting.borrow_mut();
             if waiting.len() >= self.waiting_max as usize {
@@ -179,9 +225,19 @@ impl Mesh {
             }
             waiting.insert(ticket, sender);
         }
-        let _guard = TicketGuard { mesh: self, ticket };
+        let guard = TicketGuard { mesh: self, ticket };
         self.send(shard, build(ticket))?;
-        receiver.recv().await.ok_or(MeshError::Closed { shard })
+        Ok(Asked {
+            receiver,
+            ticket,
+            shard,
+            _guard: guard,
+        })
+    }
+
+    /// Relayed events dropped because a client did not take them fast enough.
+    pub fn relay_events_dropped(&self) -> u64 {
+        self.relay_events_dropped.get()
     }
 
     /// Sends without waiting for room: a full channel is an overload answer, not a queue.
@@ -199,9 +255,23 @@ impl Mesh {
             .map_err(|_| MeshError::Closed { shard })
     }
 
-    /// Hands an answer to the task waiting on its ticket; a ticket nobody waits on any more
-    /// (the client left) is dropped.
+    /// Hands a message to the task waiting on its ticket: relayed events while there is room
+    /// (else they are dropped and counted), then the answer, which ends the wait. A ticket
+    /// nobody waits on any more (the client left) drops it.
     pub fn deliver(&self, ticket: Ticket, message: MeshMessage) {
+        if let MeshMessage::RelayEvent { .. } = message {
+            let waiting = self.waiting.borrow();
+            let Some(waiter) = waiting.get(&ticket) else {
+                return;
+            };
+            match waiter.len() < RELAY_EVENTS_QUEUED_MAX {
+                true => drop(waiter.try_send(message)),
+                false => self
+                    .relay_events_dropped
+                    .set(self.relay_events_dropped.get() + 1),
+            }
+            return;
+        }
         if let Some(waiter) = self.waiting.borrow_mut().remove(&ticket) {
             let _ = waiter.try_send(message);
         }

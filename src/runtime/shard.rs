@@ -24,9 +24,12 @@ use crate::mcp::transport::{
     answer_message, Endpoint, HttpMethod, HttpReply, McpHeaders, McpRequest, Reply,
 };
 use crate::refusal::{RefusalCounters, RefusalReason};
-use crate::runtime::mesh::{ForwardedReply, ForwardedRequest, Mesh, MeshMessage};
+use crate::runtime::mesh::{
+    ForwardedReply, ForwardedRequest, Mesh, MeshError, MeshMessage, Ticket,
+};
 use crate::runtime::shutdown::ShutdownSignal;
 use crate::runtime::status::{GenerationStatus, PendingStatus, ShardStatus, UpstreamStatus};
+use hashbrown::HashMap;
 use serde_json::value::RawValue;
 
 /// How often a stream forwarded from another shard asks the owner whether its session still
@@ -46,6 +49,9 @@ pub struct Shard {
     /// can answer 503 while in-flight requests finish.
     pub drained: ShutdownSignal,
     pub mesh: Mesh,
+    /// Calls forwarded from other shards whose events are being relayed back, by (origin,
+    /// ticket): set when the origin's client left. At most the origins' forwarded requests.
+    forwarded_relays: RefCell<HashMap<(u8, Ticket), Rc<ShutdownSignal>>>,
     pub http_limits: HttpLimits,
     connections: Cell<u32>,
     clock_origin: Instant,
@@ -101,6 +107,7 @@ impl Shard {
             shutdown: ShutdownSignal::default(),
             drained: ShutdownSignal::default(),
             mesh,
+            forwarded_relays: RefCell::new(HashMap::new()),
             connections: Cell::new(0),
             clock_origin,
         })
@@ -230,7 +237,7 @@ impl Shard {
     pub async fn on_mesh_message(self: &Rc<Self>, from: u8, message: MeshMessage) {
         match message {
             MeshMessage::Forward { ticket, request } => {
-                let reply = self.answer_forwarded(&request).await;
+                let reply = self.answer_forwarded(from, ticket, &request).await;
                 let _ = self
                     .mesh
                     .answer(from, MeshMessage::Reply { ticket, reply })
@@ -243,13 +250,23 @@ impl Shard {
                     .answer(from, MeshMessage::StatusReply { ticket, status })
                     .await;
             }
-            MeshMessage::Reply { ticket, .. } | MeshMessage::StatusReply { ticket, .. } => {
-                self.mesh.deliver(ticket, message)
+            MeshMessage::RelayCancel { ticket } => {
+                if let Some(cancelled) = self.forwarded_relays.borrow().get(&(from, ticket)) {
+                    cancelled.start_draining();
+                }
             }
+            MeshMessage::Reply { ticket, .. }
+            | MeshMessage::StatusReply { ticket, .. }
+            | MeshMessage::RelayEvent { ticket, .. } => self.mesh.deliver(ticket, message),
         }
     }
 
-    async fn answer_forwarded(&self, request: &ForwardedRequest) -> ForwardedReply {
+    async fn answer_forwarded(
+        &self,
+        from: u8,
+        ticket: Ticket,
+        request: &ForwardedRequest,
+    ) -> ForwardedReply {
         let now = self.now_ms();
         if request.stream_check {
             let id = request.session_id.as_deref().and_then(SessionId::parse);
@@ -259,7 +276,6 @@ impl Shard {
                     status: 404,
                     headers: Vec::new(),
                     json: None,
-                    events: Vec::new(),
                 }),
             };
         }
@@ -271,12 +287,57 @@ impl Shard {
             Reply::Http(reply) => ForwardedReply::Http(reply),
             Reply::Stream { .. } => ForwardedReply::StreamOpened,
             Reply::Relay { relay, id, era } => {
-                ForwardedReply::Http(collect_relay(relay, &id, era).await)
+                ForwardedReply::Http(self.relay_forwarded(from, ticket, relay, &id, era).await)
             }
             Reply::Forward { owner } => ForwardedReply::Http(self.internal_error(format!(
                 "session owned by shard {owner} reached shard {}",
                 self.id
             ))),
+        }
+    }
+
+    /// Runs a call forwarded from shard `from`: its notifications go back over the mesh as they
+    /// come (the origin writes them to its client), and the answer is returned for the `Reply`.
+    /// The origin's `RelayCancel` (its client left) abandons the call.
+    async fn relay_forwarded(
+        &self,
+        from: u8,
+        ticket: Ticket,
+        mut relay: Relay,
+        id: &RawValue,
+        era: Era,
+    ) -> HttpReply {
+        let cancelled = Rc::new(ShutdownSignal::default());
+        self.forwarded_relays
+            .borrow_mut()
+            .insert((from, ticket), cancelled.clone());
+        let answer = loop {
+            let next = future::or(async { Some(relay.next().await) }, async {
+                cancelled.wait().await;
+                None
+            })
+            .await;
+            match next {
+                None => break None,
+                Some(Ok(answer)) => break Some(answer),
+                Some(Err(event)) => {
+                    let event = MeshMessage::RelayEvent { ticket, event };
+                    if self.mesh.answer(from, event).await.is_err() {
+                        break None;
+                    }
+                }
+            }
+        };
+        self.forwarded_relays.borrow_mut().remove(&(from, ticket));
+        let Some(answer) = answer else {
+            drop(relay);
+            return self.internal_error(format!("shard {from}'s client left"));
+        };
+        let (status, body) = answer_message(id, answer, era);
+        HttpReply {
+            status,
+            headers: Vec::new(),
+            json: Some(body),
         }
     }
 
@@ -427,10 +488,80 @@ impl McpFront {
         response: &mut ResponseWriter<'_>,
     ) -> std::io::Result<()> {
         let shard = &self.shard;
-        match ask_owner(shard, owner, mcp, false).await {
-            Err(reply) => write_reply(shard, response, reply).await,
-            Ok(ForwardedReply::Http(reply)) => write_reply(shard, response, reply).await,
-            Ok(ForwardedReply::StreamOpened) => {
+        let request = ForwardedRequest::from_request(mcp);
+        let asked = match shard
+            .mesh
+            .ask_start(owner, |ticket| MeshMessage::Forward { ticket, request })
+        {
+            Ok(asked) => asked,
+            Err(error) => return write_reply(shard, response, mesh_refusal(shard, error)).await,
+        };
+        let client_left = || {
+            // The owner abandons the call; if the channel is full it finishes it unheard.
+            let _ = shard.mesh.send(
+                owner,
+                MeshMessage::RelayCancel {
+                    ticket: asked.ticket,
+                },
+            );
+            std::io::Error::new(ErrorKind::ConnectionAborted, "the client left")
+        };
+        let first = future::or(async { Some(asked.next().await) }, async {
+            response.peer_gone().await;
+            None
+        })
+        .await;
+        let mut event = match first.ok_or_else(client_left)? {
+            Ok(MeshMessage::RelayEvent { event, .. }) => event,
+            Ok(MeshMessage::Reply { reply, .. }) => {
+                drop(asked);
+                return self.forwarded_reply(owner, mcp, response, reply).await;
+            }
+            Ok(_) => {
+                let reply = shard.internal_error(format!(
+                    "shard {owner} answered a forward with another message"
+                ));
+                return write_reply(shard, response, reply).await;
+            }
+            Err(error) => return write_reply(shard, response, mesh_refusal(shard, error)).await,
+        };
+        // Events came first: the answer is an event stream, ended by the final message.
+        let mut stream = response.sse(200, &[])?;
+        loop {
+            stream.event(None, &event)?;
+            stream.flush().await?;
+            let next = future::or(async { Some(asked.next().await) }, async {
+                stream.peer_closed().await;
+                None
+            })
+            .await;
+            event = match next.ok_or_else(client_left)? {
+                Ok(MeshMessage::RelayEvent { event, .. }) => event,
+                Ok(MeshMessage::Reply {
+                    reply: ForwardedReply::Http(reply),
+                    ..
+                }) => {
+                    stream.event(None, reply.json.as_deref().unwrap_or_default())?;
+                    return stream.finish().await;
+                }
+                _ => return Err(client_left()),
+            };
+        }
+    }
+
+    /// Writes the owner's whole answer to a forwarded request: an HTTP reply, or the session's
+    /// GET stream, kept open while the owner says the session lives.
+    async fn forwarded_reply(
+        &self,
+        owner: u8,
+        mcp: &McpRequest<'_>,
+        response: &mut ResponseWriter<'_>,
+        reply: ForwardedReply,
+    ) -> std::io::Result<()> {
+        let shard = &self.shard;
+        match reply {
+            ForwardedReply::Http(reply) => write_reply(shard, response, reply).await,
+            ForwardedReply::StreamOpened => {
                 let owner_still_has_session = || async {
                     loop {
                         glommio::timer::sleep(FORWARDED_STREAM_CHECK).await;
@@ -446,6 +577,13 @@ impl McpFront {
             }
         }
     }
+}
+
+/// The 503 (or 500) for a request the mesh could not carry.
+fn mesh_refusal(shard: &Shard, error: MeshError) -> HttpReply {
+    shard
+        .endpoint
+        .refusal_reply(RefusalReason::MeshFull, error.to_string(), &shard.refusals)
 }
 
 /// Forwards `mcp` to the shard that owns its session; overload and failure come back as the
@@ -504,13 +642,6 @@ async fn write_reply(
         .map(|(name, value)| (*name, value.as_str()))
         .collect();
     match &reply.json {
-        Some(body) if !reply.events.is_empty() => {
-            let mut stream = response.sse(reply.status, &headers)?;
-            for event in reply.events.iter().chain([body]) {
-                stream.event(None, event)?;
-            }
-            stream.finish().await
-        }
         Some(body) => response.json(reply.status, &headers, body),
         None => response.empty(reply.status, &headers),
     }
@@ -555,26 +686,6 @@ async fn relay_call(
                 return stream.finish().await;
             }
         };
-    }
-}
-
-/// A relayed call collected whole, for a request forwarded from another shard: its
-/// notifications and answer as one event-stream body, or the JSON answer alone.
-async fn collect_relay(mut relay: Relay, id: &RawValue, era: Era) -> HttpReply {
-    let mut events = Vec::new();
-    loop {
-        match relay.next().await {
-            Err(event) => events.push(event),
-            Ok(answer) => {
-                let (status, body) = answer_message(id, answer, era);
-                return HttpReply {
-                    status: if events.is_empty() { status } else { 200 },
-                    headers: Vec::new(),
-                    json: Some(body),
-                    events,
-                };
-            }
-        }
     }
 }
 

@@ -61,6 +61,9 @@ pub enum CallItem {
 pub struct CallState {
     inner: RefCell<CallInner>,
     buffer_bytes_max: usize,
+    /// The client that can answer requests relayed from the upstream (a session-era client
+    /// reading this call's event stream), if it can.
+    takes_requests: Cell<Option<ClientRoute>>,
 }
 
 struct CallInner {
@@ -82,7 +85,18 @@ impl CallState {
                 waker: None,
             }),
             buffer_bytes_max,
+            takes_requests: Cell::new(None),
         }
+    }
+
+    /// Lets the upstream's requests (sampling, elicitation, roots) reach the client at `route`.
+    pub fn allow_requests(&self, route: ClientRoute) {
+        self.takes_requests.set(Some(route));
+    }
+
+    /// The client that answers requests relayed during this call, if one can.
+    pub fn requests_client(&self) -> Option<ClientRoute> {
+        self.takes_requests.get()
     }
 
     /// A mailbox for the gateway's own requests: the outcome only, no notifications.
@@ -295,6 +309,19 @@ impl InFlight {
         Some((state, client_token.to_vec()))
     }
 
+    /// The only call in flight to `upstream`, if exactly one is: a stdio child's request to
+    /// the client carries no association with the call it serves, so it can be relayed only
+    /// when there is no doubt.
+    pub fn sole_call(&self, upstream: u16) -> Option<(UpstreamRequestId, Rc<CallState>)> {
+        let calls = self.calls.borrow();
+        let mut to_upstream = calls.iter().filter(|(_, (owner, _))| *owner == upstream);
+        let (id, (_, state)) = to_upstream.next()?;
+        match to_upstream.next() {
+            Some(_) => None,
+            None => Some((UpstreamRequestId(*id), state.clone())),
+        }
+    }
+
     /// The client at `route` cancelled its request `client_id`: settles it and names the
     /// upstream request to cancel.
     pub fn cancel_by_client(
@@ -351,5 +378,79 @@ impl InFlight {
     /// Notifications dropped for slow clients, over calls that ended.
     pub fn events_dropped_total(&self) -> u64 {
         self.events_dropped_total.get()
+    }
+}
+
+/// A request an upstream sent to a client, relayed under a gateway id.
+pub struct ServerRequest {
+    pub upstream: u16,
+    /// The id the upstream gave it, JSON text.
+    pub upstream_id: Box<RawValue>,
+    /// The call it was sent during.
+    pub parent: UpstreamRequestId,
+    /// The client it went to; only that client's answer is taken.
+    pub client: ClientRoute,
+}
+
+/// Requests from upstreams waiting for a client's answer, by gateway id. At most
+/// `pending.pending_max` (a request arrives during a call, and ends with it at the latest).
+pub struct ServerRequests {
+    entries: RefCell<HashMap<String, ServerRequest>>,
+    shard: u8,
+    next: Cell<u64>,
+    entries_max: usize,
+    refused_total: Cell<u64>,
+}
+
+impl ServerRequests {
+    pub fn new(shard: u8, entries_max: usize) -> ServerRequests {
+        ServerRequests {
+            entries: RefCell::new(HashMap::new()),
+            shard,
+            next: Cell::new(0),
+            entries_max,
+            refused_total: Cell::new(0),
+        }
+    }
+
+    /// Records a request and returns the id to relay it under (JSON text), or `None` when the
+    /// registry is full.
+    pub fn register(&self, request: ServerRequest) -> Option<String> {
+        let mut entries = self.entries.borrow_mut();
+        if entries.len() >= self.entries_max {
+            self.refused_total.set(self.refused_total.get() + 1);
+            return None;
+        }
+        let n = self.next.get();
+        self.next.set(n + 1);
+        let id = format!("\"sgr-{}-{n}\"", self.shard);
+        entries.insert(id.clone(), request);
+        Some(id)
+    }
+
+    /// The request `client` answered under `id` (JSON text), removed; `None` when no such
+    /// request went to that client.
+    pub fn take(&self, client: ClientRoute, id: &str) -> Option<ServerRequest> {
+        let mut entries = self.entries.borrow_mut();
+        if entries.get(id)?.client != client {
+            return None;
+        }
+        entries.remove(id)
+    }
+
+    /// Forgets the requests sent during call `parent` (it ended; their answers have nowhere
+    /// to go).
+    pub fn forget_parent(&self, parent: UpstreamRequestId) {
+        self.entries
+            .borrow_mut()
+            .retain(|_, request| request.parent != parent);
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.borrow().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.borrow().is_empty()
     }
 }

@@ -29,8 +29,10 @@ use crate::mcp::version::ProtocolVersion;
 use crate::upstream::breaker::{Admission, Breaker};
 use crate::upstream::builtin::Demo;
 use crate::upstream::catalogue::Kind;
-use crate::upstream::inflight::{CallFailure, CallState, InFlight};
-use crate::upstream::pending::{restore_progress_token, IdForm, UpstreamRequestId};
+use crate::upstream::inflight::{CallFailure, CallState, InFlight, ServerRequest, ServerRequests};
+use crate::upstream::pending::{
+    restore_progress_token, rewrite_request_id, IdForm, UpstreamRequestId,
+};
 use crate::upstream::pool::{PoolLimits, Reply, RequestSpec, UpstreamPool, UpstreamUrl};
 use crate::upstream::stdio::{StdioError, StdioLimits, StdioSpec, StdioUpstream};
 
@@ -379,6 +381,7 @@ impl UpstreamLink {
     /// Sends a client's request (`params` already rewritten for this upstream) under `id` and
     /// returns the answer. Notifications about it go to `state` as they come. For `stdio` the
     /// answer comes through [`UpstreamLink::dispatch`] into `state`; this returns once sent.
+    #[allow(clippy::too_many_arguments)]
     pub async fn call(
         &self,
         id: UpstreamRequestId,
@@ -386,6 +389,7 @@ impl UpstreamLink {
         params: Option<Value>,
         client_token: Option<&[u8]>,
         state: &CallState,
+        requests: &ServerRequests,
         timeout_ms: u64,
     ) -> Option<CallOutcome> {
         match &self.kind {
@@ -398,16 +402,8 @@ impl UpstreamLink {
             }
             LinkKind::Http(http) => {
                 let id_json = id.to_json(IdForm::Number);
-                let mut on_event = |message: &[u8]| match client_token {
-                    Some(token) if is_progress(message) => {
-                        if let Ok(restored) = restore_progress_token(message, token) {
-                            state.push_event(restored);
-                        }
-                    }
-                    _ => {
-                        state.push_event(message.to_vec());
-                    }
-                };
+                let mut on_event =
+                    |message: &[u8]| self.relay(message, id, client_token, state, requests);
                 Some(
                     self.http_request(
                         http,
@@ -451,7 +447,7 @@ impl UpstreamLink {
                         "notifications/cancelled",
                         None,
                         CONTROL_TIMEOUT_MS,
-                        &mut |_| {},
+                        &mut |message| self.unrelayed(message),
                     )
                     .await;
             }
@@ -483,7 +479,7 @@ impl UpstreamLink {
                     method,
                     params,
                     CONTROL_TIMEOUT_MS,
-                    &mut |_| {},
+                    &mut |message| self.unrelayed(message),
                 )
                 .await
             }
@@ -530,7 +526,7 @@ impl UpstreamLink {
                 "server/discover",
                 None,
                 CONTROL_TIMEOUT_MS,
-                &mut |_| {},
+                &mut |message| self.unrelayed(message),
             )
             .await;
         if let Ok(result) = discover {
@@ -562,7 +558,7 @@ impl UpstreamLink {
                 None,
                 CONTROL_TIMEOUT_MS,
                 b"\"sg-init\"",
-                &mut |_| {},
+                &mut |message| self.unrelayed(message),
                 &mut session,
             )
             .await
@@ -591,7 +587,7 @@ impl UpstreamLink {
             "notifications/initialized",
             None,
             CONTROL_TIMEOUT_MS,
-            &mut |_| {},
+            &mut |message| self.unrelayed(message),
         )
         .await
         .map_err(|e| failure_text(&e))?;
@@ -607,7 +603,7 @@ impl UpstreamLink {
         method: &str,
         params: Option<Value>,
         timeout_ms: u64,
-        on_event: &mut dyn FnMut(&[u8]),
+        on_event: &mut dyn FnMut(&[u8]) -> Option<Vec<u8>>,
     ) -> CallOutcome {
         let mut reinitialized = false;
         loop {
@@ -665,7 +661,7 @@ impl UpstreamLink {
         method: &str,
         name: Option<&str>,
         timeout_ms: u64,
-        on_event: &mut dyn FnMut(&[u8]),
+        on_event: &mut dyn FnMut(&[u8]) -> Option<Vec<u8>>,
     ) -> Result<(), CallFailure> {
         let mut session = None;
         self.http_exchange(
@@ -694,7 +690,7 @@ impl UpstreamLink {
         name: Option<&str>,
         timeout_ms: u64,
         id: &[u8],
-        on_event: &mut dyn FnMut(&[u8]),
+        on_event: &mut dyn FnMut(&[u8]) -> Option<Vec<u8>>,
         session: &mut Option<String>,
     ) -> Result<Result<Box<RawValue>, RpcError>, CallFailure> {
         let upstream = self.name();
@@ -795,41 +791,117 @@ impl UpstreamLink {
                     if let Some(answer) = answer_of(&event.data, id) {
                         return Ok(answer);
                     }
-                    match jsonrpc::parse(&event.data) {
-                        Ok(Message::Notification { .. }) => on_event(&event.data),
-                        Ok(Message::Request {
-                            id: request_id,
-                            method: request_method,
-                            ..
-                        }) => {
-                            let refusal = self.refuse_server_request(request_id, &request_method);
-                            // Answered on a connection of its own, as any client POSTs a response.
-                            let _ = Box::pin(self.http_post(
-                                http,
-                                &refusal,
-                                "",
-                                None,
-                                CONTROL_TIMEOUT_MS,
-                                &mut |_| {},
-                            ))
-                            .await;
-                        }
-                        _ => self.unroutable_total.set(self.unroutable_total.get() + 1),
+                    if let Some(reply) = on_event(&event.data) {
+                        // Answered on a connection of its own, as any client POSTs a response.
+                        let _ = Box::pin(self.http_post(
+                            http,
+                            &reply,
+                            "",
+                            None,
+                            CONTROL_TIMEOUT_MS,
+                            &mut |message| self.unrelayed(message),
+                        ))
+                        .await;
                     }
                 }
             }
         }
     }
 
-    /// Counts a request the upstream sent (sampling, elicitation, roots) and returns the error
-    /// answer for it: the gateway does not relay requests from upstreams to clients.
+    /// Passes on what the upstream sent during call `parent`: notifications to its client
+    /// (progress tokens restored), requests (sampling, elicitation, roots) to its client under
+    /// a gateway id when the client can answer. Returns the answer to send back to the upstream
+    /// when a request cannot be relayed.
+    fn relay(
+        &self,
+        message: &[u8],
+        parent: UpstreamRequestId,
+        client_token: Option<&[u8]>,
+        state: &CallState,
+        requests: &ServerRequests,
+    ) -> Option<Vec<u8>> {
+        match jsonrpc::parse(message) {
+            Ok(Message::Notification { method, .. }) if method == "notifications/progress" => {
+                match client_token.and_then(|t| restore_progress_token(message, t).ok()) {
+                    Some(restored) => {
+                        state.push_event(restored);
+                    }
+                    None => self.unroutable_total.set(self.unroutable_total.get() + 1),
+                }
+                None
+            }
+            Ok(Message::Notification { .. }) => {
+                state.push_event(message.to_vec());
+                None
+            }
+            Ok(Message::Request { id, method, .. }) => {
+                let relayed = state
+                    .requests_client()
+                    .and_then(|client| {
+                        requests.register(ServerRequest {
+                            upstream: self.index,
+                            upstream_id: id.to_owned(),
+                            parent,
+                            client,
+                        })
+                    })
+                    .and_then(|gateway_id| rewrite_request_id(message, gateway_id.as_bytes()).ok());
+                match relayed.is_some_and(|message| state.push_event(message)) {
+                    true => None,
+                    false => Some(self.refuse_server_request(id, &method)),
+                }
+            }
+            _ => {
+                self.unroutable_total.set(self.unroutable_total.get() + 1);
+                None
+            }
+        }
+    }
+
+    /// For the gateway's own requests: an upstream request gets an error answer, anything else
+    /// is counted and dropped.
+    fn unrelayed(&self, message: &[u8]) -> Option<Vec<u8>> {
+        match jsonrpc::parse(message) {
+            Ok(Message::Request { id, method, .. }) => {
+                Some(self.refuse_server_request(id, &method))
+            }
+            _ => {
+                self.unroutable_total.set(self.unroutable_total.get() + 1);
+                None
+            }
+        }
+    }
+
+    /// Sends a client's answer to a relayed request (its id already restored).
+    pub async fn respond(&self, message: &[u8]) {
+        match &self.kind {
+            LinkKind::Builtin(_) => {}
+            LinkKind::Http(http) => {
+                let _ = self
+                    .http_post(http, message, "", None, CONTROL_TIMEOUT_MS, &mut |m| {
+                        self.unrelayed(m)
+                    })
+                    .await;
+            }
+            LinkKind::Stdio(stdio) => {
+                let _ = stdio.child.send(message).await;
+            }
+        }
+    }
+
+    /// Counts a request the upstream sent (sampling, elicitation, roots) that cannot reach a
+    /// client that answers it, and returns the error answer for it.
     fn refuse_server_request(&self, id: &RawValue, method: &str) -> Vec<u8> {
         self.server_requests_refused_total
             .set(self.server_requests_refused_total.get() + 1);
         jsonrpc::error_bytes(
             Some(id),
             jsonrpc::METHOD_NOT_FOUND,
-            &format!("the gateway does not relay {method} requests to its clients"),
+            &format!(
+                "the gateway cannot relay {method} to a client: none that can answer it is \
+                 waiting on this server (it relays requests made during a session-era client's \
+                 call, over stdio only while that call is the server's only one)"
+            ),
             None,
         )
     }
@@ -853,6 +925,7 @@ impl UpstreamLink {
     pub async fn dispatch(
         self: &Rc<Self>,
         inflight: &InFlight,
+        requests: &ServerRequests,
         now_ms: &dyn Fn() -> u64,
         unasked: &dyn Fn(Unasked),
     ) {
@@ -876,7 +949,7 @@ impl UpstreamLink {
                     continue;
                 }
             };
-            self.route_stdio_message(stdio, &message, inflight, now_ms(), unasked);
+            self.route_stdio_message(stdio, &message, (inflight, requests), now_ms(), unasked);
         }
     }
 
@@ -884,7 +957,7 @@ impl UpstreamLink {
         self: &Rc<Self>,
         stdio: &StdioLink,
         message: &[u8],
-        inflight: &InFlight,
+        (inflight, requests): (&InFlight, &ServerRequests),
         now_ms: u64,
         unasked: &dyn Fn(Unasked),
     ) {
@@ -923,13 +996,17 @@ impl UpstreamLink {
                 self.unroutable_total.set(self.unroutable_total.get() + 1);
             }
             Ok(Message::Request { id, method, .. }) => {
-                let refusal = self.refuse_server_request(id, &method);
+                let reply = match inflight.sole_call(self.index) {
+                    Some((parent, state)) => self.relay(message, parent, None, &state, requests),
+                    None => Some(self.refuse_server_request(id, &method)),
+                };
+                let Some(reply) = reply else { return };
                 // Written from a task of its own: the dispatcher keeps reading meanwhile, so a
                 // child blocked on a full stdout cannot stall the write to its stdin.
                 let link = self.clone();
                 glommio::spawn_local(async move {
                     if let LinkKind::Stdio(stdio) = &link.kind {
-                        let _ = stdio.child.send(&refusal).await;
+                        let _ = stdio.child.send(&reply).await;
                     }
                 })
                 .detach();
@@ -988,7 +1065,9 @@ fn failure_text(failure: &CallFailure) -> String {
 fn initialize_params() -> Value {
     json!({
         "protocolVersion": SESSION_ERA_VERSION.as_str(),
-        "capabilities": {},
+        // Requests an upstream makes during a client's call are relayed to that client, which
+        // answers them or says it cannot.
+        "capabilities": { "sampling": {}, "elicitation": {}, "roots": { "listChanged": false } },
         "clientInfo": { "name": "shardgate", "version": env!("CARGO_PKG_VERSION") },
     })
 }
@@ -1081,10 +1160,6 @@ fn outcome_of(outcome: &Outcome<'_>) -> CallOutcome {
             Err(CallFailure::Rpc(rpc))
         }
     }
-}
-
-fn is_progress(message: &[u8]) -> bool {
-    matches!(jsonrpc::parse(message), Ok(Message::Notification { method, .. }) if method == "notifications/progress")
 }
 
 /// The call a stdio progress notification is about, and the client's own token.
