@@ -227,7 +227,9 @@ pub struct HttpUpstream {
     /// `url`: `http://host[:port][/path]`, required. Checked for form only; the host is
     /// resolved at start-up. No `https` (there is no TLS here), user info or fragment.
     pub url: String,
-    /// `session_mode`: `"shared"` (default: one upstream session per shard) or `"per_client"`.
+    /// `session_mode`: `"shared"`, the default and only mode: one upstream session per shard,
+    /// which every client's calls use (requests an upstream makes during a call still reach
+    /// that call's client).
     pub session_mode: SessionMode,
     /// `pool_connections_max`: connections open or opening to this upstream, per shard.
     /// Default 10, range 1..=4096. Each may hold its head buffer, one request and one
@@ -262,8 +264,6 @@ pub struct HttpUpstream {
 pub enum SessionMode {
     /// One upstream session per shard, shared by every client.
     Shared,
-    /// One upstream session per client session, opened on first use and closed with it.
-    PerClient,
 }
 
 /// The keys of a `kind = "stdio"` upstream.
@@ -402,7 +402,6 @@ impl SessionMode {
     pub fn as_str(self) -> &'static str {
         match self {
             SessionMode::Shared => "shared",
-            SessionMode::PerClient => "per_client",
         }
     }
 }

@@ -666,7 +666,7 @@ fn session_mode_prefix_and_separator_are_checked() {
     }
     let text = upstream_of(
         "http",
-        "session_mode = \"per_client\"\nprefix = \"\"\nseparator = \".\"\n",
+        "session_mode = \"shared\"\nprefix = \"\"\nseparator = \".\"\n",
     );
     let upstream = &Config::from_toml_str(&text, "t.toml").unwrap().upstreams[0];
     assert_eq!(
@@ -676,7 +676,7 @@ fn session_mode_prefix_and_separator_are_checked() {
     let UpstreamKind::Http(http) = &upstream.kind else {
         panic!("an http upstream: {upstream:?}");
     };
-    assert_eq!(http.session_mode, SessionMode::PerClient);
+    assert_eq!(http.session_mode, SessionMode::Shared);
     let text = upstream_of("builtin", "prefix = \"My-Tools_2\"\nseparator = \"-:/.\"\n");
     assert!(Config::from_toml_str(&text, "t.toml").is_ok());
 }
@@ -779,7 +779,7 @@ fn full_http_and_stdio_example_parses_to_the_expected_structs() {
 name = "api"
 kind = "http"
 url = "http://10.0.0.5:8000/mcp"
-session_mode = "per_client"
+session_mode = "shared"
 prefix = "API"
 separator = "."
 required = false
@@ -818,7 +818,7 @@ exit_poll_ms = 250
             name: "api".to_owned(),
             kind: UpstreamKind::Http(HttpUpstream {
                 url: "http://10.0.0.5:8000/mcp".to_owned(),
-                session_mode: SessionMode::PerClient,
+                session_mode: SessionMode::Shared,
                 pool_connections_max: 20,
                 pool_waiters_max: 0,
                 connect_timeout_ms: 500,
@@ -867,7 +867,7 @@ exit_poll_ms = 250
 
     let summary = config.summary();
     for needle in [
-        "api (http http://10.0.0.5:8000/mcp, session per_client, pool 20 conns / 0 waiters",
+        "api (http http://10.0.0.5:8000/mcp, session shared, pool 20 conns / 0 waiters",
         "names \"API.<name>\", optional, timeout 20000 ms, breaker 5 failures / 1000 ms",
         "files (stdio \"/usr/bin/mcp-files\" [\"--root\", \"/srv\"], 2 env, cwd \"/srv\"",
         "backoff 200..10000 ms",

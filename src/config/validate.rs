@@ -596,9 +596,9 @@ impl Checker<'_> {
         };
         let session_mode = match entry.session_mode.as_deref() {
             None | Some("shared") => SessionMode::Shared,
-            Some("per_client") => SessionMode::PerClient,
             Some(other) => {
-                let reason = "accepted: \"shared\", \"per_client\"";
+                let reason = "accepted: \"shared\" (one upstream session per shard, which \
+                              every client's calls use)";
                 self.invalid(&at("session_mode"), &quoted(other), reason);
                 SessionMode::Shared
             }
