@@ -22,12 +22,13 @@ use crate::config::Config;
 use crate::mcp::jsonrpc::{self, RpcError};
 use crate::mcp::version::ProtocolVersion;
 use crate::runtime::log;
+use crate::runtime::shutdown::ShutdownSignal;
 use crate::upstream::breaker::Admission;
 use crate::upstream::catalogue::{Catalogue, CatalogueLimits, Kind, Listing, Naming};
 use crate::upstream::inflight::{
     CallFailure, CallItem, CallState, ClientRoute, InFlight, ServerRequests,
 };
-use crate::upstream::link::{Unasked, UpstreamLink};
+use crate::upstream::link::UpstreamLink;
 use crate::upstream::pending::{PendingLimits, PendingRefusal, UpstreamRequestId};
 
 /// Which protocol era a request belongs to.
@@ -140,7 +141,11 @@ pub struct RouterState {
     /// Whether each link was in the last catalogue, to rebuild when that changes.
     listed: RefCell<Vec<bool>>,
     clock_origin: Instant,
-    list_changes_total: Cell<u64>,
+    /// Fired (and replaced) when a merged list changes: session-era clients' GET streams wait
+    /// on it to send `notifications/*/list_changed`.
+    lists_changed: RefCell<Rc<ShutdownSignal>>,
+    /// Which lists changed at the last firing, in [`Kind::ALL`] order.
+    changed_kinds: Cell<[bool; 4]>,
 }
 
 /// Shard-local router. Built once per shard from the config.
@@ -222,7 +227,14 @@ impl RouterState {
         for omission in catalogue.omissions() {
             log(format_args!("catalogue: {omission}"));
         }
-        *self.catalogue.borrow_mut() = Rc::new(catalogue);
+        let previous = self.catalogue.replace(Rc::new(catalogue));
+        let current = self.catalogue.borrow().clone();
+        let changed = Kind::ALL.map(|kind| previous.list_json(kind) != current.list_json(kind));
+        if changed.iter().any(|c| *c) {
+            self.changed_kinds.set(changed);
+            let fired = self.lists_changed.replace(Rc::default());
+            fired.start_draining();
+        }
         *self.routes.borrow_mut() = Rc::new(routes);
         *self.listed.borrow_mut() = listed;
     }
@@ -262,7 +274,8 @@ impl Router {
             catalogue: RefCell::new(Rc::new(Catalogue::build(&[], CATALOGUE_LIMITS))),
             routes: RefCell::new(Rc::new(Catalogue::build(&[], CATALOGUE_LIMITS))),
             clock_origin: Instant::now(),
-            list_changes_total: Cell::new(0),
+            lists_changed: RefCell::new(Rc::default()),
+            changed_kinds: Cell::new([false; 4]),
         };
         Ok(Router {
             state: Rc::new(state),
@@ -305,22 +318,7 @@ impl Router {
             let state = self.state.clone();
             glommio::spawn_local(async move {
                 let now = || state.now_ms();
-                let unasked = |message: Unasked| {
-                    if let Unasked::ListChanged(_) = message {
-                        state
-                            .list_changes_total
-                            .set(state.list_changes_total.get() + 1);
-                        let link = link.clone();
-                        let state = state.clone();
-                        glommio::spawn_local(async move {
-                            if link.refresh().await.is_ok() {
-                                state.rebuild(true);
-                            }
-                        })
-                        .detach();
-                    }
-                };
-                link.dispatch(&state.inflight, &state.server_requests, &now, &unasked)
+                link.dispatch(&state.inflight, &state.server_requests, &now)
                     .await;
             })
             .detach();
@@ -343,7 +341,7 @@ impl Router {
         }
         for link in &state.links {
             link.close_expired();
-            if link.wants_reconnect() {
+            if link.wants_refresh() {
                 let link = link.clone();
                 let state = state.clone();
                 glommio::spawn_local(async move {
@@ -355,6 +353,29 @@ impl Router {
             }
         }
         state.rebuild(false);
+    }
+
+    /// The signal the next change of a merged list fires.
+    pub fn lists_changed(&self) -> Rc<ShutdownSignal> {
+        self.state.lists_changed.borrow().clone()
+    }
+
+    /// The `list_changed` notifications for the last change (tools, prompts, resources; a
+    /// template change is a resources change).
+    pub fn list_changed_notifications(&self) -> Vec<Vec<u8>> {
+        let [tools, prompts, resources, templates] = self.state.changed_kinds.get();
+        [
+            (tools, "notifications/tools/list_changed"),
+            (prompts, "notifications/prompts/list_changed"),
+            (
+                resources || templates,
+                "notifications/resources/list_changed",
+            ),
+        ]
+        .into_iter()
+        .filter(|(changed, _)| *changed)
+        .map(|(_, method)| jsonrpc::notification_bytes(method, None))
+        .collect()
     }
 
     /// Stops the stdio children.
@@ -369,11 +390,12 @@ impl Router {
         let links = &self.state.links;
         let any = |capability: &str| links.iter().any(|l| l.has_capability(capability));
         let mut capabilities = Map::new();
-        capabilities.insert("tools".into(), json!({ "listChanged": false }));
-        capabilities.insert("prompts".into(), json!({ "listChanged": false }));
+        // Session-era clients hear of changes on their GET stream.
+        capabilities.insert("tools".into(), json!({ "listChanged": true }));
+        capabilities.insert("prompts".into(), json!({ "listChanged": true }));
         capabilities.insert(
             "resources".into(),
-            json!({ "subscribe": false, "listChanged": false }),
+            json!({ "subscribe": false, "listChanged": true }),
         );
         if any("logging") {
             capabilities.insert("logging".into(), json!({}));

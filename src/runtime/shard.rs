@@ -689,9 +689,9 @@ async fn relay_call(
     }
 }
 
-/// Serves a session's GET stream: a priming event, then keep-alive comments every
-/// `limits.sse_keepalive_interval_ms`, until the session ends, the client leaves, or the shard
-/// drains.
+/// Serves a session's GET stream: a priming event, then `notifications/*/list_changed` when a
+/// merged list changes and keep-alive comments every `limits.sse_keepalive_interval_ms`, until
+/// the session ends, the client leaves, or the shard drains.
 async fn session_stream<F, Fut>(
     shard: &Shard,
     response: &mut ResponseWriter<'_>,
@@ -701,33 +701,47 @@ where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
+    enum Wake {
+        Stop,
+        KeepAlive,
+        ListsChanged,
+    }
     let keepalive = Duration::from_millis(shard.config.limits.sse_keepalive_interval_ms);
+    let router = shard.endpoint.router();
     let mut stream = response.sse(200, &[])?;
     stream.event(Some("0"), b"")?;
     stream.flush().await?;
     let ended = session_ended();
     futures_lite::pin!(ended);
+    let mut lists_changed = router.lists_changed();
     loop {
         let tick = async {
             glommio::timer::sleep(keepalive).await;
-            false
+            Wake::KeepAlive
         };
         let stop = async {
             future::or(ended.as_mut(), shard.shutdown.wait()).await;
-            true
+            Wake::Stop
         };
-        let stopping = future::or(
-            stop,
-            future::or(tick, async {
-                stream.peer_closed().await;
-                true
-            }),
-        )
-        .await;
-        if stopping {
-            break;
+        let changed = async {
+            lists_changed.wait().await;
+            Wake::ListsChanged
+        };
+        let left = async {
+            stream.peer_closed().await;
+            Wake::Stop
+        };
+        let wake = future::or(stop, future::or(changed, future::or(tick, left))).await;
+        match wake {
+            Wake::Stop => break,
+            Wake::KeepAlive => stream.comment("keep-alive"),
+            Wake::ListsChanged => {
+                lists_changed = router.lists_changed();
+                for notification in router.list_changed_notifications() {
+                    stream.event(None, &notification)?;
+                }
+            }
         }
-        stream.comment("keep-alive");
         stream.flush().await?;
     }
     stream.finish().await

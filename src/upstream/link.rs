@@ -43,7 +43,7 @@ const SESSION_ERA_VERSION: ProtocolVersion = ProtocolVersion::V2025_11_25;
 const LIST_PAGES_MAX: usize = 64;
 
 /// How long the gateway's own requests (handshake, lists) may take at most.
-const CONTROL_TIMEOUT_MS: u64 = 10_000;
+const CONTROL_TIMEOUT_MS: u64 = 30_000;
 
 /// Which era an upstream speaks, learned at the handshake.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,15 +57,6 @@ enum UpstreamEra {
     },
     /// 2026-07-28: every request carries its own `_meta`.
     Stateless,
-}
-
-/// Something an upstream sent that no request of the gateway's waits for.
-pub enum Unasked {
-    /// `notifications/{tools,prompts,resources}/list_changed`: refresh the catalogue and tell
-    /// clients.
-    ListChanged(Vec<u8>),
-    /// A message nobody can take (a log line with no request, an unknown id); counted.
-    Unroutable,
 }
 
 /// The reply to a call, for the caller to settle its [`CallState`] with.
@@ -86,6 +77,9 @@ pub struct UpstreamLink {
     lists: RefCell<[Option<Box<RawValue>>; 4]>,
     /// A handshake is under way (start-up, a retry, or after a stdio restart).
     connecting: Cell<bool>,
+    /// The upstream announced a list change (`notifications/*/list_changed`) since the last
+    /// refresh; the epoch tick refreshes its lists.
+    lists_changed: Cell<bool>,
     control_next: Cell<u64>,
     unroutable_total: Cell<u64>,
     server_requests_refused_total: Cell<u64>,
@@ -194,6 +188,7 @@ impl UpstreamLink {
             last_error: RefCell::new(None),
             lists: RefCell::new(Default::default()),
             connecting: Cell::new(false),
+            lists_changed: Cell::new(false),
             control_next: Cell::new(0),
             unroutable_total: Cell::new(0),
             server_requests_refused_total: Cell::new(0),
@@ -243,9 +238,10 @@ impl UpstreamLink {
         self.is_up() && !self.breaker.borrow().is_open(now_ms)
     }
 
-    /// Whether the epoch tick should try the handshake again.
-    pub fn wants_reconnect(&self) -> bool {
-        !self.is_up() && !self.connecting.get()
+    /// Whether the epoch tick should refresh it: it is down (try the handshake again), or it
+    /// announced a list change.
+    pub fn wants_refresh(&self) -> bool {
+        (!self.is_up() || self.lists_changed.get()) && !self.connecting.get()
     }
 
     /// The lists of the last refresh, in [`Kind::ALL`] order.
@@ -267,6 +263,7 @@ impl UpstreamLink {
     }
 
     async fn refresh_now(&self) -> Result<(), String> {
+        self.lists_changed.set(false);
         if !self.is_up() {
             self.connect().await?;
         }
@@ -830,6 +827,11 @@ impl UpstreamLink {
                 }
                 None
             }
+            Ok(Message::Notification { method, .. }) if method.ends_with("/list_changed") => {
+                // Clients hear of it from the gateway, once the merged lists changed.
+                self.lists_changed.set(true);
+                None
+            }
             Ok(Message::Notification { .. }) => {
                 state.push_event(message.to_vec());
                 None
@@ -862,6 +864,10 @@ impl UpstreamLink {
     /// is counted and dropped.
     fn unrelayed(&self, message: &[u8]) -> Option<Vec<u8>> {
         match jsonrpc::parse(message) {
+            Ok(Message::Notification { method, .. }) if method.ends_with("/list_changed") => {
+                self.lists_changed.set(true);
+                None
+            }
             Ok(Message::Request { id, method, .. }) => {
                 Some(self.refuse_server_request(id, &method))
             }
@@ -919,15 +925,14 @@ impl UpstreamLink {
         Ok(result.get("capabilities").cloned().unwrap_or(json!({})))
     }
 
-    /// For `stdio`: reads the child's messages until the upstream shuts down, settling answers,
-    /// passing notifications on, and handshaking again with each new child. `unasked` gets
-    /// what no request waits for.
+    /// For `stdio`: reads the child's messages until the upstream shuts down, settling answers
+    /// and passing notifications and requests on. When a child ends, what was sent to it fails
+    /// and the upstream is down until the epoch tick handshakes with the next one.
     pub async fn dispatch(
         self: &Rc<Self>,
         inflight: &InFlight,
         requests: &ServerRequests,
         now_ms: &dyn Fn() -> u64,
-        unasked: &dyn Fn(Unasked),
     ) {
         let LinkKind::Stdio(stdio) = &self.kind else {
             return;
@@ -949,7 +954,7 @@ impl UpstreamLink {
                     continue;
                 }
             };
-            self.route_stdio_message(stdio, &message, (inflight, requests), now_ms(), unasked);
+            self.route_stdio_message(stdio, &message, (inflight, requests), now_ms());
         }
     }
 
@@ -959,7 +964,6 @@ impl UpstreamLink {
         message: &[u8],
         (inflight, requests): (&InFlight, &ServerRequests),
         now_ms: u64,
-        unasked: &dyn Fn(Unasked),
     ) {
         match jsonrpc::parse(message) {
             Ok(Message::Response {
@@ -980,7 +984,8 @@ impl UpstreamLink {
             }
             Ok(Message::Notification { method, params }) => {
                 if method.ends_with("/list_changed") {
-                    return unasked(Unasked::ListChanged(message.to_vec()));
+                    self.lists_changed.set(true);
+                    return;
                 }
                 if method == "notifications/progress" {
                     if let Some((state, token)) =
@@ -992,7 +997,6 @@ impl UpstreamLink {
                         }
                     }
                 }
-                unasked(Unasked::Unroutable);
                 self.unroutable_total.set(self.unroutable_total.get() + 1);
             }
             Ok(Message::Request { id, method, .. }) => {
