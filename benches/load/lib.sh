@@ -34,12 +34,13 @@ binary="$root/target/release/shardgate"
 
 work=$(mktemp -d)
 started_pids=()
+tracer_pids=()
 cleanup() {
   local pid
-  for pid in "${started_pids[@]}"; do
+  for pid in "${tracer_pids[@]}" "${started_pids[@]}"; do
     kill -0 "$pid" 2>/dev/null && kill -TERM "$pid"
   done
-  for pid in "${started_pids[@]}"; do
+  for pid in "${tracer_pids[@]}" "${started_pids[@]}"; do
     wait "$pid" 2>/dev/null || true
   done
   rm -rf "$work"
@@ -60,7 +61,10 @@ start_shardgate() {
   started_pids+=("$pid")
   for _ in $(seq 100); do
     grep -qs '^shardgate ready:' "$out" && break
-    kill -0 "$pid" 2>/dev/null || { cat "$err" >&2; die "shardgate $name exited at start-up"; }
+    kill -0 "$pid" 2>/dev/null || {
+      cat "$err" >&2
+      die "shardgate $name exited at start-up${core:+ (pinned to core $core)}"
+    }
     sleep 0.1
   done
   ready=$(grep -m1 '^shardgate ready:' "$out") ||
@@ -138,6 +142,7 @@ count_syscalls() {
   for pid in "$@"; do
     strace -c -f -p "$pid" -o "$work/$pid.strace" 2>/dev/null &
     tracer[$pid]=$!
+    tracer_pids+=("$!")
   done
   sleep 0.5 # let strace attach to every thread before load starts
   run_wrk "$url" "$STRACE_DURATION" "$out"
