@@ -543,6 +543,29 @@ struct ResultTypeProbe<'a> {
     result_type: Option<&'a RawValue>,
 }
 
+/// A result for a session-era client: a stateless-era upstream's `"resultType":"complete"` is
+/// removed (that era does not have the member); `Err` names the `resultType` when it asks for
+/// something a session-era client cannot give (`input_required`).
+pub fn session_era_result(result: Box<RawValue>) -> Result<Box<RawValue>, String> {
+    let result_type = serde_json::from_str::<ResultTypeProbe<'_>>(result.get())
+        .ok()
+        .and_then(|probe| probe.result_type.map(|t| t.get().to_owned()));
+    match result_type.as_deref() {
+        None => Ok(result),
+        Some("\"complete\"") => {
+            let mut members: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(result.get()).map_err(|e| e.to_string())?;
+            members.remove("resultType");
+            let text = serde_json::to_string(&members).expect("values serialize");
+            Ok(RawValue::from_string(text).expect("serialized JSON is valid"))
+        }
+        Some(other) => Err(format!(
+            "the upstream answered with resultType {other}, which needs a client of protocol \
+             version 2026-07-28"
+        )),
+    }
+}
+
 /// Appends a result response for a stateless-era (2026-07-28) client: like [`write_result`], but
 /// when `result` is an object without a top-level `resultType` (an answer from a session-era
 /// upstream, or from the built-in server) it adds `"resultType":"complete"` as the first member.
@@ -1093,6 +1116,19 @@ mod tests {
         };
         assert_eq!(method, "notifications/progress");
         assert_eq!(params.unwrap().get(), r#"{"p":1}"#);
+    }
+
+    #[test]
+    fn session_era_results_lose_a_complete_result_type_and_refuse_other_ones() {
+        let plain = session_era_result(raw(r#"{"content":[]}"#)).unwrap();
+        assert_eq!(plain.get(), r#"{"content":[]}"#);
+        let complete = session_era_result(raw(r#"{"resultType":"complete","content":[]}"#));
+        assert_eq!(
+            json(complete.unwrap().get().as_bytes()),
+            serde_json::json!({"content": []})
+        );
+        let input = session_era_result(raw(r#"{"resultType":"input_required"}"#));
+        assert!(input.unwrap_err().contains("input_required"));
     }
 
     #[test]

@@ -756,6 +756,13 @@ pub fn answer_message(
     answer: Result<Box<RawValue>, RpcError>,
     era: Era,
 ) -> (u16, Vec<u8>) {
+    let answer = match era {
+        Era::Session(_) => answer.and_then(|result| {
+            jsonrpc::session_era_result(result)
+                .map_err(|message| RpcError::new(jsonrpc::INTERNAL_ERROR, message))
+        }),
+        Era::Stateless => answer,
+    };
     match answer {
         Ok(result) => {
             let mut body = Vec::with_capacity(result.get().len() + 64);
