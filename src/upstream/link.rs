@@ -42,7 +42,8 @@ const SESSION_ERA_VERSION: ProtocolVersion = ProtocolVersion::V2025_11_25;
 /// Pages fetched per list before the rest is left out (a server that pages forever).
 const LIST_PAGES_MAX: usize = 64;
 
-/// How long the gateway's own requests (handshake, lists) may take at most.
+/// How long the gateway's own requests (handshake, lists, `logging/setLevel`) may take at
+/// most; an upstream's shorter `request_timeout_ms` applies instead.
 const CONTROL_TIMEOUT_MS: u64 = 30_000;
 
 /// Which era an upstream speaks, learned at the handshake.
@@ -443,7 +444,7 @@ impl UpstreamLink {
                         &body,
                         "notifications/cancelled",
                         None,
-                        CONTROL_TIMEOUT_MS,
+                        self.control_timeout_ms(),
                         &mut |message| self.unrelayed(message),
                     )
                     .await;
@@ -475,7 +476,7 @@ impl UpstreamLink {
                     id.as_bytes(),
                     method,
                     params,
-                    CONTROL_TIMEOUT_MS,
+                    self.control_timeout_ms(),
                     &mut |message| self.unrelayed(message),
                 )
                 .await
@@ -491,11 +492,14 @@ impl UpstreamLink {
                         self.name()
                     ))),
                     Ok(()) => {
-                        let deadline = Instant::now() + Duration::from_millis(CONTROL_TIMEOUT_MS);
+                        let timeout_ms = self.control_timeout_ms();
+                        let deadline = Instant::now() + Duration::from_millis(timeout_ms);
                         match with_deadline(deadline, state.outcome()).await {
                             Some(outcome) => outcome,
                             None => Err(CallFailure::TimedOut(format!(
-                                "upstream {} did not answer {method} within {CONTROL_TIMEOUT_MS} ms",
+                                "upstream {} did not answer {method} within {timeout_ms} ms \
+                                 (request_timeout_ms, at most {CONTROL_TIMEOUT_MS} for the \
+                                 gateway's own requests)",
                                 self.name()
                             ))),
                         }
@@ -505,6 +509,10 @@ impl UpstreamLink {
                 outcome
             }
         }
+    }
+
+    fn control_timeout_ms(&self) -> u64 {
+        self.config.request_timeout_ms.min(CONTROL_TIMEOUT_MS)
     }
 
     fn restarting(&self) -> CallFailure {
@@ -522,7 +530,7 @@ impl UpstreamLink {
                 b"\"sg-discover\"",
                 "server/discover",
                 None,
-                CONTROL_TIMEOUT_MS,
+                self.control_timeout_ms(),
                 &mut |message| self.unrelayed(message),
             )
             .await;
@@ -553,7 +561,7 @@ impl UpstreamLink {
                 &body,
                 "initialize",
                 None,
-                CONTROL_TIMEOUT_MS,
+                self.control_timeout_ms(),
                 b"\"sg-init\"",
                 &mut |message| self.unrelayed(message),
                 &mut session,
@@ -583,7 +591,7 @@ impl UpstreamLink {
             &initialized,
             "notifications/initialized",
             None,
-            CONTROL_TIMEOUT_MS,
+            self.control_timeout_ms(),
             &mut |message| self.unrelayed(message),
         )
         .await
@@ -602,16 +610,24 @@ impl UpstreamLink {
         timeout_ms: u64,
         on_event: &mut dyn FnMut(&[u8]) -> Option<Vec<u8>>,
     ) -> CallOutcome {
+        // The name the stateless era mirrors in `Mcp-Name`: `params.name` or `params.uri`.
+        let named = matches!(method, "tools/call" | "prompts/get" | "resources/read");
+        let name = params
+            .as_ref()
+            .filter(|_| named)
+            .and_then(|p| p.get("name").or_else(|| p.get("uri")))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let stateless = *http.era.borrow() == UpstreamEra::Stateless;
+        let mut params = params;
+        if stateless {
+            params = Some(with_stateless_meta(params));
+        }
+        // Built once; a re-initialized session keeps the session era, so the body stands.
+        let body = request_body(id, method, params.as_ref());
+        drop(params);
         let mut reinitialized = false;
         loop {
-            let stateless = *http.era.borrow() == UpstreamEra::Stateless;
-            let params = match stateless {
-                true => Some(with_stateless_meta(params.clone())),
-                false => params.clone(),
-            };
-            let body = request_body(id, method, params.as_ref());
-            let name = jsonrpc::routing_name(method, params.as_ref().map(to_raw).as_deref())
-                .map(|n| n.into_owned());
             let mut session = None;
             let answer = self
                 .http_exchange(
@@ -795,7 +811,7 @@ impl UpstreamLink {
                             &reply,
                             "",
                             None,
-                            CONTROL_TIMEOUT_MS,
+                            self.control_timeout_ms(),
                             &mut |message| self.unrelayed(message),
                         ))
                         .await;
@@ -884,9 +900,14 @@ impl UpstreamLink {
             LinkKind::Builtin(_) => {}
             LinkKind::Http(http) => {
                 let _ = self
-                    .http_post(http, message, "", None, CONTROL_TIMEOUT_MS, &mut |m| {
-                        self.unrelayed(m)
-                    })
+                    .http_post(
+                        http,
+                        message,
+                        "",
+                        None,
+                        self.control_timeout_ms(),
+                        &mut |m| self.unrelayed(m),
+                    )
                     .await;
             }
             LinkKind::Stdio(stdio) => {
