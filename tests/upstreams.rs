@@ -461,7 +461,8 @@ fn watch_pending_entries(gw: &Gateway, stop: &AtomicBool, peak: &AtomicU64) {
 fn an_upstream_that_never_answers_costs_bounded_memory() {
     let gw = Gateway::start(&mute_config(50, 50), 1);
     // Warm up the allocator and the connection paths before the baseline.
-    flood_mute(&gw, 10, 10);
+    let warm_up = flood_mute(&gw, 10, 10);
+    assert_eq!(warm_up, [MuteOutcome::TimedOut; 10]);
     wait_status(&gw, "pending entries back to 0 after warm-up", |s| {
         s["shards"][0]["pending"]["entries"] == 0
     });
@@ -495,8 +496,17 @@ fn an_upstream_that_never_answers_costs_bounded_memory() {
         s["shards"][0]["pending"]["entries"] == 0
     });
     let pending = &status["shards"][0]["pending"];
-    assert!(
-        pending["timeouts_total"].as_u64().unwrap() >= timed_out as u64,
+    let refused = (outcomes.len() - timed_out) as u64;
+    assert_eq!(
+        pending["timeouts_total"],
+        warm_up.len() + timed_out,
+        "{pending:#}"
+    );
+    let refusals = &pending["refusals"];
+    assert_eq!(
+        refusals["pending_max"].as_u64().unwrap()
+            + refusals["pending_per_upstream_max"].as_u64().unwrap(),
+        refused,
         "{pending:#}"
     );
     let rss_after = rss_bytes(gw.pid());
@@ -543,7 +553,7 @@ fn a_saturated_upstream_leaves_room_for_the_others() {
 // --- 3. a notification flood to a slow client ------------------------------------------------
 
 /// Log messages the fixture's `flood` sends in one call.
-const FLOOD_COUNT: u64 = 5000;
+const FLOOD_COUNT: u64 = 20000;
 /// The client's socket receive buffer: small, so the gateway's socket backs up at once.
 const SLOW_CLIENT_RCVBUF_BYTES: usize = 4096;
 /// How long the slow client reads nothing.
