@@ -9,9 +9,10 @@
 //! driven over a pipe one JSON-RPC line at a time.
 
 mod common;
-#[path = "interop/support.rs"]
-mod support;
-
+use common::sdk_client::{
+    log_texts, ok_result, progress_pairs, run_client, tool_text, CLIENT_ROOT,
+    CLIENT_SAMPLED_PREFIX, SESSION_ERA, STATELESS_ERA,
+};
 use common::upstreams::{
     everything_stdio_command, hostile_stdio_mute_command, python_stdio_command, toml_string_array,
     Everything, Hostile, PythonUpstream,
@@ -23,68 +24,8 @@ use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
-/// Deadline for one run of the client script (it starts Python and the SDK first).
-const CLIENT_DEADLINE: Duration = Duration::from_secs(120);
 /// Deadline for one answer from a stdio fixture.
 const LINE_DEADLINE: Duration = Duration::from_secs(30);
-/// The only protocol version each era settles on with these peers.
-const SESSION_ERA: &str = "2025-11-25";
-const STATELESS_ERA: &str = "2026-07-28";
-/// The answers `gateway_client.py` gives to the server's requests.
-const CLIENT_ROOT: &str = "file:///tmp/shardgate-root";
-const CLIENT_SAMPLED_PREFIX: &str = "sampled-by-client: ";
-
-/// Runs `gateway_client.py URL MODE SCRIPT` and returns its JSON report; panics when it could
-/// not run the script.
-fn run_client(url: &str, mode: &str, script: &Value) -> Value {
-    let mut cmd = Command::new(support::dep("venv/bin/python"));
-    cmd.arg(support::interop_file("gateway_client.py"))
-        .arg(url)
-        .arg(mode)
-        .arg(script.to_string());
-    let what = format!("gateway_client.py {url} {mode}");
-    let out = support::run_with_deadline(&what, cmd, CLIENT_DEADLINE);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        out.status
-    );
-    let report: Value = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("{what} printed no JSON ({e}):\n{stdout}\nstderr:\n{stderr}"));
-    let steps = report["steps"].as_array().expect("steps array");
-    assert_eq!(steps.len(), script.as_array().unwrap().len(), "{report:#}");
-    report
-}
-
-/// The result of step `index`, which must have succeeded.
-fn ok_result(report: &Value, index: usize) -> &Value {
-    let step = &report["steps"][index];
-    assert_eq!(
-        step["ok"], true,
-        "step {index} failed: {step:#}\nreport: {report:#}"
-    );
-    &step["result"]
-}
-
-/// The text of the only content block of the tool result of step `index` (not an error).
-fn tool_text(report: &Value, index: usize) -> &str {
-    let result = ok_result(report, index);
-    assert_eq!(result["isError"], false, "step {index}: {result:#}");
-    let content = result["content"].as_array().expect("content array");
-    assert_eq!(content.len(), 1, "step {index}: {result:#}");
-    content[0]["text"].as_str().expect("text content")
-}
-
-fn log_texts(report: &Value) -> Vec<&str> {
-    report["logs"]
-        .as_array()
-        .expect("logs array")
-        .iter()
-        .filter_map(|log| log["data"].as_str())
-        .collect()
-}
 
 fn python_script(name: &str) -> Value {
     json!([
@@ -138,17 +79,11 @@ fn assert_python_report(report: &Value, name: &str, era: &str) {
     );
 
     assert_eq!(tool_text(report, 4), "done 3");
-    let progress = report["steps"][4]["progress"].as_array().unwrap();
-    let seen: Vec<(f64, f64)> = progress
-        .iter()
-        .map(|p| {
-            (
-                p["progress"].as_f64().unwrap(),
-                p["total"].as_f64().unwrap(),
-            )
-        })
-        .collect();
-    assert_eq!(seen, [(1.0, 3.0), (2.0, 3.0), (3.0, 3.0)], "{progress:?}");
+    assert_eq!(
+        progress_pairs(report, 4),
+        [(1.0, 3.0), (2.0, 3.0), (3.0, 3.0)],
+        "{report:#}"
+    );
 
     assert_eq!(tool_text(report, 5), "logged");
     let logs = log_texts(report);

@@ -208,7 +208,11 @@ impl Conn {
     }
 
     pub fn try_connect(addr: &str) -> std::io::Result<Conn> {
-        let stream = TcpStream::connect(addr)?;
+        Self::from_stream(TcpStream::connect(addr)?)
+    }
+
+    /// A client on a stream connected elsewhere (e.g. with socket options set before connect).
+    pub fn from_stream(stream: TcpStream) -> std::io::Result<Conn> {
         stream.set_read_timeout(Some(READ_TIMEOUT))?;
         stream.set_nodelay(true)?;
         Ok(Conn {

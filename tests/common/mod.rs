@@ -1,10 +1,12 @@
 //! Shared harness for integration tests: starts the real `shardgate` binary with a config and
 //! finds its ports from the ready line it prints on stdout; `client` speaks raw HTTP/1.1 to it
-//! and `mcp` builds MCP requests for both protocol eras; `upstreams` starts real MCP upstreams.
+//! and `mcp` builds MCP requests for both protocol eras; `upstreams` starts real MCP upstreams
+//! and `sdk_client` runs the scripted Python SDK client against an endpoint.
 #![allow(dead_code)] // each test crate uses a different subset of the harness
 
 pub mod client;
 pub mod mcp;
+pub mod sdk_client;
 pub mod upstreams;
 
 use std::io::{BufRead, BufReader};
@@ -12,6 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
+
+/// How long the gateway may take to print its ready line: stdio upstreams start Python or Node
+/// and answer the handshake first.
+const READY_LINE_DEADLINE: Duration = Duration::from_secs(60);
 
 /// A running gateway process, killed on drop.
 pub struct Gateway {
@@ -93,16 +99,14 @@ impl Gateway {
                 }
             }
         });
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| {
-                let exited = wait_exit(&mut child, Duration::from_secs(1));
-                let _ = child.kill();
-                match exited {
-                    Some(status) => panic!("shardgate exited ({status}) before its ready line"),
-                    None => panic!("shardgate printed no ready line within 20 s"),
-                }
-            });
+        let line = rx.recv_timeout(READY_LINE_DEADLINE).unwrap_or_else(|_| {
+            let exited = wait_exit(&mut child, Duration::from_secs(1));
+            let _ = child.kill();
+            match exited {
+                Some(status) => panic!("shardgate exited ({status}) before its ready line"),
+                None => panic!("shardgate printed no ready line within {READY_LINE_DEADLINE:?}"),
+            }
+        });
         let field = |name: &str| {
             line.split_whitespace()
                 .find_map(|w| w.strip_prefix(&format!("{name}=")).map(str::to_owned))

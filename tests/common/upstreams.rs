@@ -10,6 +10,8 @@
 #[path = "../interop/support.rs"]
 mod support;
 
+pub use support::run_with_deadline;
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
 use std::path::PathBuf;
