@@ -154,6 +154,8 @@ fn gateway_script(late: &str) -> Value {
         {"op": "sleep", "s": 0.5},                                                      // 26
         {"op": "list_tools"},                                                           // 27
         {"op": "call", "tool": format!("py__{late}"), "args": {}},                      // 28
+        {"op": "call", "tool": "everyh__trigger-sampling-request",
+         "args": {"prompt": "relay me", "maxTokens": 5}},                               // 29
     ])
 }
 
@@ -191,12 +193,15 @@ fn assert_gateway_tools(report: &Value) {
     }
 }
 
-/// Steps 20..=22 (sampling, elicitation, roots on `py`) and 25..=28 (a tool `late` registered
-/// at runtime), as the gateway serves them today. A 2026-07-28 client gets the upstream's
-/// requests inside the call's result and answers them; a session-era client gets the upstream's
-/// refusal, since the gateway neither declares the client's capabilities upstream nor relays
-/// the upstream's requests on the session. The gateway advertises `tools.listChanged: false`,
-/// keeps its catalogue from the handshake and does not pass `list_changed` on.
+/// Steps 20..=22 (sampling, elicitation, roots on `py`), 25..=28 (a tool `late` registered
+/// at runtime on `py`) and 29 (sampling on `everyh`). `py` speaks the 2026-07-28 era to the
+/// gateway: a 2026-07-28 client gets its requests inside the call's result and answers them;
+/// a session-era client cannot take such a result, so `py` asks nothing of it and refuses
+/// (-32021: the gateway declares no client capabilities for it). `everyh` speaks the session
+/// era: its sampling request reaches a session-era client on the call's stream and the answer
+/// goes back; a 2026-07-28 client cannot be asked, and the upstream hears the gateway's
+/// refusal. A 2026-07-28 upstream sends no `list_changed`, so `late` stays unknown until its
+/// lists are fetched again.
 fn assert_gateway_current_gaps(report: &Value, era: &str, late: &str) {
     if era == STATELESS_ERA {
         assert_eq!(tool_text(report, 20), "sampled: sampled-by-client: pick");
@@ -205,6 +210,13 @@ fn assert_gateway_current_gaps(report: &Value, era: &str, late: &str) {
         assert_eq!(
             report["server_requests"],
             json!(["sampling/createMessage", "elicitation/create", "roots/list"])
+        );
+        let refused = ok_result(report, 29);
+        assert_eq!(refused["isError"], true, "{refused:#}");
+        let text = refused["content"][0]["text"].as_str().unwrap_or_default();
+        assert!(
+            text.contains("the gateway cannot relay sampling/createMessage"),
+            "{refused:#}"
         );
     } else {
         for (step, capability) in [(20, "sampling"), (21, "elicitation"), (22, "roots")] {
@@ -217,9 +229,17 @@ fn assert_gateway_current_gaps(report: &Value, era: &str, late: &str) {
                 "step {step}: {error:#}"
             );
         }
-        assert_eq!(report["server_requests"], json!([]));
+        assert_eq!(report["server_requests"], json!(["sampling/createMessage"]));
+        let sampled = tool_text(report, 29);
+        assert!(
+            sampled.starts_with("LLM sampling result:")
+                && sampled.contains(
+                    "sampled-by-client: Resource trigger-sampling-request context: relay me"
+                ),
+            "{sampled}"
+        );
     }
-    assert_eq!(report["server_capabilities"]["tools"]["listChanged"], false);
+    assert_eq!(report["server_capabilities"]["tools"]["listChanged"], true);
     assert_eq!(tool_text(report, 25), format!("added {late}"));
     assert_eq!(report["notifications"], json!([]), "{report:#}");
     let late_name = format!("py__{late}");

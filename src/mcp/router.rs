@@ -617,9 +617,13 @@ impl Router {
             Kind::Prompts => ("prompt", "prompts/list"),
             _ => ("resource", "resources/list"),
         };
-        RpcError::invalid_params(format!(
+        let error = RpcError::invalid_params(format!(
             "unknown {what} {merged:?}: no upstream offers it (see {list})"
-        ))
+        ));
+        match kind {
+            Kind::Resources => error.with_data(raw(json!({ "uri": merged }).to_string())),
+            _ => error,
+        }
     }
 
     async fn set_level(&self, params: Option<&RawValue>) -> Result<Box<RawValue>, RpcError> {

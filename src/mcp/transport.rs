@@ -773,8 +773,16 @@ pub fn answer_message(
             (200, body)
         }
         Err(error) => {
-            let status = match era {
-                Era::Stateless if error.code == jsonrpc::METHOD_NOT_FOUND => 404,
+            // The 2026-07-28 era gives some errors their own HTTP status, whoever raised them
+            // (the gateway, or an upstream whose status the relay does not carry).
+            let status = match (era, error.code) {
+                (Era::Stateless, jsonrpc::METHOD_NOT_FOUND) => 404,
+                (
+                    Era::Stateless,
+                    jsonrpc::HEADER_MISMATCH
+                    | jsonrpc::MISSING_REQUIRED_CLIENT_CAPABILITY
+                    | jsonrpc::UNSUPPORTED_PROTOCOL_VERSION,
+                ) => 400,
                 _ => 200,
             };
             let body =
