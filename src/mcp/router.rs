@@ -66,6 +66,8 @@ pub struct Client<'a> {
     /// The client reads requests on its call's event stream and answers them (the session
     /// era; a 2026-07-28 client gets `input_required` results instead).
     pub takes_requests: bool,
+    /// `Mcp-Param-*` fields of the request, passed on to the upstream.
+    pub param_headers: &'a [(String, String)],
 }
 
 /// How the router answers.
@@ -385,17 +387,18 @@ impl Router {
         }
     }
 
-    /// Capabilities of the merged server.
-    fn capabilities_json(&self) -> String {
+    /// Capabilities of the merged server. `list_changed`: whether clients hear of list
+    /// changes (session-era clients do, on their GET stream; 2026-07-28 clients would need
+    /// `subscriptions/listen`, which the gateway does not offer, and re-list after `ttlMs`).
+    fn capabilities_json(&self, list_changed: bool) -> String {
         let links = &self.state.links;
         let any = |capability: &str| links.iter().any(|l| l.has_capability(capability));
         let mut capabilities = Map::new();
-        // Session-era clients hear of changes on their GET stream.
-        capabilities.insert("tools".into(), json!({ "listChanged": true }));
-        capabilities.insert("prompts".into(), json!({ "listChanged": true }));
+        capabilities.insert("tools".into(), json!({ "listChanged": list_changed }));
+        capabilities.insert("prompts".into(), json!({ "listChanged": list_changed }));
         capabilities.insert(
             "resources".into(),
-            json!({ "subscribe": false, "listChanged": true }),
+            json!({ "subscribe": false, "listChanged": list_changed }),
         );
         if any("logging") {
             capabilities.insert("logging".into(), json!({}));
@@ -432,7 +435,7 @@ impl Router {
         raw(format!(
             r#"{{"protocolVersion":"{}","capabilities":{},"serverInfo":{},"instructions":{}}}"#,
             version.as_str(),
-            self.capabilities_json(),
+            self.capabilities_json(true),
             self.server_info,
             serde_json::to_string(&self.instructions()).expect("a string serializes"),
         ))
@@ -580,7 +583,7 @@ impl Router {
             params,
             progress_token.map(|t| t.get().as_bytes().to_vec()),
             registered.state.clone(),
-            timeout_ms,
+            (timeout_ms, client.param_headers.to_vec()),
         );
         Answer::Relay(Relay {
             state: registered.state,
@@ -658,7 +661,7 @@ impl Router {
 
     fn discover(&self) -> Box<RawValue> {
         let supported = ProtocolVersion::SUPPORTED_JSON;
-        let capabilities = self.capabilities_json();
+        let capabilities = self.capabilities_json(false);
         let info = &self.server_info;
         let instructions =
             serde_json::to_string(&self.instructions()).expect("a string serializes");
@@ -679,7 +682,7 @@ fn spawn_call(
     params: Map<String, Value>,
     client_token: Option<Vec<u8>>,
     call: Rc<CallState>,
-    timeout_ms: u64,
+    (timeout_ms, param_headers): (u64, Vec<(String, String)>),
 ) -> glommio::Task<()> {
     glommio::spawn_local(async move {
         let outcome = link
@@ -690,7 +693,7 @@ fn spawn_call(
                 client_token.as_deref(),
                 &call,
                 &router.server_requests,
-                timeout_ms,
+                (timeout_ms, &param_headers),
             )
             .await;
         // `None`: a stdio request went out; its answer comes through the dispatcher.

@@ -52,6 +52,8 @@ pub struct McpHeaders<'a> {
     pub protocol_version: Option<&'a str>,
     pub mcp_method: Option<&'a str>,
     pub mcp_name: Option<&'a str>,
+    /// `Mcp-Param-*` fields (name as sent, value), passed on to the upstream a call goes to.
+    pub param_headers: &'a [(String, String)],
 }
 
 /// One request to the MCP endpoint, independent of where it arrived (socket or mesh).
@@ -417,6 +419,7 @@ impl Endpoint {
             id,
             log_level,
             takes_requests: true,
+            param_headers: h.param_headers,
         };
         let answer = self
             .router
@@ -496,6 +499,7 @@ impl Endpoint {
             id,
             log_level: None,
             takes_requests: false,
+            param_headers: h.param_headers,
         };
         let answer = self
             .router

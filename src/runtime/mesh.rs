@@ -58,6 +58,8 @@ pub struct ForwardedRequest {
     pub session_id: Option<String>,
     pub protocol_version: Option<String>,
     pub body: Vec<u8>,
+    /// `Mcp-Param-*` fields, for the upstream a call goes to.
+    pub param_headers: Vec<(String, String)>,
     /// Only ask whether the session still lives (for a GET stream held by the asking shard);
     /// unlike a request, the check does not extend the session's idle deadline.
     pub stream_check: bool,
@@ -71,6 +73,7 @@ impl ForwardedRequest {
             session_id: h.session_id.map(str::to_owned),
             protocol_version: h.protocol_version.map(str::to_owned),
             body: request.body.to_vec(),
+            param_headers: h.param_headers.to_vec(),
             stream_check: false,
         }
     }
@@ -81,6 +84,7 @@ impl ForwardedRequest {
             headers: McpHeaders {
                 session_id: self.session_id.as_deref(),
                 protocol_version: self.protocol_version.as_deref(),
+                param_headers: &self.param_headers,
                 ..McpHeaders::default()
             },
             body: &self.body,

@@ -449,9 +449,11 @@ impl http::Handler for McpFront {
             );
             return write_reply(shard, response, reply).await;
         }
+        let param_headers = mcp_param_headers(request);
         let mcp = McpRequest {
             method: HttpMethod::parse(request.method()),
             headers: McpHeaders {
+                param_headers: &param_headers,
                 origin: request.header_str("origin"),
                 accept: request.header_str("accept"),
                 content_type: request.header_str("content-type"),
@@ -584,6 +586,19 @@ fn mesh_refusal(shard: &Shard, error: MeshError) -> HttpReply {
     shard
         .endpoint
         .refusal_reply(RefusalReason::MeshFull, error.to_string(), &shard.refusals)
+}
+
+/// The request's `Mcp-Param-*` fields, which an intermediary passes on to the server.
+fn mcp_param_headers(request: &Request<'_>) -> Vec<(String, String)> {
+    request
+        .headers()
+        .filter(|(name, _)| name.len() > 10 && name[..10].eq_ignore_ascii_case(b"mcp-param-"))
+        .filter_map(|(name, value)| {
+            let name = std::str::from_utf8(name).ok()?;
+            let value = std::str::from_utf8(value).ok()?;
+            Some((name.to_owned(), value.to_owned()))
+        })
+        .collect()
 }
 
 /// Forwards `mcp` to the shard that owns its session; overload and failure come back as the

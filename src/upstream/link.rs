@@ -388,7 +388,7 @@ impl UpstreamLink {
         client_token: Option<&[u8]>,
         state: &CallState,
         requests: &ServerRequests,
-        timeout_ms: u64,
+        (timeout_ms, param_headers): (u64, &[(String, String)]),
     ) -> Option<CallOutcome> {
         match &self.kind {
             LinkKind::Builtin(demo) => {
@@ -408,7 +408,7 @@ impl UpstreamLink {
                         id_json.as_bytes(),
                         method,
                         params,
-                        timeout_ms,
+                        (timeout_ms, param_headers),
                         &mut on_event,
                     )
                     .await,
@@ -443,7 +443,6 @@ impl UpstreamLink {
                         http,
                         &body,
                         "notifications/cancelled",
-                        None,
                         self.control_timeout_ms(),
                         &mut |message| self.unrelayed(message),
                     )
@@ -476,7 +475,7 @@ impl UpstreamLink {
                     id.as_bytes(),
                     method,
                     params,
-                    self.control_timeout_ms(),
+                    (self.control_timeout_ms(), &[]),
                     &mut |message| self.unrelayed(message),
                 )
                 .await
@@ -530,7 +529,7 @@ impl UpstreamLink {
                 b"\"sg-discover\"",
                 "server/discover",
                 None,
-                self.control_timeout_ms(),
+                (self.control_timeout_ms(), &[]),
                 &mut |message| self.unrelayed(message),
             )
             .await;
@@ -559,8 +558,7 @@ impl UpstreamLink {
             .http_exchange(
                 http,
                 &body,
-                "initialize",
-                None,
+                Mirrored::method("initialize"),
                 self.control_timeout_ms(),
                 b"\"sg-init\"",
                 &mut |message| self.unrelayed(message),
@@ -590,7 +588,6 @@ impl UpstreamLink {
             http,
             &initialized,
             "notifications/initialized",
-            None,
             self.control_timeout_ms(),
             &mut |message| self.unrelayed(message),
         )
@@ -601,13 +598,14 @@ impl UpstreamLink {
 
     /// One request over HTTP in the upstream's era; a session the server says expired is
     /// re-initialized once.
+    #[allow(clippy::too_many_arguments)]
     async fn http_request(
         &self,
         http: &HttpLink,
         id: &[u8],
         method: &str,
         params: Option<Value>,
-        timeout_ms: u64,
+        (timeout_ms, param_headers): (u64, &[(String, String)]),
         on_event: &mut dyn FnMut(&[u8]) -> Option<Vec<u8>>,
     ) -> CallOutcome {
         // The name the stateless era mirrors in `Mcp-Name`: `params.name` or `params.uri`.
@@ -633,8 +631,11 @@ impl UpstreamLink {
                 .http_exchange(
                     http,
                     &body,
-                    method,
-                    name.as_deref(),
+                    Mirrored {
+                        method,
+                        name: name.as_deref(),
+                        params: param_headers,
+                    },
                     timeout_ms,
                     id,
                     on_event,
@@ -672,7 +673,6 @@ impl UpstreamLink {
         http: &HttpLink,
         body: &[u8],
         method: &str,
-        name: Option<&str>,
         timeout_ms: u64,
         on_event: &mut dyn FnMut(&[u8]) -> Option<Vec<u8>>,
     ) -> Result<(), CallFailure> {
@@ -680,8 +680,7 @@ impl UpstreamLink {
         self.http_exchange(
             http,
             body,
-            method,
-            name,
+            Mirrored::method(method),
             timeout_ms,
             b"",
             on_event,
@@ -699,14 +698,18 @@ impl UpstreamLink {
         &self,
         http: &HttpLink,
         body: &[u8],
-        method: &str,
-        name: Option<&str>,
+        mirrored: Mirrored<'_>,
         timeout_ms: u64,
         id: &[u8],
         on_event: &mut dyn FnMut(&[u8]) -> Option<Vec<u8>>,
         session: &mut Option<String>,
     ) -> Result<Result<Box<RawValue>, RpcError>, CallFailure> {
         let upstream = self.name();
+        let Mirrored {
+            method,
+            name,
+            params: param_headers,
+        } = mirrored;
         let era = http.era.borrow().clone();
         let encoded_name = name.map(header_value);
         let mut headers: Vec<(&str, &str)> =
@@ -732,6 +735,11 @@ impl UpstreamLink {
             }
             UpstreamEra::Unknown => {}
         }
+        headers.extend(
+            param_headers
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_str())),
+        );
         let spec = RequestSpec {
             method: "POST",
             headers: &headers,
@@ -810,7 +818,6 @@ impl UpstreamLink {
                             http,
                             &reply,
                             "",
-                            None,
                             self.control_timeout_ms(),
                             &mut |message| self.unrelayed(message),
                         ))
@@ -900,14 +907,9 @@ impl UpstreamLink {
             LinkKind::Builtin(_) => {}
             LinkKind::Http(http) => {
                 let _ = self
-                    .http_post(
-                        http,
-                        message,
-                        "",
-                        None,
-                        self.control_timeout_ms(),
-                        &mut |m| self.unrelayed(m),
-                    )
+                    .http_post(http, message, "", self.control_timeout_ms(), &mut |m| {
+                        self.unrelayed(m)
+                    })
                     .await;
             }
             LinkKind::Stdio(stdio) => {
@@ -1072,6 +1074,25 @@ impl UpstreamLink {
                 LinkKind::Stdio(stdio) => Some(stdio.child.stats()),
                 _ => None,
             },
+        }
+    }
+}
+
+/// What a POST mirrors in headers besides its body: the method and name (2026-07-28 era) and
+/// the client's `Mcp-Param-*` fields, which intermediaries pass on.
+#[derive(Clone, Copy)]
+struct Mirrored<'a> {
+    method: &'a str,
+    name: Option<&'a str>,
+    params: &'a [(String, String)],
+}
+
+impl<'a> Mirrored<'a> {
+    fn method(method: &'a str) -> Mirrored<'a> {
+        Mirrored {
+            method,
+            name: None,
+            params: &[],
         }
     }
 }
