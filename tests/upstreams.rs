@@ -239,7 +239,12 @@ fn assert_gateway_current_gaps(report: &Value, era: &str, late: &str) {
             "{sampled}"
         );
     }
-    assert_eq!(report["server_capabilities"]["tools"]["listChanged"], true);
+    // Session-era clients hear of list changes on their GET stream; 2026-07-28 clients would
+    // need subscriptions/listen, which the gateway does not offer.
+    assert_eq!(
+        report["server_capabilities"]["tools"]["listChanged"],
+        era == SESSION_ERA
+    );
     assert_eq!(tool_text(report, 25), format!("added {late}"));
     assert_eq!(report["notifications"], json!([]), "{report:#}");
     let late_name = format!("py__{late}");
@@ -380,6 +385,43 @@ fn sdk_clients_reach_four_upstreams_through_two_shards() {
         })
         .sum();
     assert!(unroutable >= 4, "pys log messages not counted: {status:#}");
+}
+
+#[test]
+fn a_stdio_upstreams_list_change_and_requests_reach_a_session_era_client() {
+    // One shard: the stdio child whose list changes is the one the client's calls reach.
+    let config = config_with(&stdio_upstream("pys", python_stdio_command("pys"), ""));
+    let gw = Gateway::start(&config, 1);
+    let script = json!([
+        {"op": "call", "tool": "pys__add_tool", "args": {"name": "late"}},          // 0
+        {"op": "sleep", "s": 2.5},                                                   // 1
+        {"op": "list_tools"},                                                        // 2
+        {"op": "call", "tool": "pys__late", "args": {}},                             // 3
+        {"op": "call", "tool": "pys__sample", "args": {"prompt": "over stdio"}},     // 4
+        {"op": "call", "tool": "pys__roots", "args": {}},                            // 5
+    ]);
+    let report = run_client(&gw.mcp_url, "legacy", &script);
+    assert_eq!(tool_text(&report, 0), "added late");
+    // The child announced the change; the gateway refreshed its lists at the next epoch tick
+    // and told the client on its GET stream.
+    assert_eq!(
+        report["notifications"],
+        json!(["notifications/tools/list_changed"]),
+        "{report:#}"
+    );
+    let tools = ok_result(&report, 2)["tools"].as_array().unwrap();
+    assert!(tools.iter().any(|t| t["name"] == "pys__late"), "{tools:?}");
+    assert_eq!(tool_text(&report, 3), "pys: late called");
+    // Requests the child makes during the client's call reach that client and come back.
+    assert_eq!(
+        tool_text(&report, 4),
+        "sampled: sampled-by-client: over stdio"
+    );
+    assert_eq!(tool_text(&report, 5), "file:///tmp/shardgate-root");
+    assert_eq!(
+        report["server_requests"],
+        json!(["sampling/createMessage", "roots/list"])
+    );
 }
 
 // --- 2. an upstream that never answers -------------------------------------------------------
