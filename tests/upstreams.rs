@@ -804,10 +804,35 @@ fn an_optional_upstream_that_is_down_drops_out_and_the_gateway_stays_ready() {
 
 #[test]
 fn a_required_upstream_that_is_down_stops_the_gateway_at_startup() {
-    let dir = common::TempDir::new("required-down");
-    let config_path = dir.0.join("shardgate.toml");
     let url = closed_port_url();
-    std::fs::write(&config_path, config_with(&http_upstream("gone", &url, ""))).unwrap();
+    let text = failed_start(
+        "required-down",
+        &config_with(&http_upstream("gone", &url, "")),
+    );
+    assert!(text.contains("upstream gone"), "{text}");
+    assert!(text.contains("required = false"), "{text}");
+}
+
+#[test]
+fn unprefixed_upstreams_whose_tool_names_collide_stop_the_gateway_at_startup() {
+    let config = config_with(&format!(
+        "{}{}",
+        stdio_upstream("one", python_stdio_command("one"), "prefix = \"\""),
+        stdio_upstream("two", python_stdio_command("two"), "prefix = \"\""),
+    ));
+    let text = failed_start("collision", &config);
+    assert!(text.contains("merged names collide"), "{text}");
+    assert!(
+        text.contains(r#"tools "echo" is offered by upstreams "one" and "two""#),
+        "{text}"
+    );
+}
+
+/// Runs `serve` with `config` on one shard, which must exit unready; returns its output.
+fn failed_start(tag: &str, config: &str) -> String {
+    let dir = common::TempDir::new(tag);
+    let config_path = dir.0.join("shardgate.toml");
+    std::fs::write(&config_path, config).unwrap();
     let mut child = Command::new(common::binary())
         .args(["serve", "--config"])
         .arg(&config_path)
@@ -817,17 +842,16 @@ fn a_required_upstream_that_is_down_stops_the_gateway_at_startup() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn shardgate");
-    let exited = common::wait_exit(&mut child, Duration::from_secs(30));
+    let exited = common::wait_exit(&mut child, Duration::from_secs(60));
     if exited.is_none() {
         let _ = child.kill();
     }
     let output = child.wait_with_output().expect("gateway output");
-    let status = exited.expect("the gateway kept running without its required upstream");
+    let status = exited.expect("the gateway kept running");
     let text = common::output_text(&output);
     assert!(!status.success(), "{status}: {text}");
     assert!(!text.contains("shardgate ready:"), "{text}");
-    assert!(text.contains("upstream gone"), "{text}");
-    assert!(text.contains("required = false"), "{text}");
+    text
 }
 
 // --- 6. the circuit breaker ------------------------------------------------------------------

@@ -24,7 +24,7 @@ use crate::mcp::version::ProtocolVersion;
 use crate::runtime::log;
 use crate::runtime::shutdown::ShutdownSignal;
 use crate::upstream::breaker::Admission;
-use crate::upstream::catalogue::{Catalogue, CatalogueLimits, Kind, Listing, Naming};
+use crate::upstream::catalogue::{Catalogue, CatalogueLimits, Kind, Listing, Naming, Omission};
 use crate::upstream::inflight::{
     CallFailure, CallItem, CallState, ClientRoute, InFlight, ServerRequests,
 };
@@ -310,7 +310,30 @@ impl Router {
             }
         }
         self.state.rebuild(true);
-        Ok(())
+        // Two upstreams offering one merged tool or prompt name (possible with empty
+        // prefixes) is a configuration mistake: one of them would be unreachable.
+        let routes = self.state.routes.borrow().clone();
+        let collisions: Vec<String> = routes
+            .omissions()
+            .iter()
+            .filter(|omission| {
+                matches!(
+                    omission,
+                    Omission::Collision {
+                        kind: Kind::Tools | Kind::Prompts,
+                        ..
+                    }
+                )
+            })
+            .map(|omission| omission.to_string())
+            .collect();
+        match collisions.is_empty() {
+            true => Ok(()),
+            false => Err(format!(
+                "merged names collide (upstreams[].prefix):\n  {}",
+                collisions.join("\n  ")
+            )),
+        }
     }
 
     /// Runs each stdio upstream's reader until the shard stops.
