@@ -293,6 +293,11 @@ impl Router {
         &self.state.inflight
     }
 
+    /// Requests from upstreams relayed to clients and waiting for their answers.
+    pub fn server_requests(&self) -> &ServerRequests {
+        &self.state.server_requests
+    }
+
     /// Connects every upstream and builds the catalogue. A required upstream that cannot be
     /// reached is an error naming it; an optional one is logged and left out until it answers.
     pub async fn start(&self) -> Result<(), String> {

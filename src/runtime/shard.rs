@@ -378,7 +378,8 @@ impl Shard {
     }
 
     fn pending_status(&self) -> PendingStatus {
-        let inflight = self.endpoint.router().inflight();
+        let router = self.endpoint.router();
+        let inflight = router.inflight();
         let stats = inflight.stats();
         PendingStatus {
             entries: stats.entries,
@@ -388,7 +389,11 @@ impl Shard {
             timeouts_total: stats.timeouts_total,
             late_answers_total: stats.late_answers_total,
             early_retires_total: stats.early_retires_total,
-            events_dropped_total: inflight.events_dropped_total(),
+            events_dropped_total: inflight.events_dropped_total()
+                + self.mesh.relay_events_dropped(),
+            mesh_events_dropped_total: self.mesh.relay_events_dropped(),
+            relayed_requests: router.server_requests().waiting(),
+            relayed_requests_refused_total: router.server_requests().refused_total(),
             refusals: stats.refusals.to_vec(),
         }
     }

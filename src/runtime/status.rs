@@ -35,6 +35,12 @@ pub struct PendingStatus {
     pub early_retires_total: u64,
     /// Notifications dropped because a client read slower than its upstream wrote.
     pub events_dropped_total: u64,
+    /// Of those, dropped on the way back from the shard that ran a forwarded call.
+    pub mesh_events_dropped_total: u64,
+    /// Requests from upstreams (sampling, elicitation, roots) waiting for a client's answer.
+    pub relayed_requests: u32,
+    /// Requests from upstreams not relayed because `pending.pending_max` were waiting.
+    pub relayed_requests_refused_total: u64,
     #[serde(serialize_with = "pairs_as_object")]
     pub refusals: Vec<(&'static str, u64)>,
 }

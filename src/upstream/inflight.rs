@@ -446,11 +446,13 @@ impl ServerRequests {
             .retain(|_, request| request.parent != parent);
     }
 
-    pub fn len(&self) -> usize {
-        self.entries.borrow().len()
+    /// Requests waiting for a client's answer.
+    pub fn waiting(&self) -> u32 {
+        self.entries.borrow().len() as u32
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.entries.borrow().is_empty()
+    /// Requests not relayed because `pending.pending_max` were already waiting.
+    pub fn refused_total(&self) -> u64 {
+        self.refused_total.get()
     }
 }
