@@ -32,6 +32,9 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
 
+use crate::upstream::pool::PoolLimits;
+use crate::upstream::stdio::StdioLimits;
+
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors, Location};
 pub use plan::{plan, Plan, PlanTerm};
 
@@ -231,32 +234,14 @@ pub struct HttpUpstream {
     /// which every client's calls use (requests an upstream makes during a call still reach
     /// that call's client).
     pub session_mode: SessionMode,
-    /// `pool_connections_max`: connections open or opening to this upstream, per shard.
-    /// Default 10, range 1..=4096. Each may hold its head buffer, one request and one
-    /// response body (see `shardgate plan`).
-    pub pool_connections_max: u32,
-    /// `pool_waiters_max`: callers queued for a connection when all are busy; past this they
-    /// are refused at once. Default 100, range 0..=65536. A small record each.
-    pub pool_waiters_max: u32,
-    /// `connect_timeout_ms`: one connect attempt. Default 10000, range 1..=600000.
-    pub connect_timeout_ms: u64,
-    /// `pool_idle_timeout_ms`: an idle connection is closed after this long unused. Default
-    /// 30000, range 1..=3600000.
-    pub pool_idle_timeout_ms: u64,
-    /// `pool_lifetime_ms`: a connection is closed once this old, when next idle. Default
-    /// 3600000, range 1..=86400000.
-    pub pool_lifetime_ms: u64,
-    /// `response_head_bytes_max`: status line and headers of one response (and the chunk
-    /// framing of one buffered body). Default 16384 (as `limits.header_bytes_max`), range
-    /// 1024..=1048576. Each connection's input buffer is this size.
-    pub response_head_bytes_max: u32,
-    /// `response_headers_count_max`: header fields in one response. Default 64, range
-    /// 8..=1024.
-    pub response_headers_count_max: u16,
-    /// `sse_event_bytes_max`: one event (and one line) of an event stream. Default
-    /// `limits.response_body_bytes_max` (an event carries one JSON-RPC message), range
-    /// 1024..=268435456.
-    pub sse_event_bytes_max: u32,
+    /// The pool's keys: `pool_connections_max` (default 10, range 1..=4096),
+    /// `pool_waiters_max` (100, 0..=65536), `connect_timeout_ms` (10000, 1..=600000),
+    /// `pool_idle_timeout_ms` (30000, 1..=3600000), `pool_lifetime_ms` (3600000,
+    /// 1..=86400000), `response_head_bytes_max` (16384, 1024..=1048576),
+    /// `response_headers_count_max` (64, 8..=1024) and `sse_event_bytes_max`
+    /// (`limits.response_body_bytes_max`, 1024..=268435456); the buffered body limit is
+    /// `limits.response_body_bytes_max`. What each bounds: [`PoolLimits`], [`crate::http::client::ClientLimits`].
+    pub pool: PoolLimits,
 }
 
 /// `session_mode` of an `http` upstream.
@@ -277,34 +262,14 @@ pub struct StdioUpstream {
     pub env: Vec<(String, String)>,
     /// `cwd`, default the gateway's working directory.
     pub cwd: Option<std::path::PathBuf>,
-    /// `message_bytes_max`: the longest message either way, newline excluded; a longer line
-    /// from the child restarts it. Default `limits.response_body_bytes_max`, range
-    /// 1024..=268435456. Queued messages and the line buffer are sized by it.
-    pub message_bytes_max: u32,
-    /// `stderr_line_bytes_max`: each stderr line is logged cut to this. Default 4096, range
-    /// 64..=1048576.
-    pub stderr_line_bytes_max: u32,
-    /// `inbound_messages_max`: messages read from the child and not yet taken. Default 64,
-    /// range 1..=65536. Up to `message_bytes_max` each.
-    pub inbound_messages_max: u32,
-    /// `outbound_messages_max`: messages queued for the child and not yet written. Default
-    /// 64, range 1..=65536. Up to `message_bytes_max` each.
-    pub outbound_messages_max: u32,
-    /// `restart_backoff_ms`: the wait before the first restart. Default 100, range
-    /// 1..=3600000, at most `restart_backoff_max_ms`.
-    pub restart_backoff_ms: u32,
-    /// `restart_backoff_max_ms`: the wait doubles up to this. Default 30000, range
-    /// 1..=3600000.
-    pub restart_backoff_max_ms: u32,
-    /// `healthy_after_ms`: a child up this long resets the backoff. Default 10000, range
-    /// 0..=3600000.
-    pub healthy_after_ms: u32,
-    /// `kill_grace_ms`: when stopping a child, the wait after closing its stdin before
-    /// SIGTERM, and after SIGTERM before SIGKILL. Default 5000, range 0..=600000.
-    pub kill_grace_ms: u32,
-    /// `exit_poll_ms`: how often a running child is checked with `waitpid(WNOHANG)`. Default
-    /// 1000, range 1..=600000.
-    pub exit_poll_ms: u32,
+    /// The child's keys: `message_bytes_max` (default `limits.response_body_bytes_max`,
+    /// range 1024..=268435456), `stderr_line_bytes_max` (4096, 64..=1048576),
+    /// `inbound_messages_max` and `outbound_messages_max` (64, 1..=65536),
+    /// `restart_backoff_ms` (100, 1..=3600000, at most `restart_backoff_max_ms`),
+    /// `restart_backoff_max_ms` (30000, 1..=3600000), `healthy_after_ms` (10000, 0..=3600000),
+    /// `kill_grace_ms` (5000, 0..=600000) and `exit_poll_ms` (1000, 1..=600000). What each
+    /// bounds: [`StdioLimits`].
+    pub limits: StdioLimits,
 }
 
 /// `[pending]`: requests in flight to upstreams; all per shard.
@@ -343,14 +308,14 @@ impl Upstream {
                  lifetime {} ms, head {} bytes / {} headers, sse event {} bytes",
                 http.url,
                 http.session_mode.as_str(),
-                http.pool_connections_max,
-                http.pool_waiters_max,
-                http.connect_timeout_ms,
-                http.pool_idle_timeout_ms,
-                http.pool_lifetime_ms,
-                http.response_head_bytes_max,
-                http.response_headers_count_max,
-                http.sse_event_bytes_max
+                http.pool.pool_connections_max,
+                http.pool.pool_waiters_max,
+                http.pool.connect_timeout_ms,
+                http.pool.pool_idle_timeout_ms,
+                http.pool.pool_lifetime_ms,
+                http.pool.client.response_head_bytes_max,
+                http.pool.client.response_headers_count_max,
+                http.pool.client.sse_event_bytes_max
             ),
             UpstreamKind::Stdio(stdio) => format!(
                 "stdio {:?} {:?}, {} env, cwd {}, message {} bytes, queues {} in / {} out, \
@@ -363,15 +328,15 @@ impl Upstream {
                     .cwd
                     .as_ref()
                     .map_or_else(|| "inherited".to_owned(), |cwd| format!("{cwd:?}")),
-                stdio.message_bytes_max,
-                stdio.inbound_messages_max,
-                stdio.outbound_messages_max,
-                stdio.stderr_line_bytes_max,
-                stdio.restart_backoff_ms,
-                stdio.restart_backoff_max_ms,
-                stdio.healthy_after_ms,
-                stdio.kill_grace_ms,
-                stdio.exit_poll_ms
+                stdio.limits.message_bytes_max,
+                stdio.limits.inbound_messages_max,
+                stdio.limits.outbound_messages_max,
+                stdio.limits.stderr_line_bytes_max,
+                stdio.limits.restart_backoff_ms,
+                stdio.limits.restart_backoff_max_ms,
+                stdio.limits.healthy_after_ms,
+                stdio.limits.kill_grace_ms,
+                stdio.limits.exit_poll_ms
             ),
         };
         let naming = if self.prefix.is_empty() {

@@ -244,7 +244,7 @@ fn upstream_term(upstream: &Upstream, limits: &Limits) -> Option<PlanTerm> {
 /// Every connection at once holding its input buffer, the largest request the gateway forwards
 /// and the largest response it buffers (`upstream::pool`, `http::client`).
 fn http_pool_bytes(http: &HttpUpstream, limits: &Limits) -> (u64, String) {
-    let input = u64::from(http.response_head_bytes_max).max(CONNECTION_READ_BYTES_MIN);
+    let input = u64::from(http.pool.client.response_head_bytes_max).max(CONNECTION_READ_BYTES_MIN);
     let output = limits
         .header_bytes_max
         .saturating_add(limits.request_body_bytes_max)
@@ -252,14 +252,16 @@ fn http_pool_bytes(http: &HttpUpstream, limits: &Limits) -> (u64, String) {
     // A buffered body, or an event stream's decoded line and the event being built.
     let body = limits
         .response_body_bytes_max
-        .max(2 * u64::from(http.sse_event_bytes_max));
+        .max(2 * u64::from(http.pool.client.sse_event_bytes_max));
     let connection = input.saturating_add(output).saturating_add(body);
-    let bytes = u64::from(http.pool_connections_max).saturating_mul(connection);
+    let bytes = u64::from(http.pool.pool_connections_max).saturating_mul(connection);
     let explanation = format!(
         "pool_connections_max {} × (response_head_bytes_max {} input + max(64 KiB, \
          limits.header_bytes_max + request_body_bytes_max) {output} output + max(\
          limits.response_body_bytes_max, 2 × sse_event_bytes_max {}) {body} body)",
-        http.pool_connections_max, http.response_head_bytes_max, http.sse_event_bytes_max
+        http.pool.pool_connections_max,
+        http.pool.client.response_head_bytes_max,
+        http.pool.client.sse_event_bytes_max
     );
     (bytes, explanation)
 }
@@ -267,19 +269,20 @@ fn http_pool_bytes(http: &HttpUpstream, limits: &Limits) -> (u64, String) {
 /// Both message queues full plus the line being read, a stderr line and the read buffer
 /// (`upstream::stdio`).
 fn stdio_bytes(stdio: &StdioUpstream) -> (u64, String) {
-    let messages =
-        u64::from(stdio.inbound_messages_max) + u64::from(stdio.outbound_messages_max) + 1;
+    let messages = u64::from(stdio.limits.inbound_messages_max)
+        + u64::from(stdio.limits.outbound_messages_max)
+        + 1;
     let bytes = messages
-        .saturating_mul(u64::from(stdio.message_bytes_max))
-        .saturating_add(u64::from(stdio.stderr_line_bytes_max))
+        .saturating_mul(u64::from(stdio.limits.message_bytes_max))
+        .saturating_add(u64::from(stdio.limits.stderr_line_bytes_max))
         .saturating_add(STDIO_READ_CHUNK_BYTES);
     let explanation = format!(
         "(inbound_messages_max {} + outbound_messages_max {} + 1) × message_bytes_max {} + \
          stderr_line_bytes_max {} + 64 KiB read buffer",
-        stdio.inbound_messages_max,
-        stdio.outbound_messages_max,
-        stdio.message_bytes_max,
-        stdio.stderr_line_bytes_max
+        stdio.limits.inbound_messages_max,
+        stdio.limits.outbound_messages_max,
+        stdio.limits.message_bytes_max,
+        stdio.limits.stderr_line_bytes_max
     );
     (bytes, explanation)
 }

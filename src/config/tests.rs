@@ -2,6 +2,10 @@
 
 use std::path::Path;
 
+use crate::http::client::ClientLimits;
+use crate::upstream::pool::PoolLimits;
+use crate::upstream::stdio::StdioLimits;
+
 use super::*;
 
 fn errors_of(text: &str) -> Vec<ConfigError> {
@@ -764,8 +768,8 @@ fn absent_upstream_keys_take_their_defaults_from_the_sections_they_name() {
     else {
         panic!("an http and a stdio upstream: {config:?}");
     };
-    assert_eq!(http_keys.sse_event_bytes_max, 2_097_152);
-    assert_eq!(stdio_keys.message_bytes_max, 2_097_152);
+    assert_eq!(http_keys.pool.client.sse_event_bytes_max, 2_097_152);
+    assert_eq!(stdio_keys.limits.message_bytes_max, 2_097_152);
     assert_eq!(
         (http.prefix.as_str(), http.separator.as_str(), http.required),
         ("u", "__", true)
@@ -819,14 +823,19 @@ exit_poll_ms = 250
             kind: UpstreamKind::Http(HttpUpstream {
                 url: "http://10.0.0.5:8000/mcp".to_owned(),
                 session_mode: SessionMode::Shared,
-                pool_connections_max: 20,
-                pool_waiters_max: 0,
-                connect_timeout_ms: 500,
-                pool_idle_timeout_ms: 10_000,
-                pool_lifetime_ms: 600_000,
-                response_head_bytes_max: 8192,
-                response_headers_count_max: 32,
-                sse_event_bytes_max: 65_536,
+                pool: PoolLimits {
+                    pool_connections_max: 20,
+                    pool_waiters_max: 0,
+                    connect_timeout_ms: 500,
+                    pool_idle_timeout_ms: 10_000,
+                    pool_lifetime_ms: 600_000,
+                    client: ClientLimits {
+                        response_head_bytes_max: 8192,
+                        response_headers_count_max: 32,
+                        response_body_bytes_max: 1_048_576,
+                        sse_event_bytes_max: 65_536,
+                    },
+                },
             }),
             prefix: "API".to_owned(),
             separator: ".".to_owned(),
@@ -845,15 +854,17 @@ exit_poll_ms = 250
                     ("LOG".to_owned(), "info".to_owned()),
                 ],
                 cwd: Some("/srv".into()),
-                message_bytes_max: 524_288,
-                stderr_line_bytes_max: 1024,
-                inbound_messages_max: 16,
-                outbound_messages_max: 8,
-                restart_backoff_ms: 200,
-                restart_backoff_max_ms: 10_000,
-                healthy_after_ms: 0,
-                kill_grace_ms: 0,
-                exit_poll_ms: 250,
+                limits: StdioLimits {
+                    message_bytes_max: 524_288,
+                    stderr_line_bytes_max: 1024,
+                    inbound_messages_max: 16,
+                    outbound_messages_max: 8,
+                    restart_backoff_ms: 200,
+                    restart_backoff_max_ms: 10_000,
+                    healthy_after_ms: 0,
+                    kill_grace_ms: 0,
+                    exit_poll_ms: 250,
+                },
             }),
             prefix: "files".to_owned(),
             separator: "__".to_owned(),

@@ -17,7 +17,9 @@ use super::{
     Admin, Config, Cores, Epoch, HttpUpstream, Limits, Pending, Server, SessionMode, Sessions,
     StdioUpstream, Upstream, UpstreamKind,
 };
-use crate::upstream::pool::UpstreamUrl;
+use crate::http::client::ClientLimits;
+use crate::upstream::pool::{PoolLimits, UpstreamUrl};
+use crate::upstream::stdio::StdioLimits;
 
 /// Accepted values of `upstreams[i].kind`.
 const UPSTREAM_KINDS: &[&str] = &["builtin", "http", "stdio"];
@@ -615,54 +617,61 @@ impl Checker<'_> {
         HttpUpstream {
             url,
             session_mode,
-            pool_connections_max: self.optional(
-                &at("pool_connections_max"),
-                entry.pool_connections_max,
-                b::POOL_CONNECTIONS_MAX,
-                b::POOL_CONNECTIONS_MAX.default,
-            ),
-            pool_waiters_max: self.optional(
-                &at("pool_waiters_max"),
-                entry.pool_waiters_max,
-                b::POOL_WAITERS_MAX,
-                b::POOL_WAITERS_MAX.default,
-            ),
-            connect_timeout_ms: self.optional(
-                &at("connect_timeout_ms"),
-                entry.connect_timeout_ms,
-                b::CONNECT_TIMEOUT_MS,
-                b::CONNECT_TIMEOUT_MS.default,
-            ),
-            pool_idle_timeout_ms: self.optional(
-                &at("pool_idle_timeout_ms"),
-                entry.pool_idle_timeout_ms,
-                b::POOL_IDLE_TIMEOUT_MS,
-                b::POOL_IDLE_TIMEOUT_MS.default,
-            ),
-            pool_lifetime_ms: self.optional(
-                &at("pool_lifetime_ms"),
-                entry.pool_lifetime_ms,
-                b::POOL_LIFETIME_MS,
-                b::POOL_LIFETIME_MS.default,
-            ),
-            response_head_bytes_max: self.optional(
-                &at("response_head_bytes_max"),
-                entry.response_head_bytes_max,
-                b::RESPONSE_HEAD_BYTES_MAX,
-                b::RESPONSE_HEAD_BYTES_MAX.default,
-            ),
-            response_headers_count_max: self.optional(
-                &at("response_headers_count_max"),
-                entry.response_headers_count_max,
-                b::RESPONSE_HEADERS_COUNT_MAX,
-                b::RESPONSE_HEADERS_COUNT_MAX.default,
-            ),
-            sse_event_bytes_max: self.optional(
-                &at("sse_event_bytes_max"),
-                entry.sse_event_bytes_max,
-                b::SSE_EVENT_BYTES_MAX,
-                body_default,
-            ),
+            pool: PoolLimits {
+                pool_connections_max: self.optional(
+                    &at("pool_connections_max"),
+                    entry.pool_connections_max,
+                    b::POOL_CONNECTIONS_MAX,
+                    b::POOL_CONNECTIONS_MAX.default,
+                ),
+                pool_waiters_max: self.optional(
+                    &at("pool_waiters_max"),
+                    entry.pool_waiters_max,
+                    b::POOL_WAITERS_MAX,
+                    b::POOL_WAITERS_MAX.default,
+                ),
+                connect_timeout_ms: self.optional(
+                    &at("connect_timeout_ms"),
+                    entry.connect_timeout_ms,
+                    b::CONNECT_TIMEOUT_MS,
+                    b::CONNECT_TIMEOUT_MS.default,
+                ),
+                pool_idle_timeout_ms: self.optional(
+                    &at("pool_idle_timeout_ms"),
+                    entry.pool_idle_timeout_ms,
+                    b::POOL_IDLE_TIMEOUT_MS,
+                    b::POOL_IDLE_TIMEOUT_MS.default,
+                ),
+                pool_lifetime_ms: self.optional(
+                    &at("pool_lifetime_ms"),
+                    entry.pool_lifetime_ms,
+                    b::POOL_LIFETIME_MS,
+                    b::POOL_LIFETIME_MS.default,
+                ),
+                client: ClientLimits {
+                    response_head_bytes_max: self.optional(
+                        &at("response_head_bytes_max"),
+                        entry.response_head_bytes_max,
+                        b::RESPONSE_HEAD_BYTES_MAX,
+                        b::RESPONSE_HEAD_BYTES_MAX.default,
+                    ),
+                    response_headers_count_max: self.optional(
+                        &at("response_headers_count_max"),
+                        entry.response_headers_count_max,
+                        b::RESPONSE_HEADERS_COUNT_MAX,
+                        b::RESPONSE_HEADERS_COUNT_MAX.default,
+                    ),
+                    // The codec buffers a body up to the gateway's own response limit.
+                    response_body_bytes_max: u32::try_from(limits.response_body_bytes_max)
+                        .unwrap_or(u32::MAX),
+                    sse_event_bytes_max: self.optional(
+                        &at("sse_event_bytes_max"),
+                        entry.sse_event_bytes_max,
+                        b::SSE_EVENT_BYTES_MAX,
+                        body_default,
+                    ),
+                },
+            },
         }
     }
 
@@ -707,17 +716,18 @@ impl Checker<'_> {
             }
             std::path::PathBuf::from(cwd)
         });
-        let mut stdio = self.stdio_limits(key, entry, limits);
-        stdio.command = command;
-        stdio.args = args;
-        stdio.env = env;
-        stdio.cwd = cwd;
-        stdio
+        StdioUpstream {
+            command,
+            args,
+            env,
+            cwd,
+            limits: self.stdio_limits(key, entry, limits),
+        }
     }
 
-    /// The numeric keys of a `kind = "stdio"` upstream (what to run is left empty), plus the
-    /// rule tying the two backoff keys together.
-    fn stdio_limits(&mut self, key: &str, entry: &RawUpstream, limits: &Limits) -> StdioUpstream {
+    /// The numeric keys of a `kind = "stdio"` upstream, plus the rule tying the two backoff
+    /// keys together.
+    fn stdio_limits(&mut self, key: &str, entry: &RawUpstream, limits: &Limits) -> StdioLimits {
         use bounds as b;
         let at = |name: &str| format!("{key}.{name}");
         let body_default = i64::try_from(limits.response_body_bytes_max).unwrap_or(i64::MAX);
@@ -765,11 +775,7 @@ impl Checker<'_> {
             );
             self.conflict(&at("restart_backoff_ms"), reason);
         }
-        StdioUpstream {
-            command: String::new(),
-            args: Vec::new(),
-            env: Vec::new(),
-            cwd: None,
+        StdioLimits {
             message_bytes_max: self.optional(
                 &at("message_bytes_max"),
                 entry.message_bytes_max,

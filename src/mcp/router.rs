@@ -249,9 +249,7 @@ impl Router {
             .upstreams
             .iter()
             .enumerate()
-            .map(|(index, upstream)| {
-                UpstreamLink::new(index as u16, upstream, &config.limits).map(Rc::new)
-            })
+            .map(|(index, upstream)| UpstreamLink::new(index as u16, upstream).map(Rc::new))
             .collect::<Result<Vec<_>, String>>()?;
         let pending = &config.pending;
         let limits = PendingLimits {

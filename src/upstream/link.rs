@@ -23,7 +23,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use crate::config::{self, UpstreamKind};
-use crate::http::client::{with_deadline, ClientLimits};
+use crate::http::client::with_deadline;
 use crate::mcp::jsonrpc::{self, Message, Outcome, RpcError};
 use crate::mcp::version::ProtocolVersion;
 use crate::upstream::breaker::{Admission, Breaker};
@@ -33,8 +33,8 @@ use crate::upstream::inflight::{CallFailure, CallState, InFlight, ServerRequest,
 use crate::upstream::pending::{
     restore_progress_token, rewrite_request_id, IdForm, UpstreamRequestId,
 };
-use crate::upstream::pool::{PoolLimits, Reply, RequestSpec, UpstreamPool, UpstreamUrl};
-use crate::upstream::stdio::{StdioError, StdioLimits, StdioSpec, StdioUpstream};
+use crate::upstream::pool::{Reply, RequestSpec, UpstreamPool, UpstreamUrl};
+use crate::upstream::stdio::{StdioError, StdioSpec, StdioUpstream};
 
 /// The protocol version the gateway asks session-era upstreams for.
 const SESSION_ERA_VERSION: ProtocolVersion = ProtocolVersion::V2025_11_25;
@@ -120,32 +120,15 @@ pub struct LinkStats {
 
 impl UpstreamLink {
     /// Builds the link; `http` resolves its URL, `stdio` starts its child.
-    pub fn new(
-        index: u16,
-        upstream: &config::Upstream,
-        limits: &config::Limits,
-    ) -> Result<UpstreamLink, String> {
+    pub fn new(index: u16, upstream: &config::Upstream) -> Result<UpstreamLink, String> {
         let name = &upstream.name;
         let kind = match &upstream.kind {
             UpstreamKind::Builtin { sleep_ms_max } => LinkKind::Builtin(Demo::new(*sleep_ms_max)),
             UpstreamKind::Http(http) => {
                 let url = UpstreamUrl::parse(&http.url)
                     .map_err(|e| format!("upstream {name}: url {:?}: {e}", http.url))?;
-                let pool_limits = PoolLimits {
-                    pool_connections_max: http.pool_connections_max,
-                    pool_waiters_max: http.pool_waiters_max,
-                    connect_timeout_ms: http.connect_timeout_ms,
-                    pool_idle_timeout_ms: http.pool_idle_timeout_ms,
-                    pool_lifetime_ms: http.pool_lifetime_ms,
-                    client: ClientLimits {
-                        response_head_bytes_max: http.response_head_bytes_max,
-                        response_headers_count_max: http.response_headers_count_max,
-                        response_body_bytes_max: limits.response_body_bytes_max as u32,
-                        sse_event_bytes_max: http.sse_event_bytes_max,
-                    },
-                };
                 LinkKind::Http(HttpLink {
-                    pool: UpstreamPool::new(url, &pool_limits),
+                    pool: UpstreamPool::new(url, &http.pool),
                     era: RefCell::new(UpstreamEra::Unknown),
                 })
             }
@@ -157,18 +140,7 @@ impl UpstreamLink {
                     env: stdio.env.clone(),
                     cwd: stdio.cwd.clone(),
                 };
-                let stdio_limits = StdioLimits {
-                    message_bytes_max: stdio.message_bytes_max,
-                    stderr_line_bytes_max: stdio.stderr_line_bytes_max,
-                    inbound_messages_max: stdio.inbound_messages_max,
-                    outbound_messages_max: stdio.outbound_messages_max,
-                    restart_backoff_ms: stdio.restart_backoff_ms,
-                    restart_backoff_max_ms: stdio.restart_backoff_max_ms,
-                    healthy_after_ms: stdio.healthy_after_ms,
-                    kill_grace_ms: stdio.kill_grace_ms,
-                    exit_poll_ms: stdio.exit_poll_ms,
-                };
-                let child = StdioUpstream::start(spec, stdio_limits)
+                let child = StdioUpstream::start(spec, stdio.limits)
                     .map_err(|e| format!("upstream {name}: {e}"))?;
                 LinkKind::Stdio(StdioLink {
                     child,

@@ -74,7 +74,7 @@ const REQUEST_ID_BYTES_MAX_RANGE: (u32, u32) = (16, 1024);
 /// A client id copied out of the table: inline up to 40 bytes (integers, UUID strings).
 pub type ClientIdBytes = SmallVec<[u8; 40]>;
 
-/// The bounds of one shard's pending table. Config keys map onto it one to one; proposed
+/// The bounds of one shard's pending table. Config keys map onto it one to one; the
 /// keys are named on each field (a `[pending]` section, per shard).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PendingLimits {
@@ -164,7 +164,7 @@ impl PendingLimits {
 /// Why a pending table could not be built.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PendingError {
-    /// A limit outside its accepted range; `key` is the proposed config key.
+    /// A limit outside its accepted range; `key` is the config key.
     Limit {
         key: &'static str,
         value: u32,
@@ -759,7 +759,22 @@ impl<R: Copy + Eq + Hash + 'static> PendingTable<R> {
         upstream_id: &RawValue,
         now_ms: u64,
     ) -> Option<Completed<R>> {
-        let completed = self.take(upstream, upstream_id, now_ms);
+        let Some(id) = UpstreamRequestId::parse(upstream_id) else {
+            self.late_answers_total += 1;
+            return None;
+        };
+        self.complete_id(upstream, id, now_ms)
+    }
+
+    /// [`Self::complete`] for an id already read (an answer that came on the request's own
+    /// exchange, or the end of a child that will never answer).
+    pub fn complete_id(
+        &mut self,
+        upstream: u16,
+        id: UpstreamRequestId,
+        now_ms: u64,
+    ) -> Option<Completed<R>> {
+        let completed = self.take(upstream, id.0, now_ms);
         match completed {
             Some(_) => self.completed_total += 1,
             None => self.late_answers_total += 1,
@@ -767,8 +782,7 @@ impl<R: Copy + Eq + Hash + 'static> PendingTable<R> {
         completed
     }
 
-    fn take(&mut self, upstream: u16, upstream_id: &RawValue, now_ms: u64) -> Option<Completed<R>> {
-        let id = UpstreamRequestId::parse(upstream_id)?.0;
+    fn take(&mut self, upstream: u16, id: u64, now_ms: u64) -> Option<Completed<R>> {
         let entry = self.requests.get(&id, now_ms)?;
         if entry.value.upstream != upstream {
             return None;

@@ -37,7 +37,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 /// Pool limits of one upstream, per shard. Config keys map onto them one to one; the
-/// proposed keys and defaults are named on each field.
+/// keys and defaults are named on each field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PoolLimits {
     /// Connections open or being opened. `upstreams[].pool_connections_max`, default 10.

@@ -83,7 +83,7 @@ pub struct StdioSpec {
     pub cwd: Option<PathBuf>,
 }
 
-/// Limits of one stdio upstream; the proposed config key of each is on its field. Every limit but
+/// Limits of one stdio upstream; the config key of each is on its field. Every limit but
 /// `kill_grace_ms` and `healthy_after_ms` is at least 1, and `restart_backoff_ms <= restart_backoff_max_ms` (the config validates this;
 /// [`StdioUpstream::start`] asserts it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
