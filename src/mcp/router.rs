@@ -724,13 +724,8 @@ fn spawn_call(
             .await;
         // `None`: a stdio request went out; its answer comes through the dispatcher.
         let Some(outcome) = outcome else { return };
-        let id_json = id.to_json(crate::upstream::pending::IdForm::Number);
-        let id_raw = RawValue::from_string(
-            String::from_utf8(id_json.as_bytes().to_vec()).expect("digits are UTF-8"),
-        )
-        .expect("an integer is JSON");
         let now = router.now_ms();
-        if router.inflight.complete(link.index, &id_raw, now).is_some() {
+        if router.inflight.complete_id(link.index, id, now).is_some() {
             call.settle(outcome);
         }
     })

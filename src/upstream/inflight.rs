@@ -275,12 +275,29 @@ impl InFlight {
         upstream_id: &RawValue,
         now_ms: u64,
     ) -> Option<Rc<CallState>> {
-        let completed = self
-            .table
-            .borrow_mut()
-            .complete(upstream, upstream_id, now_ms)?;
-        drop(completed);
-        let id = UpstreamRequestId::parse(upstream_id)?;
+        match UpstreamRequestId::parse(upstream_id) {
+            Some(id) => self.complete_id(upstream, id, now_ms),
+            // Not an id of ours: the table counts it as a late answer.
+            None => self
+                .table
+                .borrow_mut()
+                .complete(upstream, upstream_id, now_ms)
+                .and(None),
+        }
+    }
+
+    /// [`Self::complete`] for an id already read.
+    pub fn complete_id(
+        &self,
+        upstream: u16,
+        id: UpstreamRequestId,
+        now_ms: u64,
+    ) -> Option<Rc<CallState>> {
+        drop(self.table.borrow_mut().complete_id(upstream, id, now_ms)?);
+        self.remove_call(id)
+    }
+
+    fn remove_call(&self, id: UpstreamRequestId) -> Option<Rc<CallState>> {
         let (_, state) = self.calls.borrow_mut().remove(&id.0)?;
         self.count_drops(&state);
         Some(state)
@@ -352,11 +369,7 @@ impl InFlight {
             .map(|(id, _)| *id)
             .collect();
         for id in ids {
-            let id_json = UpstreamRequestId(id).to_json(crate::upstream::pending::IdForm::Number);
-            let text = std::str::from_utf8(id_json.as_bytes()).expect("digits are UTF-8");
-            let raw: Box<RawValue> =
-                RawValue::from_string(text.to_owned()).expect("an integer is JSON");
-            if let Some(state) = self.complete(upstream, &raw, now_ms) {
+            if let Some(state) = self.complete_id(upstream, UpstreamRequestId(id), now_ms) {
                 state.settle(Err(CallFailure::Unavailable(reason.to_owned())));
             }
         }
