@@ -71,8 +71,9 @@ pub fn serve(
 ) -> Result<(), StartupError> {
     platform::check_io_uring()?;
     platform::check_memlock(config.server.io_memory_bytes, cores.len())?;
-    let mcp = platform::resolve_listen("server.listen", config.server.listen)?;
-    let admin = platform::resolve_listen("admin.listen", config.admin.listen)?;
+    // Ports chosen by the kernel stay reserved until every shard listens on them.
+    let (mcp, mcp_reservation) = platform::resolve_listen("server.listen", config.server.listen)?;
+    let (admin, admin_reservation) = platform::resolve_listen("admin.listen", config.admin.listen)?;
     signals::install();
     let shards = cores.len();
     let mesh = MeshBuilder::full(shards, config.limits.mesh_messages_max as usize);
@@ -117,6 +118,7 @@ pub fn serve(
             }
         }
     }
+    drop((mcp_reservation, admin_reservation));
     match failure {
         None => on_ready(&Ready { mcp, admin, shards }),
         Some(_) => signals::request_shutdown(),

@@ -145,11 +145,14 @@ pub fn select_cores(configured: &Cores, available: &[usize]) -> Result<Vec<usize
 /// could otherwise silently share the port: a connect that succeeds means someone listens. A
 /// plain probe bind cannot tell instead, because the TIME_WAIT connections of a previous run
 /// on the same port make it fail for a minute after every restart.
-pub fn resolve_listen(key: &'static str, addr: SocketAddr) -> Result<SocketAddr, StartupError> {
+pub fn resolve_listen(
+    key: &'static str,
+    addr: SocketAddr,
+) -> Result<(SocketAddr, Option<socket2::Socket>), StartupError> {
     let bind_error = |error| StartupError::Bind { key, addr, error };
     if addr.port() == 0 {
-        let probe = std::net::TcpListener::bind(addr).map_err(bind_error)?;
-        return probe.local_addr().map_err(bind_error);
+        let (bound, reservation) = super::listener::reserve_ephemeral(addr).map_err(bind_error)?;
+        return Ok((bound, Some(reservation)));
     }
     let target = match addr.ip().is_unspecified() {
         true => SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port()),
@@ -159,7 +162,7 @@ pub fn resolve_listen(key: &'static str, addr: SocketAddr) -> Result<SocketAddr,
         Ok(_) => Err(bind_error(std::io::Error::from(
             std::io::ErrorKind::AddrInUse,
         ))),
-        Err(_) => Ok(addr),
+        Err(_) => Ok((addr, None)),
     }
 }
 
@@ -182,8 +185,25 @@ mod tests {
 
     #[test]
     fn resolve_listen_turns_port_zero_into_a_free_port() {
-        let addr = resolve_listen("admin.listen", "127.0.0.1:0".parse().unwrap()).unwrap();
+        let (addr, reservation) =
+            resolve_listen("admin.listen", "127.0.0.1:0".parse().unwrap()).unwrap();
         assert_ne!(addr.port(), 0);
+        let shard = super::super::listener::reserve_ephemeral(addr);
+        assert!(
+            shard.is_ok(),
+            "a shard can bind the reserved port: {shard:?}"
+        );
+        // While it is held, the kernel hands the port to no other port-0 bind.
+        let others: Vec<_> = (0..200)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        assert!(
+            others
+                .iter()
+                .all(|other| other.local_addr().unwrap() != addr),
+            "port {addr} was handed out while reserved"
+        );
+        drop((reservation, shard, others));
         std::net::TcpListener::bind(addr).expect("the resolved port is free again");
     }
 
