@@ -12,7 +12,7 @@ use shardgate::runtime::{self, platform};
 const USAGE: &str = "\
 usage:
   shardgate [serve] [--config PATH] [--cores N|all] serve MCP (default config: tuning/default.toml, built in)
-  shardgate check --config PATH                     validate a config and print a summary
+  shardgate check --config PATH                     validate a config, print a summary, probe upstreams
   shardgate plan [--config PATH] [--cores N|all]    print the memory ceiling per shard and in total";
 
 /// Parsed command line.
@@ -107,7 +107,19 @@ fn run(args: Args) -> Result<(), ExitCode> {
     match args.command.as_str() {
         "check" => {
             println!("{}", config.summary());
-            Ok(())
+            // A down upstream is reported, not an error: the server may simply not run yet.
+            let (upstreams, collisions) =
+                runtime::probe_upstreams(Arc::new(config)).map_err(|e| {
+                    runtime::log(format_args!("check: {e}"));
+                    ExitCode::from(1)
+                })?;
+            for line in upstreams {
+                println!("{line}");
+            }
+            collisions.map_err(|e| {
+                runtime::log(format_args!("invalid configuration:\n{e}"));
+                ExitCode::from(2)
+            })
         }
         "plan" => {
             println!("{}", runtime::plan(&config, plan_shards(&args, &config)));

@@ -1,6 +1,7 @@
 //! Goal: the command line keeps its contract: `check` accepts a valid file (exit 0, summary) and
 //! rejects a bad one with exit 2 and a message naming the file, the key, the value and the
-//! allowed range; unknown keys are named; `plan` prints per-shard and total memory lines whose
+//! allowed range; unknown keys are named; it reports each upstream reached or not (a down one
+//! is no error) and rejects merged names that collide; `plan` prints per-shard and total memory lines whose
 //! total follows the config; usage errors exit 2.
 //!
 //! Method: write config files into a temporary directory, run the binary to completion and
@@ -174,4 +175,60 @@ fn no_command_serves_with_the_embedded_default_and_help_exits_0() {
     let help = run_cli(&["--help"]);
     assert_eq!(help.status.code(), Some(0));
     assert!(output_text(&help).contains("usage"));
+}
+
+#[test]
+fn check_reports_each_upstream_reached_or_not_and_a_down_one_is_no_error() {
+    // A port nothing listens on: bound by the kernel's choice, then released.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (code, text, _) = check(&config_with(&format!(
+        "[[upstreams]]\nname = \"away\"\nkind = \"http\"\nurl = \"http://127.0.0.1:{closed}/mcp\"\n\
+         required = false\n\n\
+         [[upstreams]]\nname = \"needed\"\nkind = \"http\"\nurl = \"http://127.0.0.1:{closed}/mcp\"\n"
+    )));
+    assert_eq!(code, Some(0), "a down upstream fails no check: {text}");
+    let line = |name: &str| {
+        text.lines()
+            .find(|line| line.starts_with(&format!("upstream {name}: ")))
+            .unwrap_or_else(|| panic!("no line for upstream {name}: {text}"))
+            .to_owned()
+    };
+    assert_eq!(
+        line("demo"),
+        "upstream demo: reachable, offers 3 tools, 1 prompts, 1 resources, 0 resourceTemplates"
+    );
+    let away = line("away");
+    assert!(
+        away.contains("connection refused")
+            && away.ends_with("(optional: serve starts without it)"),
+        "{away}"
+    );
+    let needed = line("needed");
+    assert!(
+        needed.contains("connection refused")
+            && needed.ends_with("(required: serve refuses to start until it answers)"),
+        "{needed}"
+    );
+}
+
+#[test]
+fn check_rejects_upstreams_whose_merged_names_collide_naming_both() {
+    let (code, text, _) = check(
+        "[[upstreams]]\nname = \"first\"\nkind = \"builtin\"\nprefix = \"\"\n\n\
+         [[upstreams]]\nname = \"second\"\nkind = \"builtin\"\nprefix = \"\"\n",
+    );
+    assert_eq!(code, Some(2), "colliding names are a config error: {text}");
+    let collision = text
+        .lines()
+        .find(|line| line.contains("echo"))
+        .unwrap_or_else(|| panic!("the colliding tool is named: {text}"));
+    assert!(
+        collision.contains("first") && collision.contains("second"),
+        "{collision}"
+    );
+    assert!(text.contains("upstreams[].prefix"), "{text}");
 }

@@ -313,8 +313,36 @@ impl Router {
             }
         }
         self.state.rebuild(true);
-        // Two upstreams offering one merged tool or prompt name (possible with empty
-        // prefixes) is a configuration mistake: one of them would be unreachable.
+        self.collisions()
+    }
+
+    /// For `check`: connects to every upstream once, as start-up does, and says for each what
+    /// it offers or why it cannot be reached, then whether merged names collide. Unlike
+    /// [`Router::start`], a down upstream is no error: the config may be right and the server
+    /// simply not running yet.
+    pub async fn probe(&self) -> (Vec<String>, Result<(), String>) {
+        let mut lines = Vec::with_capacity(self.state.links.len());
+        for link in &self.state.links {
+            let line = match link.refresh().await {
+                Ok(()) => format!(
+                    "upstream {}: reachable, offers {}",
+                    link.name(),
+                    offered(&link.cached_lists())
+                ),
+                Err(reason) if link.config.required => {
+                    format!("{reason} (required: serve refuses to start until it answers)")
+                }
+                Err(reason) => format!("{reason} (optional: serve starts without it)"),
+            };
+            lines.push(line);
+        }
+        self.state.rebuild(true);
+        (lines, self.collisions())
+    }
+
+    /// Two upstreams offering one merged tool or prompt name (possible with empty prefixes) is
+    /// a configuration mistake: one of them would be unreachable.
+    fn collisions(&self) -> Result<(), String> {
         let routes = self.state.routes.borrow().clone();
         let collisions: Vec<String> = routes
             .omissions()
@@ -875,6 +903,18 @@ fn list_result(
         kind.member(),
         catalogue.list_json(kind)
     )))
+}
+
+/// What one upstream's lists hold, for `check`: `3 tools, 1 prompts, 0 resources, …`.
+fn offered(lists: &[Option<Box<RawValue>>; 4]) -> String {
+    let counted = Kind::ALL.iter().zip(lists).map(|(kind, list)| {
+        let entries = list
+            .as_ref()
+            .and_then(|list| serde_json::from_str::<Vec<&RawValue>>(list.get()).ok())
+            .map_or(0, |entries| entries.len());
+        format!("{entries} {}", kind.member())
+    });
+    counted.collect::<Vec<_>>().join(", ")
 }
 
 fn raw(json: String) -> Box<RawValue> {

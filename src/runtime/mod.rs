@@ -26,6 +26,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use crate::config::plan::{Plan, PlanTerm};
 use crate::config::{self, Config};
 use crate::epoch::{index_bytes, EpochTable};
+use crate::mcp::router::Router;
 use crate::mcp::session::Session;
 use admin::AdminFront;
 use glommio::channels::local_channel::LocalSender;
@@ -228,6 +229,29 @@ async fn start_shard(plan: &ShardPlan) -> Result<Started, StartupError> {
         .detach();
     }
     Ok((shard, listener, admin))
+}
+
+/// What `check` learns by connecting once to each upstream, from one unpinned thread: a line
+/// per upstream (what it offers, or why it cannot be reached), and whether merged names
+/// collide. `Err` when the probe itself cannot run.
+pub fn probe_upstreams(config: Arc<Config>) -> Result<(Vec<String>, Result<(), String>), String> {
+    platform::check_io_uring().map_err(|e| e.to_string())?;
+    platform::check_memlock(config.server.io_memory_bytes, 1).map_err(|e| e.to_string())?;
+    let io_memory = config.server.io_memory_bytes as usize;
+    LocalExecutorBuilder::new(Placement::Unbound)
+        .name("check")
+        .io_memory(io_memory)
+        .spawn(move || async move {
+            let router = Router::new(&config, 0)?;
+            // A stdio upstream's handshake answer arrives through its dispatcher.
+            router.spawn_dispatchers();
+            let probed = router.probe().await;
+            router.shutdown().await;
+            Ok(probed)
+        })
+        .map_err(|e| format!("cannot start the probe thread: {e}"))?
+        .join()
+        .map_err(|e| format!("the probe thread failed: {e}"))?
 }
 
 /// The memory plan of `config` on `shards` shards: the config's fixed terms plus the tables
