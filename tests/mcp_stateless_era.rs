@@ -8,12 +8,14 @@
 
 mod common;
 
-use common::client::{Request, Response};
+use std::time::Duration;
+
+use common::client::{Conn, Request, Response, SseItem, SseParser};
 use common::mcp::{
     post, rpc, stateless_body, stateless_body_for, stateless_post, SESSION_VERSIONS,
     STATELESS_VERSION,
 };
-use common::{config_with, Gateway};
+use common::{config_with, send_signal, wait_exit, Gateway};
 use serde_json::{json, Value};
 
 fn gateway() -> Gateway {
@@ -245,4 +247,82 @@ fn era_is_chosen_by_meta_even_without_version_header() {
         .header("Mcp-Name", "demo__echo");
     let response = gw.call(&request);
     assert_error(&response, 400, -32020);
+}
+
+/// The next event that carries data, parsed; `retry:`-only blocks and keep-alives are skipped.
+fn next_message(stream: &mut Conn, parser: &mut SseParser) -> Value {
+    loop {
+        match stream.next_sse(parser).expect("read the listen stream") {
+            Some(SseItem::Event(event)) if event.has_data => {
+                return serde_json::from_str(&event.data).expect("event data is JSON")
+            }
+            Some(_) => {}
+            None => panic!("the listen stream ended early"),
+        }
+    }
+}
+
+#[test]
+fn subscriptions_listen_acknowledges_what_it_honours_and_ends_with_its_result_at_shutdown() {
+    let mut gw = gateway();
+    let listen = stateless_body(
+        9,
+        "subscriptions/listen",
+        json!({"notifications": {"toolsListChanged": true, "resourceSubscriptions": ["demo://x"]}}),
+    );
+    let mut stream = Conn::connect(&gw.mcp_addr);
+    stream.send(&stateless_post(&gw.mcp_path(), &listen).to_bytes());
+    let head = stream.read_head();
+    assert_eq!(head.status, 200);
+    assert!(head
+        .header("Content-Type")
+        .is_some_and(|t| t.starts_with("text/event-stream")));
+    let mut parser = SseParser::default();
+    // The first message is the acknowledgment: the list change it honours, not the resource
+    // subscriptions, which the gateway does not offer.
+    let ack = next_message(&mut stream, &mut parser);
+    assert_eq!(ack["method"], "notifications/subscriptions/acknowledged");
+    assert_eq!(
+        ack["params"]["notifications"],
+        json!({"toolsListChanged": true})
+    );
+    assert_eq!(
+        ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        9
+    );
+    assert_eq!(gw.status()["totals"]["notification_streams"], 1);
+
+    // Shutting down ends the subscription gracefully: its `complete` result, then the end.
+    send_signal(gw.pid(), "TERM");
+    let closing = next_message(&mut stream, &mut parser);
+    assert_eq!(closing["id"], 9, "{closing}");
+    assert_eq!(closing["result"]["resultType"], "complete", "{closing}");
+    assert_eq!(
+        closing["result"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        9
+    );
+    assert!(stream
+        .next_sse(&mut parser)
+        .expect("read the end")
+        .is_none());
+    assert!(wait_exit(&mut gw.child, Duration::from_secs(10)).is_some());
+}
+
+#[test]
+fn subscriptions_listen_with_a_malformed_filter_is_400_naming_it() {
+    let gw = gateway();
+    let listen = stateless_body(
+        3,
+        "subscriptions/listen",
+        json!({"notifications": {"toolsListChanged": "yes"}}),
+    );
+    let response = gw.call(&stateless_post(&gw.mcp_path(), &listen));
+    let error = assert_error(&response, 400, -32602);
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("params.notifications"),
+        "{error}"
+    );
 }

@@ -239,12 +239,8 @@ fn assert_gateway_current_gaps(report: &Value, era: &str, late: &str) {
             "{sampled}"
         );
     }
-    // Session-era clients hear of list changes on their GET stream; 2026-07-28 clients would
-    // need subscriptions/listen, which the gateway does not offer.
-    assert_eq!(
-        report["server_capabilities"]["tools"]["listChanged"],
-        era == SESSION_ERA
-    );
+    // Clients hear of list changes in both eras: on the GET stream or subscriptions/listen.
+    assert_eq!(report["server_capabilities"]["tools"]["listChanged"], true);
     assert_eq!(tool_text(report, 25), format!("added {late}"));
     assert_eq!(report["notifications"], json!([]), "{report:#}");
     let late_name = format!("py__{late}");
@@ -422,6 +418,44 @@ fn a_stdio_upstreams_list_change_and_requests_reach_a_session_era_client() {
         report["server_requests"],
         json!(["sampling/createMessage", "roots/list"])
     );
+}
+
+#[test]
+fn a_stdio_upstreams_list_change_reaches_a_2026_client_on_its_listen_stream() {
+    // One shard: the stdio child whose list changes is the one the client's calls reach.
+    let config = config_with(&stdio_upstream("pys", python_stdio_command("pys"), ""));
+    let gw = Gateway::start(&config, 1);
+    let script = json!([
+        {"op": "listen", "filter": {"tools": true, "prompts": true}, "events": 1, "wait_s": 20,
+         "steps": [{"op": "call", "tool": "pys__add_tool", "args": {"name": "heard"}}]},  // 0
+        {"op": "list_tools"},                                                             // 1
+        {"op": "call", "tool": "pys__heard", "args": {}},                                 // 2
+    ]);
+    let report = run_client(&gw.mcp_url, "auto", &script);
+    assert_eq!(report["protocol_version"], STATELESS_ERA, "{report:#}");
+    let listened = ok_result(&report, 0);
+    assert_eq!(
+        listened["honored"],
+        json!({"toolsListChanged": true, "promptsListChanged": true}),
+        "{report:#}"
+    );
+    assert_eq!(listened["steps"][0]["ok"], true, "{report:#}");
+    // The child announced the change; the gateway refreshed its lists at the next epoch tick
+    // and told the listening client.
+    assert_eq!(
+        listened["events"],
+        json!(["ToolsListChanged"]),
+        "{report:#}"
+    );
+    let tools = ok_result(&report, 1)["tools"].as_array().unwrap();
+    assert!(tools.iter().any(|t| t["name"] == "pys__heard"), "{tools:?}");
+    assert_eq!(tool_text(&report, 2), "pys: heard called");
+    // The client closed its stream on leaving; the gateway lets go of it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while gw.status()["totals"]["notification_streams"] != 0 {
+        assert!(Instant::now() < deadline, "{:#}", gw.status());
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 // --- 2. an upstream that never answers -------------------------------------------------------

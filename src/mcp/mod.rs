@@ -5,6 +5,7 @@
 //! per request. Limits and refusals are documented per submodule.
 
 pub mod jsonrpc;
+pub mod listen;
 pub mod router;
 pub mod session;
 pub mod transport;

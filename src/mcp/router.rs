@@ -416,9 +416,9 @@ impl Router {
         self.state.lists_changed.borrow().clone()
     }
 
-    /// The `list_changed` notifications for the last change (tools, prompts, resources; a
-    /// template change is a resources change).
-    pub fn list_changed_notifications(&self) -> Vec<Vec<u8>> {
+    /// The `notifications/*/list_changed` methods of the last change (tools, prompts,
+    /// resources; a template change is a resources change).
+    pub fn changed_list_methods(&self) -> Vec<&'static str> {
         let [tools, prompts, resources, templates] = self.state.changed_kinds.get();
         [
             (tools, "notifications/tools/list_changed"),
@@ -430,7 +430,7 @@ impl Router {
         ]
         .into_iter()
         .filter(|(changed, _)| *changed)
-        .map(|(_, method)| jsonrpc::notification_bytes(method, None))
+        .map(|(_, method)| method)
         .collect()
     }
 
@@ -441,18 +441,17 @@ impl Router {
         }
     }
 
-    /// Capabilities of the merged server. `list_changed`: whether clients hear of list
-    /// changes (session-era clients do, on their GET stream; 2026-07-28 clients would need
-    /// `subscriptions/listen`, which the gateway does not offer, and re-list after `ttlMs`).
-    fn capabilities_json(&self, list_changed: bool) -> String {
+    /// Capabilities of the merged server. Clients hear of list changes in both eras: on a
+    /// session's GET stream, or on a `subscriptions/listen` stream (2026-07-28).
+    fn capabilities_json(&self) -> String {
         let links = &self.state.links;
         let any = |capability: &str| links.iter().any(|l| l.has_capability(capability));
         let mut capabilities = Map::new();
-        capabilities.insert("tools".into(), json!({ "listChanged": list_changed }));
-        capabilities.insert("prompts".into(), json!({ "listChanged": list_changed }));
+        capabilities.insert("tools".into(), json!({ "listChanged": true }));
+        capabilities.insert("prompts".into(), json!({ "listChanged": true }));
         capabilities.insert(
             "resources".into(),
-            json!({ "subscribe": false, "listChanged": list_changed }),
+            json!({ "subscribe": false, "listChanged": true }),
         );
         if any("logging") {
             capabilities.insert("logging".into(), json!({}));
@@ -489,7 +488,7 @@ impl Router {
         raw(format!(
             r#"{{"protocolVersion":"{}","capabilities":{},"serverInfo":{},"instructions":{}}}"#,
             version.as_str(),
-            self.capabilities_json(true),
+            self.capabilities_json(),
             self.server_info,
             serde_json::to_string(&self.instructions()).expect("a string serializes"),
         ))
@@ -715,7 +714,7 @@ impl Router {
 
     fn discover(&self) -> Box<RawValue> {
         let supported = ProtocolVersion::SUPPORTED_JSON;
-        let capabilities = self.capabilities_json(false);
+        let capabilities = self.capabilities_json();
         let info = &self.server_info;
         let instructions =
             serde_json::to_string(&self.instructions()).expect("a string serializes");

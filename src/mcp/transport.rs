@@ -12,6 +12,7 @@ use serde_json::value::RawValue;
 
 use crate::config::Config;
 use crate::mcp::jsonrpc::{self, Message, Meta, RpcError};
+use crate::mcp::listen::Subscription;
 use crate::mcp::router::{Answer, Client, Era, Relay, Router};
 use crate::mcp::session::{SessionId, SessionRefusal, SessionTable};
 use crate::mcp::version::ProtocolVersion;
@@ -72,6 +73,9 @@ pub enum Reply {
     Http(HttpReply),
     /// The session's GET stream: keep it open until `ended` is set or the client leaves.
     Stream { ended: Rc<ShutdownSignal> },
+    /// A 2026-07-28 `subscriptions/listen`: keep its stream open until the client leaves or
+    /// the shard drains.
+    Listen(Subscription),
     /// The session lives on another shard: send the request there.
     Forward { owner: u8 },
     /// An upstream call under way: relay its notifications (as an event stream, once there is
@@ -492,6 +496,17 @@ impl Endpoint {
         if REMOVED_IN_STATELESS.contains(&method) {
             let error = RpcError::method_not_found(method);
             return Ok(rpc_reply(id, Err(error), Era::Stateless));
+        }
+        if method == "subscriptions/listen" {
+            let subscription = Subscription::parse(id, params).map_err(|message| {
+                Refused::new(
+                    RefusalReason::InvalidJsonRpc,
+                    jsonrpc::INVALID_PARAMS,
+                    message,
+                )
+                .with_id(id)
+            })?;
+            return Ok(Reply::Listen(subscription));
         }
         let route = self.router.inflight().request_route();
         let client = Client {

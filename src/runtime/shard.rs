@@ -17,6 +17,8 @@ use glommio::net::{TcpListener, TcpStream};
 use crate::config::Config;
 use crate::epoch::TableLimits;
 use crate::http::{self, HttpLimits, Request, ResponseWriter};
+use crate::mcp::jsonrpc;
+use crate::mcp::listen::Subscription;
 use crate::mcp::router::Router;
 use crate::mcp::router::{Era, Relay};
 use crate::mcp::session::{SessionId, SessionTable};
@@ -54,6 +56,8 @@ pub struct Shard {
     forwarded_relays: RefCell<HashMap<(u8, Ticket), Rc<ShutdownSignal>>>,
     pub http_limits: HttpLimits,
     connections: Cell<u32>,
+    /// Open GET and `subscriptions/listen` streams; each holds one of the connections.
+    notification_streams: Cell<u32>,
     clock_origin: Instant,
 }
 
@@ -109,6 +113,7 @@ impl Shard {
             mesh,
             forwarded_relays: RefCell::new(HashMap::new()),
             connections: Cell::new(0),
+            notification_streams: Cell::new(0),
             clock_origin,
         })
     }
@@ -293,6 +298,11 @@ impl Shard {
                 "session owned by shard {owner} reached shard {}",
                 self.id
             ))),
+            // Requests without a session are answered where they arrive, never forwarded.
+            Reply::Listen(_) => ForwardedReply::Http(self.internal_error(format!(
+                "a subscriptions/listen reached shard {} over the mesh",
+                self.id
+            ))),
         }
     }
 
@@ -355,6 +365,7 @@ impl Shard {
             core: self.core,
             draining: self.shutdown.is_draining(),
             connections: self.connections.get(),
+            notification_streams: self.notification_streams.get(),
             connections_max: self.config.limits.connections_max,
             sessions: table.entries,
             sessions_max: table.entries_max,
@@ -479,7 +490,12 @@ impl http::Handler for McpFront {
         match reply {
             Reply::Http(reply) => write_reply(shard, response, reply).await,
             Reply::Stream { ended } => {
-                session_stream(shard, response, || async { ended.wait().await }).await
+                let ended = || async { ended.wait().await };
+                notification_stream(shard, response, StreamFeed::SessionGet, ended).await
+            }
+            Reply::Listen(subscription) => {
+                let feed = StreamFeed::Listen(subscription);
+                notification_stream(shard, response, feed, future::pending::<()>).await
             }
             Reply::Forward { owner } => self.forward(owner, &mcp, response).await,
             Reply::Relay { relay, id, era } => relay_call(relay, &id, era, response).await,
@@ -580,7 +596,13 @@ impl McpFront {
                         }
                     }
                 };
-                session_stream(shard, response, owner_still_has_session).await
+                notification_stream(
+                    shard,
+                    response,
+                    StreamFeed::SessionGet,
+                    owner_still_has_session,
+                )
+                .await
             }
         }
     }
@@ -709,12 +731,21 @@ async fn relay_call(
     }
 }
 
-/// Serves a session's GET stream: a priming event, then `notifications/*/list_changed` when a
+/// What a notification stream is for: a session's GET stream, or a 2026-07-28
+/// `subscriptions/listen`, which opens with its acknowledgment, carries only what it asked for
+/// and ends with its result when the gateway closes it.
+enum StreamFeed {
+    SessionGet,
+    Listen(Subscription),
+}
+
+/// Serves a notification stream: its opening event, then `notifications/*/list_changed` when a
 /// merged list changes and keep-alive comments every `limits.sse_keepalive_interval_ms`, until
 /// the session ends, the client leaves, or the shard drains.
-async fn session_stream<F, Fut>(
+async fn notification_stream<F, Fut>(
     shard: &Shard,
     response: &mut ResponseWriter<'_>,
+    feed: StreamFeed,
     session_ended: F,
 ) -> std::io::Result<()>
 where
@@ -722,14 +753,20 @@ where
     Fut: std::future::Future<Output = ()>,
 {
     enum Wake {
-        Stop,
+        Ended,
+        Drained,
+        Left,
         KeepAlive,
         ListsChanged,
     }
     let keepalive = Duration::from_millis(shard.config.limits.sse_keepalive_interval_ms);
     let router = shard.endpoint.router();
+    let _open = StreamGauge::open(&shard.notification_streams);
     let mut stream = response.sse(200, &[])?;
-    stream.event(Some("0"), b"")?;
+    match &feed {
+        StreamFeed::SessionGet => stream.event(Some("0"), b"")?,
+        StreamFeed::Listen(subscription) => stream.event(None, &subscription.acknowledgment())?,
+    }
     stream.flush().await?;
     let ended = session_ended();
     futures_lite::pin!(ended);
@@ -739,9 +776,13 @@ where
             glommio::timer::sleep(keepalive).await;
             Wake::KeepAlive
         };
-        let stop = async {
-            future::or(ended.as_mut(), shard.shutdown.wait()).await;
-            Wake::Stop
+        let ended = async {
+            ended.as_mut().await;
+            Wake::Ended
+        };
+        let drained = async {
+            shard.shutdown.wait().await;
+            Wake::Drained
         };
         let changed = async {
             lists_changed.wait().await;
@@ -749,20 +790,49 @@ where
         };
         let left = async {
             stream.peer_closed().await;
-            Wake::Stop
+            Wake::Left
         };
-        let wake = future::or(stop, future::or(changed, future::or(tick, left))).await;
+        let stop = future::or(ended, future::or(drained, left));
+        let wake = future::or(stop, future::or(changed, tick)).await;
         match wake {
-            Wake::Stop => break,
+            Wake::Ended | Wake::Left => break,
+            Wake::Drained => {
+                if let StreamFeed::Listen(subscription) = &feed {
+                    stream.event(None, &subscription.closing())?;
+                }
+                break;
+            }
             Wake::KeepAlive => stream.comment("keep-alive"),
             Wake::ListsChanged => {
                 lists_changed = router.lists_changed();
-                for notification in router.list_changed_notifications() {
-                    stream.event(None, &notification)?;
+                for method in router.changed_list_methods() {
+                    let notification = match &feed {
+                        StreamFeed::SessionGet => Some(jsonrpc::notification_bytes(method, None)),
+                        StreamFeed::Listen(subscription) => subscription.list_changed(method),
+                    };
+                    if let Some(notification) = notification {
+                        stream.event(None, &notification)?;
+                    }
                 }
             }
         }
         stream.flush().await?;
     }
     stream.finish().await
+}
+
+/// Counts an open notification stream for `/status` while it lives.
+struct StreamGauge<'a>(&'a Cell<u32>);
+
+impl<'a> StreamGauge<'a> {
+    fn open(gauge: &'a Cell<u32>) -> StreamGauge<'a> {
+        gauge.set(gauge.get() + 1);
+        StreamGauge(gauge)
+    }
+}
+
+impl Drop for StreamGauge<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
 }

@@ -11,6 +11,8 @@ pub struct ShardStatus {
     pub draining: bool,
     pub connections: u32,
     pub connections_max: u32,
+    /// Open GET and `subscriptions/listen` streams (part of `connections`).
+    pub notification_streams: u32,
     pub sessions: u32,
     pub sessions_max: u32,
     pub sessions_expired_total: u64,
@@ -111,6 +113,7 @@ pub fn render(shards: &[ShardStatus]) -> String {
         "totals": {
             "connections": shards.iter().map(|s| u64::from(s.connections)).sum::<u64>(),
             "sessions": shards.iter().map(|s| u64::from(s.sessions)).sum::<u64>(),
+            "notification_streams": shards.iter().map(|s| u64::from(s.notification_streams)).sum::<u64>(),
             "forwarded_in_flight": shards.iter().map(|s| u64::from(s.forwarded_in_flight)).sum::<u64>(),
             "pending": shards.iter().map(|s| u64::from(s.pending.entries)).sum::<u64>(),
             "events_dropped_total": shards.iter().map(|s| s.pending.events_dropped_total).sum::<u64>(),

@@ -22,6 +22,11 @@ SCRIPT_JSON is a JSON list of steps, run in order on one connection:
   {"op": "complete", "prompt": N | "uri_template": U, "argument": {"name": A, "value": V},
    "context": {...}}                                            context is optional
   {"op": "sleep", "s": 0.2}                                     lets notifications arrive
+  {"op": "listen", "filter": {"tools": true, "prompts": false, "resources": false},
+   "steps": [...], "events": N, "wait_s": 10}
+      2026-07-28 era: opens subscriptions/listen with the filter, runs the nested steps while
+      it is open, and stops waiting for N change events wait_s after opening; the result is
+      {"honored": the acknowledged filter, "events": [event type, ...], "steps": [...]}
 
 The client answers the server's requests the same way every time: sampling with
 "sampled-by-client: <last user text>", roots/list with file:///tmp/shardgate-root, and
@@ -219,6 +224,32 @@ class Runner:
             ref = types.ResourceTemplateReference(type="ref/resource", uri=step["uri_template"])
         result = await self.client.complete(ref, step["argument"], step.get("context"))
         return wire(result)
+
+    async def op_listen(self, step, progress):
+        wanted = step.get("filter", {})
+        listen = self.client.listen(
+            tools_list_changed=wanted.get("tools", False),
+            prompts_list_changed=wanted.get("prompts", False),
+            resources_list_changed=wanted.get("resources", False),
+        )
+        events = []
+        async with listen as subscription:
+            async def collect():
+                async for event in subscription:
+                    events.append(type(event).__name__)
+                    if len(events) >= int(step.get("events", 1)):
+                        return
+
+            steps = []
+            async with anyio.create_task_group() as group:
+                async def watch():
+                    with anyio.move_on_after(float(step.get("wait_s", 10))):
+                        await collect()
+
+                group.start_soon(watch)
+                for nested in step.get("steps", []):
+                    steps.append(await self.run(nested))
+            return {"honored": wire(subscription.honored), "events": events, "steps": steps}
 
     async def op_sleep(self, step, progress):
         await anyio.sleep(float(step["s"]))
