@@ -22,11 +22,26 @@ pub const CLIENT_SAMPLED_PREFIX: &str = "sampled-by-client: ";
 /// Runs `gateway_client.py URL MODE SCRIPT` and returns its JSON report; panics when it could
 /// not run the script or its report lacks a step.
 pub fn run_client(url: &str, mode: &str, script: &Value) -> Value {
+    run_client_answering(url, mode, script, None)
+}
+
+/// [`run_client`] with the client answering only the server requests named in `callbacks`
+/// (a comma list of `sampling`, `roots`, `elicitation`; `Some("")` for none), so it declares
+/// only those capabilities. `None` answers all three.
+pub fn run_client_answering(
+    url: &str,
+    mode: &str,
+    script: &Value,
+    callbacks: Option<&str>,
+) -> Value {
     let mut cmd = Command::new(venv_python());
     cmd.arg(interop_file("gateway_client.py"))
         .arg(url)
         .arg(mode)
         .arg(script.to_string());
+    if let Some(callbacks) = callbacks {
+        cmd.arg(callbacks);
+    }
     let what = format!("gateway_client.py {url} {mode}");
     let out = run_with_deadline(&what, cmd, CLIENT_DEADLINE);
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -11,6 +11,9 @@
 mod support;
 
 pub use support::run_with_deadline;
+// The conformance fixture server, for crates that put it behind the gateway themselves.
+#[allow(unused_imports)]
+pub use support::FixtureServer;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;

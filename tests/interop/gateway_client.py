@@ -1,6 +1,6 @@
 """Drive one MCP endpoint through a script of steps with the official MCP Python SDK client.
 
-Usage: gateway_client.py URL MODE SCRIPT_JSON
+Usage: gateway_client.py URL MODE SCRIPT_JSON [CALLBACKS]
 
 MODE is how the SDK picks the protocol era, as `mcp.Client(mode=...)` does: `legacy` runs the
 initialize handshake (2025 session era); `auto` probes `server/discover` and adopts the
@@ -30,8 +30,10 @@ SCRIPT_JSON is a JSON list of steps, run in order on one connection:
 
 The client answers the server's requests the same way every time: sampling with
 "sampled-by-client: <last user text>", roots/list with file:///tmp/shardgate-root, and
-elicitation by accepting with {"answer": "yes"}. Log messages and other notifications are
-recorded.
+elicitation by accepting with "yes" for each string property of the requested schema (true
+for a boolean, 1 for a number; {"answer": "yes"} when it names none). Log messages and other notifications are recorded. CALLBACKS, a comma
+list of `sampling`, `roots` and `elicitation` (default: all three; "" for none), names the
+server requests the client answers; the SDK declares exactly those capabilities.
 
 stdout: one JSON object
   {"mode", "protocol_version", "server_info", "server_capabilities",
@@ -59,6 +61,7 @@ from mcp_types import LOG_LEVEL_META_KEY
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 ROOT_URI = "file:///tmp/shardgate-root"
+CALLBACKS = ("sampling", "roots", "elicitation")
 ELICIT_ANSWER = {"answer": "yes"}
 
 
@@ -113,7 +116,13 @@ class Recorder:
 
     async def elicitation(self, context, params):
         self.server_requests.append("elicitation/create")
-        return types.ElicitResult(action="accept", content=dict(ELICIT_ANSWER))
+        schema = getattr(params, "requested_schema", None) or {}
+        filled = {"boolean": True, "number": 1, "integer": 1}
+        content = {
+            name: filled.get(spec.get("type"), ELICIT_ANSWER["answer"])
+            for name, spec in schema.get("properties", {}).items()
+        }
+        return types.ElicitResult(action="accept", content=content or dict(ELICIT_ANSWER))
 
     async def logging(self, params):
         self.logs.append({"level": params.level, "logger": params.logger, "data": params.data})
@@ -256,7 +265,7 @@ class Runner:
         return {}
 
 
-async def main(url, mode, script):
+async def main(url, mode, script, callbacks=CALLBACKS):
     recorder = Recorder()
     out = {"mode": mode, "steps": [], "logs": recorder.logs}
     http = httpx2.AsyncClient(timeout=httpx2.Timeout(30.0, read=60.0))
@@ -268,9 +277,11 @@ async def main(url, mode, script):
                 transport,
                 mode=mode,
                 cache=None,
-                sampling_callback=recorder.sampling,
-                list_roots_callback=recorder.roots,
-                elicitation_callback=recorder.elicitation,
+                sampling_callback=recorder.sampling if "sampling" in callbacks else None,
+                list_roots_callback=recorder.roots if "roots" in callbacks else None,
+                elicitation_callback=(
+                    recorder.elicitation if "elicitation" in callbacks else None
+                ),
                 logging_callback=recorder.logging,
                 message_handler=recorder.message,
             )
@@ -297,15 +308,21 @@ async def main(url, mode, script):
 
 
 def parse_args(argv):
-    if len(argv) != 4 or argv[2] not in ("legacy", "auto"):
-        sys.exit("usage: gateway_client.py URL legacy|auto SCRIPT_JSON")
+    if len(argv) not in (4, 5) or argv[2] not in ("legacy", "auto"):
+        sys.exit("usage: gateway_client.py URL legacy|auto SCRIPT_JSON [CALLBACKS]")
     try:
         script = json.loads(argv[3])
     except ValueError as exc:
         sys.exit(f"gateway_client.py: SCRIPT_JSON is not JSON: {exc}")
     if not isinstance(script, list) or not all(isinstance(s, dict) and "op" in s for s in script):
         sys.exit("gateway_client.py: SCRIPT_JSON must be a list of objects with an \"op\"")
-    return argv[1], argv[2], script
+    callbacks = CALLBACKS
+    if len(argv) == 5:
+        callbacks = tuple(name for name in argv[4].split(",") if name)
+        unknown = [name for name in callbacks if name not in CALLBACKS]
+        if unknown:
+            sys.exit(f"gateway_client.py: unknown CALLBACKS {unknown}; known: {list(CALLBACKS)}")
+    return argv[1], argv[2], script, callbacks
 
 
 if __name__ == "__main__":
