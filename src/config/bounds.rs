@@ -88,6 +88,9 @@ pub const REQUEST_ID_BYTES_MAX: Bound = Bound::new(128, 16, 1_024);
 pub const REQUEST_TIMEOUT_MS: Bound = Bound::new(300_000, 100, 86_400_000);
 /// `pending.stream_buffer_bytes_max`: notifications of one call waiting for a slow client.
 pub const STREAM_BUFFER_BYTES_MAX: Bound = Bound::new(65_536, 4_096, 67_108_864);
+/// `pending.input_rounds_max`: times one session-era client's call is retried with its answers
+/// to a 2026-07-28 upstream's `input_required` results.
+pub const INPUT_ROUNDS_MAX: Bound = Bound::new(8, 1, 64);
 
 /// Upstreams in `[[upstreams]]`: the pending table keeps one count per upstream, indexed by a
 /// `u16`, and every shard runs one pool or child per upstream.
@@ -152,6 +155,7 @@ const _: () = assert!(SESSIONS_MAX.max <= u32::MAX as i64);
 const _: () = assert!(GENERATIONS.max <= u32::MAX as i64);
 const _: () = assert!(RETRY_AFTER_S.max <= u32::MAX as i64);
 const _: () = assert!(PENDING_MAX.max <= u32::MAX as i64);
+const _: () = assert!(INPUT_ROUNDS_MAX.max <= u32::MAX as i64);
 const _: () = assert!(PENDING_PER_UPSTREAM_MAX.max <= PENDING_MAX.max);
 const _: () = assert!(PENDING_PER_UPSTREAM_MAX.default <= PENDING_MAX.default);
 const _: () = assert!(REQUEST_ID_BYTES_MAX.max <= u32::MAX as i64);

@@ -293,7 +293,14 @@ pub struct Pending {
     pub request_timeout_ms: u64,
     /// `stream_buffer_bytes_max`, default 65536 (a few hundred progress or log messages): notifications of one call buffered for a
     /// client that reads slower than its upstream writes; past it they are dropped and counted.
+    /// The answers a session-era client gives to one round of a 2026-07-28 upstream's input
+    /// requests are held within the same budget; past it the call ends with an error naming it.
     pub stream_buffer_bytes_max: u64,
+    /// `input_rounds_max`: how often one session-era client's call to a 2026-07-28 upstream is
+    /// retried with the client's answers when the upstream answers `input_required`. Default 8,
+    /// range 1..=64; one more request for input ends the call with an error naming this key.
+    /// Reserves nothing: each round waits within the call's deadline and buffer.
+    pub input_rounds_max: u32,
 }
 
 impl Upstream {
@@ -513,6 +520,7 @@ impl Config {
             &pending.request_id_bytes_max,
         );
         line("pending.request_timeout_ms", &pending.request_timeout_ms);
+        line("pending.input_rounds_max", &pending.input_rounds_max);
         for (index, upstream) in self.upstreams.iter().enumerate() {
             line(&format!("upstreams[{index}]"), &upstream.summary());
         }

@@ -165,6 +165,7 @@ pub(crate) struct RawPending {
     pub request_id_bytes_max: i64,
     pub request_timeout_ms: i64,
     pub stream_buffer_bytes_max: i64,
+    pub input_rounds_max: i64,
 }
 
 impl Default for RawPending {
@@ -175,6 +176,7 @@ impl Default for RawPending {
             request_id_bytes_max: bounds::REQUEST_ID_BYTES_MAX.default,
             request_timeout_ms: bounds::REQUEST_TIMEOUT_MS.default,
             stream_buffer_bytes_max: bounds::STREAM_BUFFER_BYTES_MAX.default,
+            input_rounds_max: bounds::INPUT_ROUNDS_MAX.default,
         }
     }
 }

@@ -67,6 +67,7 @@ fn embedded_default_file_equals_the_builtin_defaults() {
             request_id_bytes_max: 128,
             request_timeout_ms: 300_000,
             stream_buffer_bytes_max: 65_536,
+            input_rounds_max: 8,
         }
     );
 }
@@ -96,6 +97,7 @@ fn numbers_are_accepted_at_both_range_edges_and_refused_one_past() {
         ("epoch", "generations", 2, 16, ""),
         ("pending", "request_id_bytes_max", 16, 1_024, ""),
         ("pending", "request_timeout_ms", 100, 86_400_000, ""),
+        ("pending", "input_rounds_max", 1, 64, ""),
         (
             "epoch",
             "session_arena_bytes_max",

@@ -433,6 +433,11 @@ impl Checker<'_> {
                 raw.stream_buffer_bytes_max,
                 b::STREAM_BUFFER_BYTES_MAX,
             ),
+            input_rounds_max: self.number(
+                "pending.input_rounds_max",
+                raw.input_rounds_max,
+                b::INPUT_ROUNDS_MAX,
+            ),
         }
     }
 

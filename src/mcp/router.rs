@@ -13,7 +13,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
@@ -28,6 +28,7 @@ use crate::upstream::catalogue::{Catalogue, CatalogueLimits, Kind, Listing, Nami
 use crate::upstream::inflight::{
     CallFailure, CallItem, CallState, ClientRoute, InFlight, ServerRequests,
 };
+use crate::upstream::input::{BridgedCall, InputBridge, InputCapabilities, InputStats};
 use crate::upstream::link::UpstreamLink;
 use crate::upstream::pending::{PendingLimits, PendingRefusal, UpstreamRequestId};
 
@@ -68,6 +69,9 @@ pub struct Client<'a> {
     pub takes_requests: bool,
     /// `Mcp-Param-*` fields of the request, passed on to the upstream.
     pub param_headers: &'a [(String, String)],
+    /// What a session-era client declared it answers (sampling, elicitation, roots): a
+    /// 2026-07-28 upstream may ask it for those through the input bridge.
+    pub input_capabilities: InputCapabilities,
 }
 
 /// How the router answers.
@@ -136,6 +140,8 @@ pub struct RouterState {
     inflight: InFlight,
     /// Requests from upstreams relayed to clients, waiting for their answers.
     server_requests: ServerRequests,
+    /// Asks session-era clients for the input 2026-07-28 upstreams require.
+    input: InputBridge,
     catalogue: RefCell<Rc<Catalogue>>,
     /// Every upstream's entries, listed or not: routes calls, so a call to an upstream that
     /// dropped out of the lists gets an error naming it rather than "unknown tool".
@@ -271,6 +277,7 @@ impl Router {
             links,
             inflight,
             server_requests: ServerRequests::new(shard, pending.pending_max as usize),
+            input: InputBridge::new(pending.input_rounds_max),
             catalogue: RefCell::new(Rc::new(Catalogue::build(&[], CATALOGUE_LIMITS))),
             routes: RefCell::new(Rc::new(Catalogue::build(&[], CATALOGUE_LIMITS))),
             clock_origin: Instant::now(),
@@ -294,6 +301,11 @@ impl Router {
     /// Requests from upstreams relayed to clients and waiting for their answers.
     pub fn server_requests(&self) -> &ServerRequests {
         &self.state.server_requests
+    }
+
+    /// Counters of the input bridge (session-era clients asked for 2026-07-28 upstreams).
+    pub fn input_stats(&self) -> InputStats {
+        self.state.input.stats()
     }
 
     /// Connects every upstream and builds the catalogue. A required upstream that cannot be
@@ -523,9 +535,14 @@ impl Router {
     }
 
     /// A client's answer to a request relayed from an upstream: back to that upstream under
-    /// the id it gave. An answer nobody waits for (its call ended) is dropped.
+    /// the id it gave, or to the call that asked it for a 2026-07-28 upstream's input. An
+    /// answer nobody waits for (its call ended) is dropped.
     pub fn client_response(&self, route: ClientRoute, id: &RawValue, message: &[u8]) {
         let state = &self.state;
+        if let Some((round, slot)) = state.server_requests.take_input(route, id.get()) {
+            round.answer(slot, message);
+            return;
+        }
         let Some(request) = state.server_requests.take(route, id.get()) else {
             return;
         };
@@ -598,6 +615,13 @@ impl Router {
         if let Some(level) = client.log_level {
             set_meta(&mut params, jsonrpc::META_LOG_LEVEL, json!(level));
         }
+        // A 2026-07-28 upstream asks a session-era client for input through the bridge, for
+        // what the client declared; it reads that from the request's `_meta`.
+        let bridged = client.takes_requests && link.speaks_stateless();
+        if bridged {
+            let declared = client.input_capabilities.to_json();
+            set_meta(&mut params, jsonrpc::META_CLIENT_CAPABILITIES, declared);
+        }
         let timeout_ms = link.config.request_timeout_ms;
         let names = |upstream: u16| state.name_of(upstream);
         let mut timed_out = Vec::new();
@@ -630,13 +654,19 @@ impl Router {
         }
         let task = spawn_call(
             state.clone(),
-            link.clone(),
-            id,
-            method.to_owned(),
-            params,
-            progress_token.map(|t| t.get().as_bytes().to_vec()),
-            registered.state.clone(),
-            (timeout_ms, client.param_headers.to_vec()),
+            BridgedCall {
+                link: link.clone(),
+                id,
+                method: method.to_owned(),
+                params,
+                client_token: progress_token.map(|t| t.get().as_bytes().to_vec()),
+                state: registered.state.clone(),
+                client: client.route,
+                capabilities: client.input_capabilities,
+                deadline: Instant::now() + Duration::from_millis(timeout_ms),
+                param_headers: client.param_headers.to_vec(),
+            },
+            bridged,
         );
         Answer::Relay(Relay {
             state: registered.state,
@@ -725,35 +755,47 @@ impl Router {
 }
 
 /// Runs one call on its upstream and settles its state, unless the deadline or the client got
-/// there first.
-#[allow(clippy::too_many_arguments)]
-fn spawn_call(
-    router: Rc<RouterState>,
-    link: Rc<UpstreamLink>,
-    id: UpstreamRequestId,
-    method: String,
-    params: Map<String, Value>,
-    client_token: Option<Vec<u8>>,
-    call: Rc<CallState>,
-    (timeout_ms, param_headers): (u64, Vec<(String, String)>),
-) -> glommio::Task<()> {
+/// there first. When `bridged`, an `input_required` result is answered by asking the client
+/// and retrying (`upstream::input`) before the call settles.
+fn spawn_call(router: Rc<RouterState>, call: BridgedCall, bridged: bool) -> glommio::Task<()> {
+    let mut call = call;
     glommio::spawn_local(async move {
-        let outcome = link
+        let timeout_ms = call.link.config.request_timeout_ms;
+        // The retries of a bridged call resend its params; others give them away.
+        let params = match bridged {
+            true => call.params.clone(),
+            false => std::mem::take(&mut call.params),
+        };
+        let outcome = call
+            .link
             .call(
-                id,
-                &method,
+                call.id,
+                &call.method,
                 Some(Value::Object(params)),
-                client_token.as_deref(),
-                &call,
+                call.client_token.as_deref(),
+                &call.state,
                 &router.server_requests,
-                (timeout_ms, &param_headers),
+                (timeout_ms, &call.param_headers),
             )
             .await;
         // `None`: a stdio request went out; its answer comes through the dispatcher.
         let Some(outcome) = outcome else { return };
+        let outcome = match (bridged, outcome) {
+            (true, Ok(first)) => {
+                router
+                    .input
+                    .run(&call, &router.server_requests, first)
+                    .await
+            }
+            (_, outcome) => outcome,
+        };
         let now = router.now_ms();
-        if router.inflight.complete_id(link.index, id, now).is_some() {
-            call.settle(outcome);
+        if router
+            .inflight
+            .complete_id(call.link.index, call.id, now)
+            .is_some()
+        {
+            call.state.settle(outcome);
         }
     })
 }

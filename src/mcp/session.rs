@@ -12,6 +12,7 @@ use std::rc::Rc;
 use crate::epoch::{EpochTable, Removed, TableLimits, TableRefusal, TableStats};
 use crate::mcp::version::ProtocolVersion;
 use crate::runtime::shutdown::ShutdownSignal;
+use crate::upstream::input::InputCapabilities;
 
 /// A session id: the owning shard and 128 random bits. Printed as `<shard: 2 hex>-<32 hex>`
 /// (visible ASCII).
@@ -65,6 +66,8 @@ pub struct Session {
     /// The level of the client's last `logging/setLevel`, passed in `_meta` to upstreams that
     /// speak the stateless era (which have no per-connection level).
     pub log_level: Option<&'static str>,
+    /// What the client declared at `initialize` that a 2026-07-28 upstream may ask it for.
+    pub input_capabilities: InputCapabilities,
 }
 
 /// Why a session could not be created.
@@ -145,6 +148,7 @@ impl SessionTable {
             version,
             ended: Rc::default(),
             log_level: None,
+            input_capabilities: InputCapabilities::NONE,
         };
         let expires_at_ms = now_ms + self.idle_ttl_ms;
         let expired = &mut self.expired_total;

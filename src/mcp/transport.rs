@@ -19,6 +19,7 @@ use crate::mcp::version::ProtocolVersion;
 use crate::refusal::{RefusalCounters, RefusalReason};
 use crate::runtime::shutdown::ShutdownSignal;
 use crate::upstream::inflight::ClientRoute;
+use crate::upstream::input::InputCapabilities;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -390,7 +391,7 @@ impl Endpoint {
             Ok(id) => id,
             Err(owner) => return Ok(Reply::Forward { owner }),
         };
-        let (version, log_level) = {
+        let (version, log_level, input_capabilities) = {
             let mut table = sessions.borrow_mut();
             let text = h.session_id.unwrap_or("");
             let session = table
@@ -401,7 +402,11 @@ impl Endpoint {
                     session.log_level = requested_log_level(*params).or(session.log_level);
                 }
             }
-            (session.version, session.log_level)
+            (
+                session.version,
+                session.log_level,
+                session.input_capabilities,
+            )
         };
         let route = ClientRoute::Session(id.secret);
         let (id, method, params) = match message {
@@ -424,6 +429,7 @@ impl Endpoint {
             log_level,
             takes_requests: true,
             param_headers: h.param_headers,
+            input_capabilities,
         };
         let answer = self
             .router
@@ -453,9 +459,8 @@ impl Endpoint {
             init.client_info.get(),
             init.capabilities.get()
         );
-        let created = sessions
-            .borrow_mut()
-            .create(version, client_json.as_bytes(), now_ms);
+        let mut table = sessions.borrow_mut();
+        let created = table.create(version, client_json.as_bytes(), now_ms);
         let session = created.map_err(|refusal| {
             let reason = match refusal {
                 SessionRefusal::Full { .. } | SessionRefusal::ArenaFull { .. } => {
@@ -466,6 +471,10 @@ impl Endpoint {
             };
             Refused::invalid(reason, refusal.to_string()).with_id(id)
         })?;
+        if let Some(created) = table.touch(session, now_ms) {
+            created.input_capabilities = InputCapabilities::from_client(init.capabilities);
+        }
+        drop(table);
         let result = self.router.initialize_result(version);
         let headers = vec![("Mcp-Session-Id", session.to_string())];
         Ok(HttpReply::json(
@@ -515,6 +524,7 @@ impl Endpoint {
             log_level: None,
             takes_requests: false,
             param_headers: h.param_headers,
+            input_capabilities: InputCapabilities::NONE,
         };
         let answer = self
             .router

@@ -392,6 +392,7 @@ impl Shard {
         let router = self.endpoint.router();
         let inflight = router.inflight();
         let stats = inflight.stats();
+        let input = router.input_stats();
         PendingStatus {
             entries: stats.entries,
             pending_max: stats.pending_max,
@@ -405,6 +406,9 @@ impl Shard {
             mesh_events_dropped_total: self.mesh.relay_events_dropped(),
             relayed_requests: router.server_requests().waiting(),
             relayed_requests_refused_total: router.server_requests().refused_total(),
+            input_calls: input.calls,
+            input_rounds_total: input.rounds_total,
+            input_rounds_exceeded_total: input.rounds_exceeded_total,
             refusals: stats.refusals.to_vec(),
         }
     }

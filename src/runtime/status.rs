@@ -43,6 +43,14 @@ pub struct PendingStatus {
     pub relayed_requests: u32,
     /// Requests from upstreams not relayed because `pending.pending_max` were waiting.
     pub relayed_requests_refused_total: u64,
+    /// Session-era clients' calls to 2026-07-28 upstreams waiting on the client's input or on
+    /// the retry it feeds (their input requests count in `relayed_requests`).
+    pub input_calls: u32,
+    /// Rounds of input asked of session-era clients for 2026-07-28 upstreams.
+    pub input_rounds_total: u64,
+    /// Calls ended because their upstream asked for input again after
+    /// `pending.input_rounds_max` rounds.
+    pub input_rounds_exceeded_total: u64,
     #[serde(serialize_with = "pairs_as_object")]
     pub refusals: Vec<(&'static str, u64)>,
 }

@@ -21,6 +21,7 @@ use hashbrown::HashMap;
 use serde_json::value::RawValue;
 
 use crate::mcp::jsonrpc::RpcError;
+use crate::upstream::input::InputRound;
 use crate::upstream::pending::{
     Expired, PendingError, PendingLimits, PendingRefusal, PendingStats, PendingTable,
     UpstreamRequestId,
@@ -75,7 +76,7 @@ struct CallInner {
 }
 
 impl CallState {
-    fn new(buffer_bytes_max: usize) -> CallState {
+    pub(crate) fn new(buffer_bytes_max: usize) -> CallState {
         CallState {
             inner: RefCell::new(CallInner {
                 events: VecDeque::new(),
@@ -140,6 +141,33 @@ impl CallState {
             waker.wake();
         }
         true
+    }
+
+    /// Holds `bytes` of the call's buffer for something other than queued events (the
+    /// client's answers to an upstream's input requests); `false`, holding nothing, when they
+    /// do not fit beside what is already held.
+    pub fn charge(&self, bytes: usize) -> bool {
+        let mut inner = self.inner.borrow_mut();
+        if inner.buffered_bytes + bytes > self.buffer_bytes_max {
+            return false;
+        }
+        inner.buffered_bytes += bytes;
+        true
+    }
+
+    /// Gives back `bytes` held by [`CallState::charge`].
+    pub fn release(&self, bytes: usize) {
+        let mut inner = self.inner.borrow_mut();
+        debug_assert!(
+            inner.buffered_bytes >= bytes,
+            "only charged bytes are released"
+        );
+        inner.buffered_bytes -= bytes.min(inner.buffered_bytes);
+    }
+
+    /// `pending.stream_buffer_bytes_max`: what the call may hold for its client.
+    pub fn buffer_bytes_max(&self) -> usize {
+        self.buffer_bytes_max
     }
 
     pub fn is_settled(&self) -> bool {
@@ -405,10 +433,21 @@ pub struct ServerRequest {
     pub client: ClientRoute,
 }
 
-/// Requests from upstreams waiting for a client's answer, by gateway id. At most
-/// `pending.pending_max` (a request arrives during a call, and ends with it at the latest).
+/// An input request of a 2026-07-28 upstream asked of a session-era client (`upstream::input`).
+struct InputWait {
+    parent: UpstreamRequestId,
+    client: ClientRoute,
+    round: Rc<InputRound>,
+    slot: u32,
+}
+
+/// Requests from upstreams waiting for a client's answer, by gateway id: relayed from a
+/// session-era upstream, or asked for a 2026-07-28 upstream's `input_required` result. At most
+/// `pending.pending_max` of both together (a request arrives during a call, and ends with it at
+/// the latest).
 pub struct ServerRequests {
     entries: RefCell<HashMap<String, ServerRequest>>,
+    inputs: RefCell<HashMap<String, InputWait>>,
     shard: u8,
     next: Cell<u64>,
     entries_max: usize,
@@ -419,6 +458,7 @@ impl ServerRequests {
     pub fn new(shard: u8, entries_max: usize) -> ServerRequests {
         ServerRequests {
             entries: RefCell::new(HashMap::new()),
+            inputs: RefCell::new(HashMap::new()),
             shard,
             next: Cell::new(0),
             entries_max,
@@ -429,16 +469,50 @@ impl ServerRequests {
     /// Records a request and returns the id to relay it under (JSON text), or `None` when the
     /// registry is full.
     pub fn register(&self, request: ServerRequest) -> Option<String> {
-        let mut entries = self.entries.borrow_mut();
-        if entries.len() >= self.entries_max {
+        let id = self.next_id()?;
+        self.entries.borrow_mut().insert(id.clone(), request);
+        Some(id)
+    }
+
+    /// Records input request `slot` of `round`, asked of `client` during call `parent`, and
+    /// returns the id to ask it under (JSON text), or `None` when the registry is full.
+    pub fn register_input(
+        &self,
+        parent: UpstreamRequestId,
+        client: ClientRoute,
+        round: &Rc<InputRound>,
+        slot: u32,
+    ) -> Option<String> {
+        let id = self.next_id()?;
+        let wait = InputWait {
+            parent,
+            client,
+            round: round.clone(),
+            slot,
+        };
+        self.inputs.borrow_mut().insert(id.clone(), wait);
+        Some(id)
+    }
+
+    /// A fresh gateway id, or `None` (counted) when `entries_max` requests already wait.
+    fn next_id(&self) -> Option<String> {
+        if self.waiting() as usize >= self.entries_max {
             self.refused_total.set(self.refused_total.get() + 1);
             return None;
         }
         let n = self.next.get();
         self.next.set(n + 1);
-        let id = format!("\"sgr-{}-{n}\"", self.shard);
-        entries.insert(id.clone(), request);
-        Some(id)
+        Some(format!("\"sgr-{}-{n}\"", self.shard))
+    }
+
+    /// The input request `client` answered under `id` (JSON text), removed: its round and
+    /// slot. `None` when no such request was asked of that client.
+    pub fn take_input(&self, client: ClientRoute, id: &str) -> Option<(Rc<InputRound>, u32)> {
+        let mut inputs = self.inputs.borrow_mut();
+        if inputs.get(id)?.client != client {
+            return None;
+        }
+        inputs.remove(id).map(|wait| (wait.round, wait.slot))
     }
 
     /// The request `client` answered under `id` (JSON text), removed; `None` when no such
@@ -457,11 +531,14 @@ impl ServerRequests {
         self.entries
             .borrow_mut()
             .retain(|_, request| request.parent != parent);
+        self.inputs
+            .borrow_mut()
+            .retain(|_, wait| wait.parent != parent);
     }
 
     /// Requests waiting for a client's answer.
     pub fn waiting(&self) -> u32 {
-        self.entries.borrow().len() as u32
+        (self.entries.borrow().len() + self.inputs.borrow().len()) as u32
     }
 
     /// Requests not relayed because `pending.pending_max` were already waiting.

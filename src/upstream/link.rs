@@ -30,6 +30,7 @@ use crate::upstream::breaker::{Admission, Breaker};
 use crate::upstream::builtin::Demo;
 use crate::upstream::catalogue::Kind;
 use crate::upstream::inflight::{CallFailure, CallState, InFlight, ServerRequest, ServerRequests};
+use crate::upstream::input::BridgedCall;
 use crate::upstream::pending::{
     restore_progress_token, rewrite_request_id, IdForm, UpstreamRequestId,
 };
@@ -401,6 +402,50 @@ impl UpstreamLink {
                 }
             }
         }
+    }
+
+    /// Whether it speaks the 2026-07-28 era, where it asks for client input with
+    /// `input_required` results rather than requests of its own.
+    pub fn speaks_stateless(&self) -> bool {
+        match &self.kind {
+            LinkKind::Http(http) => *http.era.borrow() == UpstreamEra::Stateless,
+            _ => false,
+        }
+    }
+
+    /// Sends `call` again with `params` carrying the client's input (`inputResponses`,
+    /// `requestState`), as retry `round` of it: a new request under a wire id of its own
+    /// (`"sg-<id>-input-<round>"`, since a retry must not reuse the first request's id), with
+    /// what is left of the call's deadline. Notifications about it reach the call's client.
+    pub async fn retry(
+        &self,
+        call: &BridgedCall,
+        round: u32,
+        params: Value,
+        requests: &ServerRequests,
+    ) -> CallOutcome {
+        let LinkKind::Http(http) = &self.kind else {
+            return Err(CallFailure::Unavailable(format!(
+                "upstream {} answered input_required, which only an http upstream of the \
+                 2026-07-28 era may",
+                self.name()
+            )));
+        };
+        let left = call.deadline.saturating_duration_since(Instant::now());
+        let timeout_ms = (left.as_millis() as u64).max(1);
+        let wire_id = format!("\"sg-{}-input-{round}\"", call.id.0);
+        let token = call.client_token.as_deref();
+        let mut on_event =
+            |message: &[u8]| self.relay(message, call.id, token, &call.state, requests);
+        self.http_request(
+            http,
+            wire_id.as_bytes(),
+            &call.method,
+            Some(params),
+            (timeout_ms, &call.param_headers),
+            &mut on_event,
+        )
+        .await
     }
 
     /// Tells the upstream the gateway gave up on request `id` (`notifications/cancelled`).

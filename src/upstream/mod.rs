@@ -7,6 +7,7 @@ pub mod breaker;
 pub mod builtin;
 pub mod catalogue;
 pub mod inflight;
+pub mod input;
 pub mod link;
 pub mod pending;
 pub mod pool;
