@@ -20,6 +20,7 @@ use serde_json::{json, Map, Value};
 
 use crate::config::Config;
 use crate::mcp::jsonrpc::{self, RpcError};
+use crate::mcp::params::{CallParams, Rewrite, Routing};
 use crate::mcp::version::ProtocolVersion;
 use crate::runtime::log;
 use crate::runtime::shutdown::ShutdownSignal;
@@ -29,7 +30,7 @@ use crate::upstream::inflight::{
     CallFailure, CallItem, CallState, ClientRoute, InFlight, ServerRequests,
 };
 use crate::upstream::input::{BridgedCall, InputBridge, InputCapabilities, InputStats};
-use crate::upstream::link::UpstreamLink;
+use crate::upstream::link::{CallRequest, UpstreamLink};
 use crate::upstream::pending::{PendingLimits, PendingRefusal, UpstreamRequestId};
 
 /// Which protocol era a request belongs to.
@@ -575,20 +576,14 @@ impl Router {
 
     fn routed(&self, method: &str, params: Option<&RawValue>, client: Client<'_>) -> Answer {
         let state = &self.state;
-        let parsed: Option<Map<String, Value>> =
-            params.and_then(|p| serde_json::from_str(p.get()).ok());
-        let Some(mut params) = parsed else {
-            return Answer::Now(Err(RpcError::invalid_params(format!(
-                "{method} needs a params object"
-            ))));
-        };
-        let (kind, field, merged) = match routing_key(method, &params) {
-            Ok(key) => key,
+        let params = match CallParams::read(method, params) {
+            Ok(params) => params,
             Err(message) => return Answer::Now(Err(RpcError::invalid_params(message))),
         };
-        let route = state.routes.borrow().route(kind, &merged);
+        let Routing { kind, merged, .. } = params.routing();
+        let route = state.routes.borrow().route(*kind, merged);
         let Some(route) = route else {
-            return Answer::Now(Err(self.unknown(kind, &merged)));
+            return Answer::Now(Err(self.unknown(*kind, merged)));
         };
         let link = state.links[usize::from(route.upstream)].clone();
         let now = state.now_ms();
@@ -609,19 +604,10 @@ impl Router {
                 state.client_error(&link, CallFailure::Unavailable(message))
             ));
         }
-        set_routing_key(&mut params, method, field, route.original);
-        let progress_token = take_progress_token(&mut params);
-        strip_stateless_meta(&mut params);
-        if let Some(level) = client.log_level {
-            set_meta(&mut params, jsonrpc::META_LOG_LEVEL, json!(level));
-        }
+        let progress_token = params.progress_token();
         // A 2026-07-28 upstream asks a session-era client for input through the bridge, for
         // what the client declared; it reads that from the request's `_meta`.
         let bridged = client.takes_requests && link.speaks_stateless();
-        if bridged {
-            let declared = client.input_capabilities.to_json();
-            set_meta(&mut params, jsonrpc::META_CLIENT_CAPABILITIES, declared);
-        }
         let timeout_ms = link.config.request_timeout_ms;
         let names = |upstream: u16| state.name_of(upstream);
         let mut timed_out = Vec::new();
@@ -629,7 +615,7 @@ impl Router {
             link.index,
             client.route,
             client.id,
-            progress_token.as_deref(),
+            progress_token,
             (now + timeout_ms, now),
             &names,
             &mut timed_out,
@@ -649,16 +635,26 @@ impl Router {
         if client.takes_requests {
             registered.state.allow_requests(client.route);
         }
-        if progress_token.is_some() {
-            set_progress_token(&mut params, id);
-        }
+        let declared = bridged.then(|| client.input_capabilities.to_json().to_string());
+        let rewrite = Rewrite {
+            original: &route.original,
+            progress: progress_token.map(|_| id),
+            log_level: client.log_level,
+            client_capabilities: declared.as_deref(),
+            stateless: link.speaks_stateless(),
+        };
+        // Room for the client's params and the members the gateway adds.
+        let mut upstream_params = Vec::with_capacity(params.text_len() + 192);
+        params.write(&mut upstream_params, &rewrite);
         let task = spawn_call(
             state.clone(),
             BridgedCall {
                 link: link.clone(),
                 id,
-                method: method.to_owned(),
-                params,
+                method: call_method(method),
+                params: upstream_params,
+                // The stateless era mirrors `params.name` or `params.uri` in `Mcp-Name`.
+                name: (method != "completion/complete").then_some(route.original),
                 client_token: progress_token.map(|t| t.get().as_bytes().to_vec()),
                 state: registered.state.clone(),
                 client: client.route,
@@ -754,28 +750,34 @@ impl Router {
     }
 }
 
+/// `method` as the static name of the routed method it is.
+fn call_method(method: &str) -> &'static str {
+    ROUTED_METHODS
+        .into_iter()
+        .find(|m| *m == method)
+        .expect("only routed methods are called upstream")
+}
+
 /// Runs one call on its upstream and settles its state, unless the deadline or the client got
 /// there first. When `bridged`, an `input_required` result is answered by asking the client
 /// and retrying (`upstream::input`) before the call settles.
 fn spawn_call(router: Rc<RouterState>, call: BridgedCall, bridged: bool) -> glommio::Task<()> {
-    let mut call = call;
     glommio::spawn_local(async move {
-        let timeout_ms = call.link.config.request_timeout_ms;
-        // The retries of a bridged call resend its params; others give them away.
-        let params = match bridged {
-            true => call.params.clone(),
-            false => std::mem::take(&mut call.params),
+        let request = CallRequest {
+            method: call.method,
+            params: &call.params,
+            name: call.name.as_deref(),
+            timeout_ms: call.link.config.request_timeout_ms,
+            param_headers: &call.param_headers,
         };
         let outcome = call
             .link
             .call(
                 call.id,
-                &call.method,
-                Some(Value::Object(params)),
+                &request,
                 call.client_token.as_deref(),
                 &call.state,
                 &router.server_requests,
-                (timeout_ms, &call.param_headers),
             )
             .await;
         // `None`: a stdio request went out; its answer comes through the dispatcher.
@@ -798,124 +800,6 @@ fn spawn_call(router: Rc<RouterState>, call: BridgedCall, bridged: bool) -> glom
             call.state.settle(outcome);
         }
     })
-}
-
-/// Which catalogue entry a routed request names: (kind, params member, merged name).
-fn routing_key(
-    method: &str,
-    params: &Map<String, Value>,
-) -> Result<(Kind, RoutingField, String), String> {
-    let string = |value: Option<&Value>, what: &str| {
-        value
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .ok_or_else(|| format!("{method} needs {what} as a string"))
-    };
-    match method {
-        "tools/call" => Ok((
-            Kind::Tools,
-            RoutingField::Name,
-            string(params.get("name"), "params.name")?,
-        )),
-        "prompts/get" => Ok((
-            Kind::Prompts,
-            RoutingField::Name,
-            string(params.get("name"), "params.name")?,
-        )),
-        "resources/read" => Ok((
-            Kind::Resources,
-            RoutingField::Uri,
-            string(params.get("uri"), "params.uri")?,
-        )),
-        _ => {
-            let reference = params.get("ref");
-            match reference.and_then(|r| r.get("type")).and_then(Value::as_str) {
-                Some("ref/prompt") => Ok((
-                    Kind::Prompts,
-                    RoutingField::RefName,
-                    string(reference.and_then(|r| r.get("name")), "params.ref.name")?,
-                )),
-                Some("ref/resource") => Ok((
-                    Kind::Resources,
-                    RoutingField::RefUri,
-                    string(reference.and_then(|r| r.get("uri")), "params.ref.uri")?,
-                )),
-                other => Err(format!(
-                    "completion/complete needs params.ref.type \"ref/prompt\" or \"ref/resource\", got {other:?}"
-                )),
-            }
-        }
-    }
-}
-
-/// Where the routing key sits in `params`.
-#[derive(Clone, Copy)]
-enum RoutingField {
-    Name,
-    Uri,
-    RefName,
-    RefUri,
-}
-
-fn set_routing_key(
-    params: &mut Map<String, Value>,
-    _method: &str,
-    field: RoutingField,
-    original: String,
-) {
-    let value = Value::String(original);
-    match field {
-        RoutingField::Name => {
-            params.insert("name".into(), value);
-        }
-        RoutingField::Uri => {
-            params.insert("uri".into(), value);
-        }
-        RoutingField::RefName | RoutingField::RefUri => {
-            let member = match field {
-                RoutingField::RefName => "name",
-                _ => "uri",
-            };
-            if let Some(Value::Object(reference)) = params.get_mut("ref") {
-                reference.insert(member.into(), value);
-            }
-        }
-    }
-}
-
-/// Removes the client's progress token from `params._meta`, as JSON text.
-fn take_progress_token(params: &mut Map<String, Value>) -> Option<Box<RawValue>> {
-    let Some(Value::Object(meta)) = params.get_mut("_meta") else {
-        return None;
-    };
-    let token = meta.remove(jsonrpc::META_PROGRESS_TOKEN)?;
-    RawValue::from_string(token.to_string()).ok()
-}
-
-fn set_progress_token(params: &mut Map<String, Value>, id: UpstreamRequestId) {
-    set_meta(params, jsonrpc::META_PROGRESS_TOKEN, json!(id.0));
-}
-
-fn set_meta(params: &mut Map<String, Value>, key: &str, value: Value) {
-    let meta = params
-        .entry("_meta")
-        .or_insert_with(|| Value::Object(Map::new()));
-    if let Value::Object(meta) = meta {
-        meta.insert(key.into(), value);
-    }
-}
-
-/// Drops the per-request protocol members of a stateless client: the link adds its own for
-/// a stateless upstream, and a session-era upstream has no use for them.
-fn strip_stateless_meta(params: &mut Map<String, Value>) {
-    let Some(Value::Object(meta)) = params.get_mut("_meta") else {
-        return;
-    };
-    meta.remove(jsonrpc::META_PROTOCOL_VERSION);
-    meta.remove(jsonrpc::META_CLIENT_INFO);
-    if meta.is_empty() {
-        params.remove("_meta");
-    }
 }
 
 /// A merged list as one page; a cursor cannot come from this gateway, so any is refused.
@@ -1000,43 +884,5 @@ mod tests {
             result["_meta"]["io.modelcontextprotocol/serverInfo"],
             result["serverInfo"]
         );
-    }
-
-    #[test]
-    fn routing_keys_come_from_the_member_each_method_names() {
-        let params = |v: Value| v.as_object().unwrap().clone();
-        let (kind, _, name) = routing_key("tools/call", &params(json!({"name": "a__x"}))).unwrap();
-        assert_eq!((kind, name.as_str()), (Kind::Tools, "a__x"));
-        let (kind, _, uri) =
-            routing_key("resources/read", &params(json!({"uri": "f://x"}))).unwrap();
-        assert_eq!((kind, uri.as_str()), (Kind::Resources, "f://x"));
-        let completion = params(json!({"ref": {"type": "ref/prompt", "name": "a__greet"}}));
-        let (kind, field, name) = routing_key("completion/complete", &completion).unwrap();
-        assert_eq!((kind, name.as_str()), (Kind::Prompts, "a__greet"));
-        let mut completion = completion;
-        set_routing_key(
-            &mut completion,
-            "completion/complete",
-            field,
-            "greet".into(),
-        );
-        assert_eq!(completion["ref"]["name"], "greet");
-        assert!(routing_key("tools/call", &params(json!({"name": 3}))).is_err());
-        assert!(routing_key("completion/complete", &params(json!({"ref": {}}))).is_err());
-    }
-
-    #[test]
-    fn progress_tokens_are_taken_and_replaced_by_the_upstream_id() {
-        let mut params = json!({"name": "x", "_meta": {"progressToken": "abc",
-            "io.modelcontextprotocol/protocolVersion": "2026-07-28"}})
-        .as_object()
-        .unwrap()
-        .clone();
-        let token = take_progress_token(&mut params).unwrap();
-        assert_eq!(token.get(), "\"abc\"");
-        strip_stateless_meta(&mut params);
-        assert!(params.get("_meta").is_none());
-        set_progress_token(&mut params, UpstreamRequestId(41));
-        assert_eq!(params["_meta"]["progressToken"], 41);
     }
 }

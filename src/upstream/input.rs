@@ -345,9 +345,12 @@ pub struct BridgedCall {
     pub link: Rc<UpstreamLink>,
     /// The pending-table id of the call.
     pub id: UpstreamRequestId,
-    pub method: String,
-    /// The params as first sent, without `inputResponses` or `requestState`.
-    pub params: Map<String, Value>,
+    pub method: &'static str,
+    /// The params as first sent (JSON text, the gateway's `_meta` in), without
+    /// `inputResponses` or `requestState`.
+    pub params: Vec<u8>,
+    /// What the stateless era mirrors in `Mcp-Name` (`params.name` or `params.uri`).
+    pub name: Option<String>,
     pub client_token: Option<Vec<u8>>,
     pub state: Rc<CallState>,
     /// The client that answers, and what it declared.
@@ -475,7 +478,9 @@ impl InputBridge {
             let value: Value = serde_json::from_str(result.get()).expect("results are JSON");
             responses.insert(request.key.clone(), value);
         }
-        let mut params = call.params.clone();
+        // Read into a tree only here, on a retry: the first request went out as written.
+        let mut params: Map<String, Value> =
+            serde_json::from_slice(&call.params).expect("the gateway wrote the params object");
         params.insert("inputResponses".into(), Value::Object(responses));
         if let Some(state) = &asked.request_state {
             params.insert("requestState".into(), Value::String(state.clone()));

@@ -64,6 +64,21 @@ enum UpstreamEra {
 /// The reply to a call, for the caller to settle its [`CallState`] with.
 pub type CallOutcome = Result<Box<RawValue>, CallFailure>;
 
+/// A client's request as the router hands it over.
+pub struct CallRequest<'a> {
+    /// One of the routed methods (`tools/call`, …).
+    pub method: &'a str,
+    /// The params object as JSON text, already rewritten for this upstream (its own names, the
+    /// gateway's progress token and `_meta`).
+    pub params: &'a [u8],
+    /// What the stateless era mirrors in `Mcp-Name` (`params.name` or `params.uri`).
+    pub name: Option<&'a str>,
+    /// `upstreams[].request_timeout_ms`.
+    pub timeout_ms: u64,
+    /// The client's `Mcp-Param-*` fields, passed on.
+    pub param_headers: &'a [(String, String)],
+}
+
 /// One upstream on one shard.
 pub struct UpstreamLink {
     /// Index in `[[upstreams]]`.
@@ -349,23 +364,23 @@ impl UpstreamLink {
         }
     }
 
-    /// Sends a client's request (`params` already rewritten for this upstream) under `id` and
-    /// returns the answer. Notifications about it go to `state` as they come. For `stdio` the
-    /// answer comes through [`UpstreamLink::dispatch`] into `state`; this returns once sent.
-    #[allow(clippy::too_many_arguments)]
+    /// Sends a client's request under `id` and returns the answer. Notifications about it go
+    /// to `state` as they come. For `stdio` the answer comes through [`UpstreamLink::dispatch`]
+    /// into `state`; this returns once sent.
     pub async fn call(
         &self,
         id: UpstreamRequestId,
-        method: &str,
-        params: Option<Value>,
+        request: &CallRequest<'_>,
         client_token: Option<&[u8]>,
         state: &CallState,
         requests: &ServerRequests,
-        (timeout_ms, param_headers): (u64, &[(String, String)]),
     ) -> Option<CallOutcome> {
+        let method = request.method;
         match &self.kind {
             LinkKind::Builtin(demo) => {
-                let params = params.map(|p| to_raw(&p));
+                let params = String::from_utf8(request.params.to_vec())
+                    .ok()
+                    .and_then(|text| RawValue::from_string(text).ok());
                 let answer = demo
                     .handle(method, params.as_deref(), SESSION_ERA_VERSION)
                     .await;
@@ -373,26 +388,32 @@ impl UpstreamLink {
             }
             LinkKind::Http(http) => {
                 let id_json = id.to_json(IdForm::Number);
+                let body = raw_request_body(id_json.as_bytes(), method, request.params);
                 let mut on_event =
                     |message: &[u8]| self.relay(message, id, client_token, state, requests);
-                Some(
-                    self.http_request(
+                let mirrored = Mirrored {
+                    method,
+                    name: request.name,
+                    params: request.param_headers,
+                };
+                let answer = self
+                    .http_send(
                         http,
                         id_json.as_bytes(),
-                        method,
-                        params,
-                        (timeout_ms, param_headers),
+                        &body,
+                        mirrored,
+                        request.timeout_ms,
                         &mut on_event,
                     )
-                    .await,
-                )
+                    .await;
+                Some(answer)
             }
             LinkKind::Stdio(stdio) => {
                 if !stdio.ready.get() {
                     return Some(Err(self.restarting()));
                 }
                 let id_json = id.to_json(IdForm::Number);
-                let body = request_body(id_json.as_bytes(), method, params.as_ref());
+                let body = raw_request_body(id_json.as_bytes(), method, request.params);
                 match stdio.child.send(&body).await {
                     Ok(()) => None,
                     Err(e) => Some(Err(CallFailure::Unavailable(format!(
@@ -404,8 +425,9 @@ impl UpstreamLink {
         }
     }
 
-    /// Whether it speaks the 2026-07-28 era, where it asks for client input with
-    /// `input_required` results rather than requests of its own.
+    /// Whether it speaks the 2026-07-28 era: it asks for client input with `input_required`
+    /// results rather than requests of its own, and every request to it carries the
+    /// 2026-07-28 members in its `_meta`.
     pub fn speaks_stateless(&self) -> bool {
         match &self.kind {
             LinkKind::Http(http) => *http.era.borrow() == UpstreamEra::Stateless,
@@ -440,7 +462,7 @@ impl UpstreamLink {
         self.http_request(
             http,
             wire_id.as_bytes(),
-            &call.method,
+            call.method,
             Some(params),
             (timeout_ms, &call.param_headers),
             &mut on_event,
@@ -613,8 +635,8 @@ impl UpstreamLink {
         Ok(result.get("capabilities").cloned().unwrap_or(json!({})))
     }
 
-    /// One request over HTTP in the upstream's era; a session the server says expired is
-    /// re-initialized once.
+    /// One of the gateway's own requests over HTTP in the upstream's era (see
+    /// [`UpstreamLink::http_send`]).
     #[allow(clippy::too_many_arguments)]
     async fn http_request(
         &self,
@@ -638,26 +660,34 @@ impl UpstreamLink {
         if stateless {
             params = Some(with_stateless_meta(params));
         }
-        // Built once; a re-initialized session keeps the session era, so the body stands.
         let body = request_body(id, method, params.as_ref());
         drop(params);
+        let mirrored = Mirrored {
+            method,
+            name: name.as_deref(),
+            params: param_headers,
+        };
+        self.http_send(http, id, &body, mirrored, timeout_ms, on_event)
+            .await
+    }
+
+    /// Sends request `body` (id `id`) and reads its answer; a session the server says expired
+    /// is re-initialized once. The body stands for the retry: a re-initialized session keeps
+    /// the session era.
+    async fn http_send(
+        &self,
+        http: &HttpLink,
+        id: &[u8],
+        body: &[u8],
+        mirrored: Mirrored<'_>,
+        timeout_ms: u64,
+        on_event: &mut dyn FnMut(&[u8]) -> Option<Vec<u8>>,
+    ) -> CallOutcome {
         let mut reinitialized = false;
         loop {
             let mut session = None;
             let answer = self
-                .http_exchange(
-                    http,
-                    &body,
-                    Mirrored {
-                        method,
-                        name: name.as_deref(),
-                        params: param_headers,
-                    },
-                    timeout_ms,
-                    id,
-                    on_event,
-                    &mut session,
-                )
+                .http_exchange(http, body, mirrored, timeout_ms, id, on_event, &mut session)
                 .await;
             match answer {
                 Err(CallFailure::Unavailable(reason))
@@ -1180,6 +1210,19 @@ fn request_body(id: &[u8], method: &str, params: Option<&Value>) -> Vec<u8> {
         out.extend_from_slice(b",\"params\":");
         serde_json::to_writer(&mut out, params).expect("values serialize");
     }
+    out.push(b'}');
+    out
+}
+
+/// `{"jsonrpc":"2.0","id":<id>,"method":…,"params":<params>}` with `params` JSON text.
+fn raw_request_body(id: &[u8], method: &str, params: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + method.len() + params.len());
+    out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+    out.extend_from_slice(id);
+    out.extend_from_slice(b",\"method\":");
+    serde_json::to_writer(&mut out, method).expect("a string serializes");
+    out.extend_from_slice(b",\"params\":");
+    out.extend_from_slice(params);
     out.push(b'}');
     out
 }
