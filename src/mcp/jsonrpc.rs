@@ -22,6 +22,8 @@ use std::fmt;
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
+use crate::mcp::members::{member_key, Members};
+
 /// The only `jsonrpc` value accepted and written.
 pub const JSONRPC_VERSION: &str = "2.0";
 
@@ -543,26 +545,39 @@ struct ResultTypeProbe<'a> {
     result_type: Option<&'a RawValue>,
 }
 
-/// A result for a session-era client: a stateless-era upstream's `"resultType":"complete"` is
-/// removed (that era does not have the member); `Err` names the `resultType` when it asks for
-/// something a session-era client cannot give (`input_required`).
-pub fn session_era_result(result: Box<RawValue>) -> Result<Box<RawValue>, String> {
-    let result_type = serde_json::from_str::<ResultTypeProbe<'_>>(result.get())
-        .ok()
-        .and_then(|probe| probe.result_type.map(|t| t.get().to_owned()));
-    match result_type.as_deref() {
-        None => Ok(result),
-        Some("\"complete\"") => {
-            let mut members: serde_json::Map<String, serde_json::Value> =
-                serde_json::from_str(result.get()).map_err(|e| e.to_string())?;
-            members.remove("resultType");
-            let text = serde_json::to_string(&members).expect("values serialize");
-            Ok(RawValue::from_string(text).expect("serialized JSON is valid"))
+/// Appends a result response for a session-era client: like [`write_result`], but a
+/// stateless-era upstream's top-level `"resultType":"complete"` is left out (that era does not
+/// have the member; every other member is copied as it came). `Err` (nothing written) names the
+/// `resultType` when it asks for something a session-era client cannot give
+/// (`input_required`).
+pub fn write_session_era_result(
+    out: &mut Vec<u8>,
+    id: &RawValue,
+    result: &RawValue,
+) -> Result<(), String> {
+    let members = Members::read(result);
+    let result_type = members.as_ref().and_then(|m| m.get("resultType"));
+    match (result_type.map(RawValue::get), members) {
+        (Some("\"complete\""), Some(members)) => {
+            out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+            out.extend_from_slice(id.get().as_bytes());
+            out.extend_from_slice(b",\"result\":{");
+            let mut first = true;
+            for (key, value) in members.iter().filter(|(key, _)| *key != "resultType") {
+                member_key(out, key, &mut first);
+                out.extend_from_slice(value.get().as_bytes());
+            }
+            out.extend_from_slice(b"}}");
+            Ok(())
         }
-        Some(other) => Err(format!(
+        (Some(other), _) => Err(format!(
             "the upstream answered with resultType {other}, which needs a client of protocol \
              version 2026-07-28"
         )),
+        (None, _) => {
+            write_result(out, id, result);
+            Ok(())
+        }
     }
 }
 
@@ -1120,14 +1135,27 @@ mod tests {
 
     #[test]
     fn session_era_results_lose_a_complete_result_type_and_refuse_other_ones() {
-        let plain = session_era_result(raw(r#"{"content":[]}"#)).unwrap();
-        assert_eq!(plain.get(), r#"{"content":[]}"#);
-        let complete = session_era_result(raw(r#"{"resultType":"complete","content":[]}"#));
+        let id = raw("1");
+        let written = |result: &str| {
+            let mut out = Vec::new();
+            write_session_era_result(&mut out, &id, &raw(result)).map(|()| out)
+        };
+        let plain = written(r#"{"content":[ ]}"#).unwrap();
         assert_eq!(
-            json(complete.unwrap().get().as_bytes()),
-            serde_json::json!({"content": []})
+            plain,
+            br#"{"jsonrpc":"2.0","id":1,"result":{"content":[ ]}}"#
         );
-        let input = session_era_result(raw(r#"{"resultType":"input_required"}"#));
+        let complete = written(r#"{"resultType":"complete","content":[],"n":1.50}"#).unwrap();
+        assert_eq!(
+            complete,
+            br#"{"jsonrpc":"2.0","id":1,"result":{"content":[],"n":1.50}}"#
+        );
+        let nested = written(r#"{"inner":{"resultType":"input_required"}}"#).unwrap();
+        assert_eq!(
+            json(&nested)["result"]["inner"]["resultType"],
+            "input_required"
+        );
+        let input = written(r#"{"resultType":"input_required"}"#);
         assert!(input.unwrap_err().contains("input_required"));
     }
 

@@ -6,6 +6,7 @@
 
 pub mod jsonrpc;
 pub mod listen;
+pub mod members;
 pub mod params;
 pub mod router;
 pub mod session;

@@ -17,25 +17,18 @@
 //! Owns nothing: it borrows the request body of the connection that received it.
 
 use std::borrow::Cow;
-use std::fmt;
 use std::io::Write;
 
-use hashbrown::HashMap;
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
-use smallvec::SmallVec;
 
 use crate::mcp::jsonrpc::{
     self, META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_LOG_LEVEL, META_PROGRESS_TOKEN,
     META_PROTOCOL_VERSION,
 };
+use crate::mcp::members::{member_key, write_json_str, Members};
 use crate::mcp::version::ProtocolVersion;
 use crate::upstream::catalogue::Kind;
 use crate::upstream::pending::UpstreamRequestId;
-
-/// Members of an object up to which repeated keys are found by comparing every pair; larger
-/// objects use a hash map, so a request with many members costs linear time.
-const PAIRWISE_MEMBERS_MAX: usize = 16;
 
 /// `"clientInfo"` of the gateway, as the 2026-07-28 era sends it in every request.
 const GATEWAY_CLIENT_INFO: &str = concat!(
@@ -68,102 +61,6 @@ impl RoutingField {
 
     fn in_ref(self) -> bool {
         matches!(self, RoutingField::RefName | RoutingField::RefUri)
-    }
-}
-
-/// One object's members in order, keys decoded, values raw; repeated keys already resolved.
-struct Members<'a> {
-    members: SmallVec<[(Cow<'a, str>, &'a RawValue); 8]>,
-}
-
-impl<'a> Members<'a> {
-    /// `None` unless `raw` is a JSON object.
-    fn read(raw: &'a RawValue) -> Option<Members<'a>> {
-        if !raw.get().starts_with('{') {
-            return None;
-        }
-        let mut members: Members<'a> = serde_json::from_str(raw.get()).ok()?;
-        members.resolve_repeats();
-        Some(members)
-    }
-
-    fn get(&self, key: &str) -> Option<&'a RawValue> {
-        self.members.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
-    }
-
-    fn iter(&self) -> impl Iterator<Item = (&str, &'a RawValue)> + '_ {
-        self.members.iter().map(|(k, v)| (k.as_ref(), *v))
-    }
-
-    /// Keeps only the last member of each key, in its place.
-    fn resolve_repeats(&mut self) {
-        let count = self.members.len();
-        let mut keep: SmallVec<[bool; 16]> = SmallVec::from_elem(true, count);
-        if count <= PAIRWISE_MEMBERS_MAX {
-            for i in 0..count {
-                let key = &self.members[i].0;
-                keep[i] = !self.members[i + 1..].iter().any(|(k, _)| k == key);
-            }
-        } else {
-            let mut last: HashMap<&str, usize> = HashMap::with_capacity(count);
-            for (i, (key, _)) in self.members.iter().enumerate() {
-                last.insert(key.as_ref(), i);
-            }
-            for (i, (key, _)) in self.members.iter().enumerate() {
-                keep[i] = last[key.as_ref()] == i;
-            }
-        }
-        if keep.iter().all(|k| *k) {
-            return;
-        }
-        let mut index = 0;
-        self.members.retain(|_| {
-            index += 1;
-            keep[index - 1]
-        });
-        debug_assert!(self.members.len() < count);
-    }
-}
-
-impl<'de> Deserialize<'de> for Members<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct MembersVisitor;
-        impl<'de> Visitor<'de> for MembersVisitor {
-            type Value = Members<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
-                let mut members = SmallVec::new();
-                while let Some((Key(key), value)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
-                    members.push((key, value));
-                }
-                Ok(Members { members })
-            }
-        }
-        deserializer.deserialize_map(MembersVisitor)
-    }
-}
-
-/// A member's key, borrowed from the text unless it had escapes.
-struct Key<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a member name")
-            }
-            fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(text)))
-            }
-            fn visit_str<E>(self, text: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(text.to_owned())))
-            }
-        }
-        deserializer.deserialize_str(KeyVisitor)
     }
 }
 
@@ -407,28 +304,6 @@ fn write_replacing(out: &mut Vec<u8>, object: &Members<'_>, key: &str, value: &s
         }
     }
     out.push(b'}');
-}
-
-/// `,"key":` (no comma before the first member).
-fn member_key(out: &mut Vec<u8>, key: &str, first: &mut bool) {
-    if !std::mem::take(first) {
-        out.push(b',');
-    }
-    write_json_str(out, key);
-    out.push(b':');
-}
-
-fn write_json_str(out: &mut Vec<u8>, text: &str) {
-    let plain = text
-        .bytes()
-        .all(|b| b >= 0x20 && b != b'"' && b != b'\\' && b != 0x7f);
-    if plain {
-        out.push(b'"');
-        out.extend_from_slice(text.as_bytes());
-        out.push(b'"');
-    } else {
-        serde_json::to_writer(&mut *out, text).expect("a string serializes");
-    }
 }
 
 #[cfg(test)]

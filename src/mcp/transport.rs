@@ -785,22 +785,17 @@ pub fn answer_message(
     answer: Result<Box<RawValue>, RpcError>,
     era: Era,
 ) -> (u16, Vec<u8>) {
-    let answer = match era {
-        Era::Session(_) => answer.and_then(|result| {
-            jsonrpc::session_era_result(result)
-                .map_err(|message| RpcError::new(jsonrpc::INTERNAL_ERROR, message))
-        }),
-        Era::Stateless => answer,
-    };
-    match answer {
-        Ok(result) => {
-            let mut body = Vec::with_capacity(result.get().len() + 64);
-            match era {
-                Era::Session(_) => jsonrpc::write_result(&mut body, id, &result),
-                Era::Stateless => jsonrpc::write_complete_result(&mut body, id, &result),
-            }
-            (200, body)
+    let written = answer.and_then(|result| {
+        let mut body = Vec::with_capacity(result.get().len() + 64);
+        match era {
+            Era::Session(_) => jsonrpc::write_session_era_result(&mut body, id, &result)
+                .map_err(|message| RpcError::new(jsonrpc::INTERNAL_ERROR, message))?,
+            Era::Stateless => jsonrpc::write_complete_result(&mut body, id, &result),
         }
+        Ok(body)
+    });
+    match written {
+        Ok(body) => (200, body),
         Err(error) => {
             // The 2026-07-28 era gives some errors their own HTTP status, whoever raised them
             // (the gateway, or an upstream whose status the relay does not carry).
