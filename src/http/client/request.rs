@@ -43,9 +43,16 @@ fn write_all(
     headers: &[(&str, &str)],
     body: Option<&[u8]>,
 ) -> std::io::Result<()> {
-    write!(out, "{method} {target} HTTP/1.1\r\nHost: {host}\r\n")?;
+    // Pieces appended one by one: `write!` would run the formatting machinery per header.
+    let header_bytes: usize = headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
+    out.reserve(64 + target.len() + host.len() + header_bytes + body.map_or(0, <[u8]>::len));
+    for piece in [method, " ", target, " HTTP/1.1\r\nHost: ", host, "\r\n"] {
+        out.extend_from_slice(piece.as_bytes());
+    }
     for (name, value) in headers {
-        write!(out, "{name}: {value}\r\n")?;
+        for piece in [*name, ": ", *value, "\r\n"] {
+            out.extend_from_slice(piece.as_bytes());
+        }
     }
     match body {
         Some(body) => {
