@@ -19,7 +19,8 @@
 //! queue, a connect that fails or times out, a response over its limits or malformed, a
 //! connection closed before the response was whole, and an exchange past its `timeout_ms`.
 //! An idle connection the server closed (or that carries bytes nobody asked for) is dropped
-//! when taken and never handed to a caller.
+//! when taken and never handed to a caller, unless it came back less than
+//! [`QUIET_CHECK_IDLE_MIN`] ago (see there for the race that leaves).
 
 use crate::http::client::{
     with_deadline, ClientConnection, ClientError, ClientErrorKind, ClientLimits, ResponseHead,
@@ -438,7 +439,7 @@ impl UpstreamPool {
         let mut closed_lifetime = 0;
         state
             .idle
-            .retain(|pooled| match expiry(pooled, now, limits) {
+            .retain(|pooled| match expiry(pooled, now, limits, Duration::ZERO) {
                 None => true,
                 Some(Expiry::Lifetime) => {
                     closed_lifetime += 1;
@@ -577,14 +578,31 @@ enum Expiry {
     Lifetime,
 }
 
-/// Why an idle connection must close now, if it must.
-fn expiry(pooled: &Pooled, now: Instant, limits: &PoolLimits) -> Option<Expiry> {
+/// A connection idle for less than this is taken without the check that the server has not
+/// closed it ([`ClientConnection::peer_quiet`], one `recv(MSG_PEEK)` syscall): under load a
+/// connection comes back every few hundred microseconds, and servers close idle keep-alive
+/// connections after seconds. The race this leaves: a server that closes a connection within
+/// this long of its last answer (it restarts, or its idle timeout is that short) makes the next
+/// request on it fail as `closed_early`. The check narrowed that race but never closed it (the
+/// server may close between the peek and the write), and no request is retried on another
+/// connection: a `tools/call` is not known to be idempotent. [`UpstreamPool::close_expired`]
+/// checks every idle connection each tick whatever its idle time.
+const QUIET_CHECK_IDLE_MIN: Duration = Duration::from_millis(100);
+
+/// Why an idle connection must close now, if it must. The server-closed check runs when the
+/// connection has been idle `quiet_check_idle_min` or longer.
+fn expiry(
+    pooled: &Pooled,
+    now: Instant,
+    limits: &PoolLimits,
+    quiet_check_idle_min: Duration,
+) -> Option<Expiry> {
     let age = now.saturating_duration_since(pooled.opened);
     let idle = now.saturating_duration_since(pooled.idle_since);
     if age >= Duration::from_millis(limits.pool_lifetime_ms) {
         Some(Expiry::Lifetime)
     } else if idle >= Duration::from_millis(limits.pool_idle_timeout_ms)
-        || !pooled.connection.peer_quiet()
+        || (idle >= quiet_check_idle_min && !pooled.connection.peer_quiet())
     {
         Some(Expiry::Idle)
     } else {
@@ -596,7 +614,7 @@ fn expiry(pooled: &Pooled, now: Instant, limits: &PoolLimits) -> Option<Expiry> 
 fn take_idle(state: &mut State, limits: &PoolLimits) -> Option<Box<Pooled>> {
     let now = Instant::now();
     while let Some(pooled) = state.idle.pop() {
-        match expiry(&pooled, now, limits) {
+        match expiry(&pooled, now, limits, QUIET_CHECK_IDLE_MIN) {
             None => return Some(pooled),
             Some(Expiry::Idle) => state.stats.closed_idle_total += 1,
             Some(Expiry::Lifetime) => state.stats.closed_lifetime_total += 1,

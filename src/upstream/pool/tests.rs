@@ -382,6 +382,31 @@ fn idle_connection_the_server_closed_is_dropped_not_handed_out() {
 }
 
 #[test]
+fn connection_back_within_the_quiet_check_window_is_reused_unchecked() {
+    run(|| async {
+        // Answers keep-alive, then closes: the race the window leaves open, made certain.
+        let base = start_raw_server(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}");
+        let pool = pool(&format!("{base}/mcp"), &LIMITS);
+        buffered(&pool, b"{}").await.expect("answer");
+        settle().await;
+        let error = failure(&pool, &post(b"{}")).await;
+        assert_eq!(error.kind, UpstreamErrorKind::ClosedEarly, "{error}");
+        assert_eq!(pool.stats().reuses_total, 1);
+        // Idle past the window, the same close is found before a request goes out on it.
+        buffered(&pool, b"{}")
+            .await
+            .expect("answer on a new connection");
+        glommio::timer::sleep(QUIET_CHECK_IDLE_MIN + Duration::from_millis(50)).await;
+        buffered(&pool, b"{}")
+            .await
+            .expect("answer on a new connection");
+        let stats = pool.stats();
+        assert_eq!((stats.reuses_total, stats.closed_idle_total), (1, 1));
+        assert_eq!(stats.connects_total, 3);
+    });
+}
+
+#[test]
 fn connect_to_a_port_without_listener_fails_naming_the_url() {
     run(|| async {
         let port = {
