@@ -781,7 +781,21 @@ impl<'a> Meta<'a> {
     /// `_meta` not an object, `protocolVersion` not a string, capabilities or client info not
     /// objects, a progress token that is not a string or integer, an unknown log level.
     pub fn from_params(params: Option<&'a RawValue>) -> Result<Meta<'a>, RpcError> {
-        let Some(meta) = ParamsProbe::read(params)?.meta else {
+        Self::from_probe(ParamsProbe::read(params)?)
+    }
+
+    /// [`Meta::from_params`] and [`routing_name`] of `method` from one read of `params`.
+    pub fn with_routing_name(
+        method: &str,
+        params: Option<&'a RawValue>,
+    ) -> Result<(Meta<'a>, Option<Cow<'a, str>>), RpcError> {
+        let probe = ParamsProbe::read(params)?;
+        let name = probe.routing_name(method);
+        Ok((Self::from_probe(probe)?, name))
+    }
+
+    fn from_probe(probe: ParamsProbe<'a>) -> Result<Meta<'a>, RpcError> {
+        let Some(meta) = probe.meta else {
             return Ok(Meta::default());
         };
         if json_kind(meta) != "object" {
@@ -853,14 +867,18 @@ fn check_log_level(value: &RawValue) -> Result<&'static str, RpcError> {
 /// `params.name` for `tools/call` and `prompts/get`, `params.uri` for `resources/read`.
 /// `None` for other methods, or when the member is missing or not a string.
 pub fn routing_name<'a>(method: &str, params: Option<&'a RawValue>) -> Option<Cow<'a, str>> {
-    let want_uri = match method {
-        "tools/call" | "prompts/get" => false,
-        "resources/read" => true,
-        _ => return None,
-    };
-    let probe = ParamsProbe::read(params).ok()?;
-    let member = if want_uri { probe.uri } else { probe.name };
-    member.and_then(raw_str)
+    ParamsProbe::read(params).ok()?.routing_name(method)
+}
+
+impl<'a> ParamsProbe<'a> {
+    fn routing_name(&self, method: &str) -> Option<Cow<'a, str>> {
+        let member = match method {
+            "tools/call" | "prompts/get" => self.name,
+            "resources/read" => self.uri,
+            _ => return None,
+        };
+        member.and_then(raw_str)
+    }
 }
 
 #[cfg(test)]

@@ -495,12 +495,12 @@ impl Endpoint {
                 ))
             }
         };
-        let meta = Meta::from_params(params).map_err(|error| {
+        let (meta, body_name) = Meta::with_routing_name(method, params).map_err(|error| {
             Refused::new(RefusalReason::MissingMeta, error.code, error.message).with_id(id)
         })?;
         require_stateless_meta(&meta).map_err(|r| r.with_id(id))?;
         // A header that contradicts the body is a mismatch whatever the version says.
-        check_mirrored_headers(h, &meta, method, params).map_err(|r| r.with_id(id))?;
+        check_mirrored_headers(h, &meta, method, body_name).map_err(|r| r.with_id(id))?;
         check_stateless_version(&meta).map_err(|r| r.with_id(id))?;
         if REMOVED_IN_STATELESS.contains(&method) {
             let error = RpcError::method_not_found(method);
@@ -650,11 +650,24 @@ fn is_stateless(h: &McpHeaders<'_>, message: &Message<'_>) -> bool {
     }
     match message {
         Message::Request { method, params, .. } | Message::Notification { method, params } => {
-            method == "server/discover"
-                || Meta::from_params(*params).is_ok_and(|m| m.protocol_version.is_some())
+            method == "server/discover" || meta_names_version(*params)
         }
         Message::Response { .. } => false,
     }
+}
+
+/// Whether `params._meta` names a protocol version. Text with neither the key's tail nor an
+/// escape (which could spell it) cannot, so a session-era request is not parsed for it.
+fn meta_names_version(params: Option<&RawValue>) -> bool {
+    const KEY_TAIL: &str = "/protocolVersion";
+    debug_assert!(jsonrpc::META_PROTOCOL_VERSION.ends_with(KEY_TAIL));
+    let Some(text) = params.map(RawValue::get) else {
+        return false;
+    };
+    if !text.contains(KEY_TAIL) && !text.contains('\\') {
+        return false;
+    }
+    Meta::from_params(params).is_ok_and(|m| m.protocol_version.is_some())
 }
 
 fn check_stateless_version(meta: &Meta<'_>) -> Result<(), Refused> {
@@ -685,7 +698,7 @@ fn check_mirrored_headers(
     h: &McpHeaders<'_>,
     meta: &Meta<'_>,
     method: &str,
-    params: Option<&RawValue>,
+    body_name: Option<Cow<'_, str>>,
 ) -> Result<(), Refused> {
     let mismatch = |message: String| {
         Refused::new(
@@ -720,7 +733,7 @@ fn check_mirrored_headers(
     if !NAMED_METHODS.contains(&method) {
         return Ok(());
     }
-    let body_name = jsonrpc::routing_name(method, params).unwrap_or_default();
+    let body_name = body_name.unwrap_or_default();
     let Some(header) = h.mcp_name else {
         return Err(mismatch(format!(
             "header mismatch: Mcp-Name header is missing (body name {body_name:?})"
@@ -848,5 +861,21 @@ mod tests {
         ));
         assert!(!accepts(Some("application/jsonx"), "application/json"));
         assert!(!accepts(None, "application/json"));
+    }
+
+    #[test]
+    fn a_meta_protocol_version_marks_stateless_however_its_key_is_spelled() {
+        let request = |params: &str| {
+            let raw = RawValue::from_string(params.to_owned()).unwrap();
+            meta_names_version(Some(&raw))
+        };
+        let version = r#"{"name":"x","_meta":{"io.modelcontextprotocol/protocolVersion":"v"}}"#;
+        assert!(request(version));
+        let escaped =
+            r#"{"name":"x","_meta":{"io.modelcontextprotocol\/protocol\u0056ersion":"v"}}"#;
+        assert!(request(escaped));
+        assert!(!request(r#"{"name":"x","_meta":{"progressToken":1}}"#));
+        assert!(!request(r#"{"name":"x","arguments":{"text":"a\\b"}}"#));
+        assert!(!meta_names_version(None));
     }
 }
