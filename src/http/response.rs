@@ -10,6 +10,11 @@ use crate::runtime::shutdown::ShutdownSignal;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use std::io::{self, Write};
+use std::time::Duration;
+
+/// How long a response waits before [`ResponseWriter::peer_gone`] watches for the client
+/// leaving: a client gone sooner is noticed this much later, its work abandoned all the same.
+pub const PEER_WATCH_DELAY: Duration = Duration::from_millis(20);
 
 /// The reason phrase for `status`; empty (allowed by RFC 9112) for a status without one here.
 pub fn reason_phrase(status: u16) -> &'static str {
@@ -175,8 +180,10 @@ impl<'c> ResponseWriter<'c> {
 
     /// Resolves when the client closes its connection before this response is written (to
     /// abandon work done for it). Bytes the client sends meanwhile (a pipelined request) are
-    /// left unread, and then this never resolves.
+    /// left unread, and then this never resolves. The watch starts after
+    /// [`PEER_WATCH_DELAY`]: most answers come sooner, and each watch costs a socket peek.
     pub async fn peer_gone(&self) {
+        glommio::timer::sleep(PEER_WATCH_DELAY).await;
         let mut probe = [0u8; 1];
         match self.stream.peek(&mut probe).await {
             Ok(0) | Err(_) => {}
