@@ -438,6 +438,9 @@ impl Shard {
                     server_requests_refused_total: stats.server_requests_refused_total,
                     pool: stats.pool,
                     stdio: stats.stdio,
+                    listen: stats.listen,
+                    lists_ttl_ms: stats.lists_ttl_ms,
+                    lists_refreshes_total: stats.lists_refreshes_total,
                 }
             })
             .collect()
