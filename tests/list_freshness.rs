@@ -128,7 +128,8 @@ fn a_list_change_sent_outside_any_request_reaches_a_legacy_client_through_the_li
     let report = run_client(&gw.mcp_url, "legacy", &late_tool_script("later"));
     assert_late_tool_reached_the_client(&report, "later");
     // The announcement arrived on the listen stream of the shard whose upstream session made
-    // the call (the client's session lives on one shard; its requests run there).
+    // the call only; that shard told the other over the mesh, and both fetched the lists again
+    // (the client's GET stream may live on either).
     let status = gw.status();
     assert_eq!(
         listen_total(&status, 2, "pyh", "list_changed_total"),
@@ -136,6 +137,10 @@ fn a_list_change_sent_outside_any_request_reaches_a_legacy_client_through_the_li
         "{status:#}"
     );
     assert_eq!(listen_total(&status, 2, "pyh", "ended_total"), 0);
+    for shard in 0..2 {
+        let pyh = upstream_status(&status, shard, "pyh");
+        assert_eq!(pyh["lists_refreshes_total"], 2, "shard {shard}: {pyh:#}");
+    }
 }
 
 #[test]

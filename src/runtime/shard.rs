@@ -234,7 +234,12 @@ impl Shard {
                 break;
             }
             self.sessions.borrow_mut().advance(self.now_ms());
-            self.endpoint.router().tick();
+            let router = self.endpoint.router();
+            router.tick();
+            for upstream in router.take_announced_changes() {
+                self.mesh
+                    .broadcast(|| MeshMessage::ListsChanged { upstream });
+            }
         }
     }
 
@@ -259,6 +264,9 @@ impl Shard {
                 if let Some(cancelled) = self.forwarded_relays.borrow().get(&(from, ticket)) {
                     cancelled.start_draining();
                 }
+            }
+            MeshMessage::ListsChanged { upstream } => {
+                self.endpoint.router().hear_lists_changed(upstream)
             }
             MeshMessage::Reply { ticket, .. }
             | MeshMessage::StatusReply { ticket, .. }

@@ -16,7 +16,9 @@
 //!
 //! Freshness of the lists: a session-era upstream announces changes with
 //! `notifications/*/list_changed`, during a call, on a stdio child's stdout, or on an `http`
-//! upstream's listen stream ([`listen`]). A 2026-07-28 upstream announces nothing: its results
+//! upstream's listen stream ([`listen`]); it reaches the upstream session of one shard, which
+//! tells the others over the mesh after its epoch tick ([`UpstreamLink::take_announced`]). A
+//! 2026-07-28 upstream announces nothing: its results
 //! carry `ttlMs`, and the lists go stale when the smallest `ttlMs` of the last refresh
 //! (`server/discover` and every list page; none given counts as 0) has passed. Either way the
 //! epoch tick refreshes them, so `epoch.tick_ms` is the floor: `ttlMs: 0` means one refresh per
@@ -97,6 +99,8 @@ pub struct UpstreamLink {
     /// The upstream announced a list change (`notifications/*/list_changed`) since the last
     /// refresh; the epoch tick refreshes its lists.
     lists_changed: Cell<bool>,
+    /// It announced a list change since the shard last told the other shards.
+    announced: Cell<bool>,
     /// When the lists of a 2026-07-28 upstream go stale.
     lists_ttl: ListsTtl,
     control_next: Cell<u64>,
@@ -232,6 +236,7 @@ impl UpstreamLink {
             lists: RefCell::new(Default::default()),
             connecting: Cell::new(false),
             lists_changed: Cell::new(false),
+            announced: Cell::new(false),
             lists_ttl: ListsTtl::default(),
             control_next: Cell::new(0),
             unroutable_total: Cell::new(0),
@@ -296,6 +301,23 @@ impl UpstreamLink {
     pub fn wants_refresh(&self) -> bool {
         let stale = self.lists_changed.get() || self.lists_ttl.is_stale(Instant::now());
         (!self.is_up() || stale) && !self.connecting.get()
+    }
+
+    /// The upstream announced a list change (`notifications/*/list_changed`): the epoch tick
+    /// refreshes its lists here, and the other shards hear of it too.
+    fn announce_lists_changed(&self) {
+        self.lists_changed.set(true);
+        self.announced.set(true);
+    }
+
+    /// Whether it announced a list change since the last call (for the other shards).
+    pub fn take_announced(&self) -> bool {
+        self.announced.replace(false)
+    }
+
+    /// Another shard heard this upstream announce a list change: refresh here too.
+    pub fn hear_lists_changed(&self) {
+        self.lists_changed.set(true);
     }
 
     /// The lists of the last refresh, in [`Kind::ALL`] order.
@@ -966,7 +988,7 @@ impl UpstreamLink {
             }
             Ok(Message::Notification { method, .. }) if method.ends_with("/list_changed") => {
                 // Clients hear of it from the gateway, once the merged lists changed.
-                self.lists_changed.set(true);
+                self.announce_lists_changed();
                 None
             }
             Ok(Message::Notification { .. }) => {
@@ -1002,7 +1024,7 @@ impl UpstreamLink {
     fn unrelayed(&self, message: &[u8]) -> Option<Vec<u8>> {
         match jsonrpc::parse(message) {
             Ok(Message::Notification { method, .. }) if method.ends_with("/list_changed") => {
-                self.lists_changed.set(true);
+                self.announce_lists_changed();
                 None
             }
             Ok(Message::Request { id, method, .. }) => {
@@ -1124,7 +1146,7 @@ impl UpstreamLink {
             }
             Ok(Message::Notification { method, params }) => {
                 if method.ends_with("/list_changed") {
-                    self.lists_changed.set(true);
+                    self.announce_lists_changed();
                     return;
                 }
                 if method == "notifications/progress" {

@@ -9,8 +9,9 @@
 //! upstream's pool row.
 //!
 //! What arrives on it: a `list_changed` marks the upstream's lists for the epoch tick to
-//! refresh (clients hear of it once the merged list changed, as for one that arrives during a
-//! call); `ping` is answered; any other request has no call to ride on and gets an error
+//! refresh, on this shard and, over the mesh, on the others (the server told this shard's
+//! session only); clients hear of it once the merged list changed, as for one that arrives
+//! during a call; `ping` is answered; any other request has no call to ride on and gets an error
 //! answer, counted as the upstream's refused server requests; other notifications are counted
 //! and dropped.
 //!
@@ -341,7 +342,7 @@ impl UpstreamLink {
         match jsonrpc::parse(message) {
             Ok(Message::Notification { method, .. }) if method.ends_with("/list_changed") => {
                 Listen::bump(&listen.list_changed_total);
-                self.lists_changed.set(true);
+                self.announce_lists_changed();
                 None
             }
             Ok(Message::Notification { .. }) => {
