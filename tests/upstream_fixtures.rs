@@ -199,6 +199,28 @@ fn python_http_fixture_without_sessions_cannot_ask_the_client_in_the_session_era
     );
 }
 
+#[test]
+fn python_http_fixture_in_handshake_only_mode_announces_a_late_tool_on_the_get_stream() {
+    // `--handshake-only`: an `auto` client's server/discover is refused, so it falls back to
+    // the handshake era; `add_tool_later` announces the tool after the call returned, which
+    // only the client's standalone GET stream can carry.
+    let fixture = PythonUpstream::http_with("pyh", &["--handshake-only"]);
+    let script = json!([
+        {"op": "call", "tool": "add_tool_later", "args": {"name": "later", "delay_ms": 200}},
+        {"op": "sleep", "s": 1.0},
+        {"op": "call", "tool": "later", "args": {}},
+    ]);
+    let report = run_client(fixture.url(), "auto", &script);
+    assert_eq!(report["protocol_version"], SESSION_ERA, "{report:#}");
+    assert_eq!(tool_text(&report, 0), "adding later in 200 ms");
+    assert_eq!(
+        report["notifications"],
+        json!(["notifications/tools/list_changed"]),
+        "{report:#}"
+    );
+    assert_eq!(tool_text(&report, 2), "pyh: later called");
+}
+
 fn everything_script() -> Value {
     json!([
         {"op": "set_level", "level": "debug"},                                          // 0

@@ -242,7 +242,9 @@ fn upstream_term(upstream: &Upstream, limits: &Limits) -> Option<PlanTerm> {
 }
 
 /// Every connection at once holding its input buffer, the largest request the gateway forwards
-/// and the largest response it buffers (`upstream::pool`, `http::client`).
+/// and the largest response it buffers (`upstream::pool`, `http::client`): the pool's
+/// `pool_connections_max` and the listen stream's own connection beside them (a session-era
+/// upstream's standalone GET stream, `upstream::link`), counted as one more of the same.
 fn http_pool_bytes(http: &HttpUpstream, limits: &Limits) -> (u64, String) {
     let input = u64::from(http.pool.client.response_head_bytes_max).max(CONNECTION_READ_BYTES_MIN);
     let output = limits
@@ -254,9 +256,10 @@ fn http_pool_bytes(http: &HttpUpstream, limits: &Limits) -> (u64, String) {
         .response_body_bytes_max
         .max(2 * u64::from(http.pool.client.sse_event_bytes_max));
     let connection = input.saturating_add(output).saturating_add(body);
-    let bytes = u64::from(http.pool.pool_connections_max).saturating_mul(connection);
+    let connections = u64::from(http.pool.pool_connections_max) + 1;
+    let bytes = connections.saturating_mul(connection);
     let explanation = format!(
-        "pool_connections_max {} × (response_head_bytes_max {} input + max(64 KiB, \
+        "(pool_connections_max {} + 1 listen stream) × (response_head_bytes_max {} input + max(64 KiB, \
          limits.header_bytes_max + request_body_bytes_max) {output} output + max(\
          limits.response_body_bytes_max, 2 × sse_event_bytes_max {}) {body} body)",
         http.pool.pool_connections_max,
@@ -484,10 +487,10 @@ mod tests {
         let rows = upstream_rows(text);
         let names: Vec<&str> = rows.iter().map(|term| term.name.as_ref()).collect();
         assert_eq!(names, ["upstream api pool", "upstream tools stdio"]);
-        // 4 × (8192 input + (16384 + 262144) output + max(1048576, 2 × 1048576) body).
+        // (4 + 1) × (8192 input + (16384 + 262144) output + max(1048576, 2 × 1048576) body).
         assert_eq!(
             rows[0].per_shard_bytes,
-            4 * (8192 + 16_384 + 262_144 + 2 * 1_048_576)
+            5 * (8192 + 16_384 + 262_144 + 2 * 1_048_576)
         );
         assert!(
             rows[0].explanation.contains("pool_connections_max 4"),
@@ -511,8 +514,9 @@ mod tests {
                     pool_connections_max = 1\nresponse_head_bytes_max = 1024\n\
                     sse_event_bytes_max = 1024\n";
         let rows = upstream_rows(text);
-        // A 4 KiB read at least, 64 KiB of output kept, the 4 KiB body.
-        assert_eq!(rows[0].per_shard_bytes, 4096 + 65_536 + 4096);
+        // A 4 KiB read at least, 64 KiB of output kept, the 4 KiB body; for the pooled
+        // connection and the listen stream's.
+        assert_eq!(rows[0].per_shard_bytes, 2 * (4096 + 65_536 + 4096));
     }
 
     #[test]

@@ -424,6 +424,24 @@ impl Router {
         state.rebuild(false);
     }
 
+    /// The upstreams that announced a list change since the last call, for the other shards
+    /// to refresh too (the announcement reached this shard's upstream session only).
+    pub fn take_announced_changes(&self) -> Vec<u16> {
+        let links = self.state.links.iter();
+        links
+            .filter(|link| link.take_announced())
+            .map(|link| link.index)
+            .collect()
+    }
+
+    /// Another shard heard upstream `upstream` announce a list change: refresh its lists at the
+    /// next tick here too.
+    pub fn hear_lists_changed(&self, upstream: u16) {
+        if let Some(link) = self.state.links.get(usize::from(upstream)) {
+            link.hear_lists_changed();
+        }
+    }
+
     /// The signal the next change of a merged list fires.
     pub fn lists_changed(&self) -> Rc<ShutdownSignal> {
         self.state.lists_changed.borrow().clone()

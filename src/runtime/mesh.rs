@@ -49,6 +49,10 @@ pub enum MeshMessage {
         ticket: Ticket,
         status: Box<ShardStatus>,
     },
+    /// Any → every other shard: `[[upstreams]]` entry `upstream` announced a list change on
+    /// this shard's connection to it (servers tell the session that changed the list, which is
+    /// one shard's); refresh its lists there too.
+    ListsChanged { upstream: u16 },
 }
 
 /// The parts of an MCP request the owning shard needs (origin and media types were checked
@@ -249,6 +253,15 @@ impl Mesh {
         self.senders
             .try_send_to(shard as usize, message)
             .map_err(|_| MeshError::ChannelFull { shard })
+    }
+
+    /// Sends `message()` to every other shard without waiting for room; returns how many
+    /// channels were full (those shards miss it).
+    pub fn broadcast(&self, message: impl Fn() -> MeshMessage) -> u32 {
+        let own = self.senders.peer_id();
+        let peers = (0..self.senders.nr_consumers()).filter(|peer| *peer != own);
+        let full = peers.filter(|peer| self.senders.try_send_to(*peer, message()).is_err());
+        full.count() as u32
     }
 
     /// Sends an answer, waiting for room: the asker is already waiting for it.

@@ -234,7 +234,12 @@ impl Shard {
                 break;
             }
             self.sessions.borrow_mut().advance(self.now_ms());
-            self.endpoint.router().tick();
+            let router = self.endpoint.router();
+            router.tick();
+            for upstream in router.take_announced_changes() {
+                self.mesh
+                    .broadcast(|| MeshMessage::ListsChanged { upstream });
+            }
         }
     }
 
@@ -259,6 +264,9 @@ impl Shard {
                 if let Some(cancelled) = self.forwarded_relays.borrow().get(&(from, ticket)) {
                     cancelled.start_draining();
                 }
+            }
+            MeshMessage::ListsChanged { upstream } => {
+                self.endpoint.router().hear_lists_changed(upstream)
             }
             MeshMessage::Reply { ticket, .. }
             | MeshMessage::StatusReply { ticket, .. }
@@ -438,6 +446,9 @@ impl Shard {
                     server_requests_refused_total: stats.server_requests_refused_total,
                     pool: stats.pool,
                     stdio: stats.stdio,
+                    listen: stats.listen,
+                    lists_ttl_ms: stats.lists_ttl_ms,
+                    lists_refreshes_total: stats.lists_refreshes_total,
                 }
             })
             .collect()

@@ -76,6 +76,13 @@ pub struct UpstreamStatus {
     pub server_requests_refused_total: u64,
     pub pool: Option<crate::upstream::pool::PoolStats>,
     pub stdio: Option<crate::upstream::stdio::StdioStats>,
+    /// The session era's listen stream: its state and what arrived on it.
+    pub listen: crate::upstream::link::ListenStats,
+    /// 2026-07-28 era: the smallest `ttlMs` of the last refresh; the lists are fetched again
+    /// once it passed (at the next epoch tick).
+    pub lists_ttl_ms: Option<u64>,
+    /// Successful refreshes of its lists.
+    pub lists_refreshes_total: u64,
 }
 
 fn pairs_as_object<S: serde::Serializer>(

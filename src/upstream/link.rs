@@ -13,6 +13,20 @@
 //! Ids: requests from clients go out under their pending-table id (a JSON integer); the
 //! gateway's own requests (handshake, lists, `logging/setLevel`) under `"sg-<n>"` strings, so
 //! the two never meet.
+//!
+//! Freshness of the lists: a session-era upstream announces changes with
+//! `notifications/*/list_changed`, during a call, on a stdio child's stdout, or on an `http`
+//! upstream's listen stream ([`listen`]); it reaches the upstream session of one shard, which
+//! tells the others over the mesh after its epoch tick ([`UpstreamLink::take_announced`]). A
+//! 2026-07-28 upstream announces nothing: its results
+//! carry `ttlMs`, and the lists go stale when the smallest `ttlMs` of the last refresh
+//! (`server/discover` and every list page; none given counts as 0) has passed. Either way the
+//! epoch tick refreshes them, so `epoch.tick_ms` is the floor: `ttlMs: 0` means one refresh per
+//! tick per shard, never more, and a refresh under way is not started again.
+
+mod listen;
+
+pub use listen::{ListenState, ListenStats};
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -46,6 +60,9 @@ const LIST_PAGES_MAX: usize = 64;
 /// How long the gateway's own requests (handshake, lists, `logging/setLevel`) may take at
 /// most; an upstream's shorter `request_timeout_ms` applies instead.
 const CONTROL_TIMEOUT_MS: u64 = 30_000;
+
+/// The longest `ttlMs` honoured (24 h); a larger one is cut to it.
+const LIST_TTL_MS_MAX: u64 = 86_400_000;
 
 /// Which era an upstream speaks, learned at the handshake.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,6 +114,10 @@ pub struct UpstreamLink {
     /// The upstream announced a list change (`notifications/*/list_changed`) since the last
     /// refresh; the epoch tick refreshes its lists.
     lists_changed: Cell<bool>,
+    /// It announced a list change since the shard last told the other shards.
+    announced: Cell<bool>,
+    /// When the lists of a 2026-07-28 upstream go stale.
+    lists_ttl: ListsTtl,
     control_next: Cell<u64>,
     unroutable_total: Cell<u64>,
     server_requests_refused_total: Cell<u64>,
@@ -111,6 +132,51 @@ enum LinkKind {
 struct HttpLink {
     pool: UpstreamPool,
     era: RefCell<UpstreamEra>,
+    /// The session era's standalone GET stream.
+    listen: listen::Listen,
+}
+
+/// The `ttlMs` of a 2026-07-28 upstream's results and when its lists go stale.
+#[derive(Default)]
+struct ListsTtl {
+    /// The smallest `ttlMs` seen so far in the refresh under way.
+    gathering: Cell<Option<u64>>,
+    /// The `ttlMs` in force since the last refresh; `None` outside the 2026-07-28 era.
+    ttl_ms: Cell<Option<u64>>,
+    /// When the lists go stale; `None` outside the 2026-07-28 era.
+    stale_at: Cell<Option<Instant>>,
+    refreshes_total: Cell<u64>,
+}
+
+impl ListsTtl {
+    /// Takes the `ttlMs` of one result into the refresh under way.
+    fn note(&self, result: &Value) {
+        let Some(ttl) = result.get("ttlMs") else {
+            return;
+        };
+        // A negative or fractional `ttlMs` counts as 0: immediately stale.
+        let ttl_ms = ttl.as_u64().unwrap_or(0).min(LIST_TTL_MS_MAX);
+        let least = self
+            .gathering
+            .get()
+            .map_or(ttl_ms, |least| least.min(ttl_ms));
+        self.gathering.set(Some(least));
+    }
+
+    /// A refresh finished: in the 2026-07-28 era the lists are fresh for the smallest `ttlMs`
+    /// it saw (0 when none carried one).
+    fn settle(&self, stateless: bool, now: Instant) {
+        let gathered = self.gathering.take();
+        self.refreshes_total.set(self.refreshes_total.get() + 1);
+        let ttl_ms = stateless.then(|| gathered.unwrap_or(0));
+        self.ttl_ms.set(ttl_ms);
+        self.stale_at
+            .set(ttl_ms.map(|ttl_ms| now + Duration::from_millis(ttl_ms)));
+    }
+
+    fn is_stale(&self, now: Instant) -> bool {
+        self.stale_at.get().is_some_and(|stale_at| now >= stale_at)
+    }
 }
 
 struct StdioLink {
@@ -132,6 +198,12 @@ pub struct LinkStats {
     pub last_error: Option<String>,
     pub pool: Option<crate::upstream::pool::PoolStats>,
     pub stdio: Option<crate::upstream::stdio::StdioStats>,
+    /// The session era's listen stream (`n/a` for other kinds and eras).
+    pub listen: ListenStats,
+    /// The smallest `ttlMs` of the last refresh (2026-07-28 era only).
+    pub lists_ttl_ms: Option<u64>,
+    /// Refreshes of the lists that succeeded.
+    pub lists_refreshes_total: u64,
 }
 
 impl UpstreamLink {
@@ -146,6 +218,7 @@ impl UpstreamLink {
                 LinkKind::Http(HttpLink {
                     pool: UpstreamPool::new(url, &http.pool),
                     era: RefCell::new(UpstreamEra::Unknown),
+                    listen: listen::Listen::default(),
                 })
             }
             UpstreamKind::Stdio(stdio) => {
@@ -178,6 +251,8 @@ impl UpstreamLink {
             lists: RefCell::new(Default::default()),
             connecting: Cell::new(false),
             lists_changed: Cell::new(false),
+            announced: Cell::new(false),
+            lists_ttl: ListsTtl::default(),
             control_next: Cell::new(0),
             unroutable_total: Cell::new(0),
             server_requests_refused_total: Cell::new(0),
@@ -219,6 +294,15 @@ impl UpstreamLink {
     fn mark_down(&self, reason: String) {
         *self.capabilities.borrow_mut() = None;
         *self.last_error.borrow_mut() = Some(reason);
+        self.session_changed();
+    }
+
+    /// The upstream session changed (a handshake, a new session, the upstream went down): the
+    /// listen stream follows.
+    fn session_changed(&self) {
+        if let LinkKind::Http(http) = &self.kind {
+            http.listen.session_changed();
+        }
     }
 
     /// Whether its entries belong in the lists clients see: it is up and its breaker is not
@@ -227,10 +311,28 @@ impl UpstreamLink {
         self.is_up() && !self.breaker.borrow().is_open(now_ms)
     }
 
-    /// Whether the epoch tick should refresh it: it is down (try the handshake again), or it
-    /// announced a list change.
+    /// Whether the epoch tick should refresh it: it is down (try the handshake again), it
+    /// announced a list change, or (2026-07-28 era) its lists' `ttlMs` passed.
     pub fn wants_refresh(&self) -> bool {
-        (!self.is_up() || self.lists_changed.get()) && !self.connecting.get()
+        let stale = self.lists_changed.get() || self.lists_ttl.is_stale(Instant::now());
+        (!self.is_up() || stale) && !self.connecting.get()
+    }
+
+    /// The upstream announced a list change (`notifications/*/list_changed`): the epoch tick
+    /// refreshes its lists here, and the other shards hear of it too.
+    fn announce_lists_changed(&self) {
+        self.lists_changed.set(true);
+        self.announced.set(true);
+    }
+
+    /// Whether it announced a list change since the last call (for the other shards).
+    pub fn take_announced(&self) -> bool {
+        self.announced.replace(false)
+    }
+
+    /// Another shard heard this upstream announce a list change: refresh here too.
+    pub fn hear_lists_changed(&self) {
+        self.lists_changed.set(true);
     }
 
     /// The lists of the last refresh, in [`Kind::ALL`] order.
@@ -253,7 +355,9 @@ impl UpstreamLink {
 
     async fn refresh_now(&self) -> Result<(), String> {
         self.lists_changed.set(false);
-        if !self.is_up() {
+        self.lists_ttl.gathering.set(None);
+        // Past its `ttlMs`, `server/discover` is stale too: capabilities may have changed.
+        if !self.is_up() || self.lists_ttl.is_stale(Instant::now()) {
             self.connect().await?;
         }
         let mut lists: [Option<Box<RawValue>>; 4] = Default::default();
@@ -280,7 +384,17 @@ impl UpstreamLink {
             };
         }
         *self.lists.borrow_mut() = lists;
+        self.lists_ttl.settle(self.is_stateless(), Instant::now());
         Ok(())
+    }
+
+    /// Whether it speaks the 2026-07-28 era (an `http` upstream that answered
+    /// `server/discover`).
+    fn is_stateless(&self) -> bool {
+        match &self.kind {
+            LinkKind::Http(http) => *http.era.borrow() == UpstreamEra::Stateless,
+            _ => false,
+        }
     }
 
     /// Runs the MCP handshake. `Ok` once the upstream is ready for requests.
@@ -295,6 +409,7 @@ impl UpstreamLink {
             Ok(capabilities) => {
                 *self.capabilities.borrow_mut() = Some(capabilities);
                 *self.last_error.borrow_mut() = None;
+                self.session_changed();
                 Ok(())
             }
             Err(reason) => {
@@ -330,6 +445,7 @@ impl UpstreamLink {
                 .map_err(|e| format!("upstream {} {method}: {}", self.name(), failure_text(&e)))?;
             let page: Value = serde_json::from_str(result.get())
                 .map_err(|e| format!("upstream {} {method}: {e}", self.name()))?;
+            self.lists_ttl.note(&page);
             if let Some(Value::Array(entries)) = page.get(member) {
                 items.extend(entries.iter().cloned());
             }
@@ -579,6 +695,7 @@ impl UpstreamLink {
                 .and_then(Value::as_array)
                 .is_some_and(|v| v.iter().any(|v| v == ProtocolVersion::V2026_07_28.as_str()));
             if stateless {
+                self.lists_ttl.note(&result);
                 return Ok(result.get("capabilities").cloned().unwrap_or(json!({})));
             }
         }
@@ -632,6 +749,8 @@ impl UpstreamLink {
         )
         .await
         .map_err(|e| failure_text(&e))?;
+        // A new session: the listen stream moves to it.
+        self.session_changed();
         Ok(result.get("capabilities").cloned().unwrap_or(json!({})))
     }
 
@@ -899,7 +1018,7 @@ impl UpstreamLink {
             }
             Ok(Message::Notification { method, .. }) if method.ends_with("/list_changed") => {
                 // Clients hear of it from the gateway, once the merged lists changed.
-                self.lists_changed.set(true);
+                self.announce_lists_changed();
                 None
             }
             Ok(Message::Notification { .. }) => {
@@ -935,7 +1054,7 @@ impl UpstreamLink {
     fn unrelayed(&self, message: &[u8]) -> Option<Vec<u8>> {
         match jsonrpc::parse(message) {
             Ok(Message::Notification { method, .. }) if method.ends_with("/list_changed") => {
-                self.lists_changed.set(true);
+                self.announce_lists_changed();
                 None
             }
             Ok(Message::Request { id, method, .. }) => {
@@ -995,17 +1114,20 @@ impl UpstreamLink {
         Ok(result.get("capabilities").cloned().unwrap_or(json!({})))
     }
 
-    /// For `stdio`: reads the child's messages until the upstream shuts down, settling answers
-    /// and passing notifications and requests on. When a child ends, what was sent to it fails
-    /// and the upstream is down until the epoch tick handshakes with the next one.
+    /// Reads what the upstream sends unasked until it shuts down. For `stdio`: the child's
+    /// messages, settling answers and passing notifications and requests on; when a child
+    /// ends, what was sent to it fails and the upstream is down until the epoch tick
+    /// handshakes with the next one. For `http`: its listen stream ([`listen`]).
     pub async fn dispatch(
         self: &Rc<Self>,
         inflight: &InFlight,
         requests: &ServerRequests,
         now_ms: &dyn Fn() -> u64,
     ) {
-        let LinkKind::Stdio(stdio) = &self.kind else {
-            return;
+        let stdio = match &self.kind {
+            LinkKind::Stdio(stdio) => stdio,
+            LinkKind::Http(_) => return self.listen().await,
+            LinkKind::Builtin(_) => return,
         };
         loop {
             let message = match stdio.child.recv().await {
@@ -1054,7 +1176,7 @@ impl UpstreamLink {
             }
             Ok(Message::Notification { method, params }) => {
                 if method.ends_with("/list_changed") {
-                    self.lists_changed.set(true);
+                    self.announce_lists_changed();
                     return;
                 }
                 if method == "notifications/progress" {
@@ -1089,10 +1211,12 @@ impl UpstreamLink {
         }
     }
 
-    /// Stops a stdio child (SIGTERM, SIGKILL, reap); other kinds have nothing to stop.
+    /// Stops a stdio child (SIGTERM, SIGKILL, reap) or an `http` upstream's listen stream.
     pub async fn shutdown(&self) {
-        if let LinkKind::Stdio(stdio) = &self.kind {
-            stdio.child.shutdown().await;
+        match &self.kind {
+            LinkKind::Stdio(stdio) => stdio.child.shutdown().await,
+            LinkKind::Http(http) => http.listen.stop(),
+            LinkKind::Builtin(_) => {}
         }
     }
 
@@ -1121,6 +1245,12 @@ impl UpstreamLink {
                 LinkKind::Stdio(stdio) => Some(stdio.child.stats()),
                 _ => None,
             },
+            listen: match &self.kind {
+                LinkKind::Http(http) => http.listen.stats(self.listen_fallback()),
+                _ => listen::Listen::default().stats(ListenState::NotApplicable),
+            },
+            lists_ttl_ms: self.lists_ttl.ttl_ms.get(),
+            lists_refreshes_total: self.lists_ttl.refreshes_total.get(),
         }
     }
 }
@@ -1339,6 +1469,35 @@ mod tests {
             "2026-07-28"
         );
         assert!(params["_meta"][jsonrpc::META_CLIENT_CAPABILITIES].is_object());
+    }
+
+    #[test]
+    fn lists_go_stale_after_the_smallest_ttl_of_a_stateless_refresh() {
+        let ttl = ListsTtl::default();
+        let now = Instant::now();
+        ttl.note(&json!({"ttlMs": 5000}));
+        ttl.note(&json!({"ttlMs": 200}));
+        ttl.note(&json!({"tools": []}));
+        ttl.settle(true, now);
+        assert_eq!(ttl.ttl_ms.get(), Some(200));
+        assert!(!ttl.is_stale(now + Duration::from_millis(199)));
+        assert!(ttl.is_stale(now + Duration::from_millis(200)));
+        // None given, or a negative one: immediately stale (the epoch tick is the floor).
+        ttl.settle(true, now);
+        assert_eq!(ttl.ttl_ms.get(), Some(0));
+        assert!(ttl.is_stale(now));
+        ttl.note(&json!({"ttlMs": -5}));
+        ttl.settle(true, now);
+        assert_eq!(ttl.ttl_ms.get(), Some(0));
+        ttl.note(&json!({"ttlMs": u64::MAX}));
+        ttl.settle(true, now);
+        assert_eq!(ttl.ttl_ms.get(), Some(LIST_TTL_MS_MAX));
+        // The session era announces changes instead: no ttl applies.
+        ttl.note(&json!({"ttlMs": 0}));
+        ttl.settle(false, now);
+        assert_eq!(ttl.ttl_ms.get(), None);
+        assert!(!ttl.is_stale(now + Duration::from_millis(LIST_TTL_MS_MAX)));
+        assert_eq!(ttl.refreshes_total.get(), 5);
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! `RefCell`) and touched only by that shard. Responses and event streams hold their connection
 //! until they are read to the end (then it goes back to the pool) or dropped (then it is closed).
 //!
-//! Limits ([`PoolLimits`]): at most `pool_connections_max` connections open or opening; at most
+//! Limits ([`PoolLimits`]): at most `pool_connections_max` connections open or opening (plus
+//! the connections [`UpstreamPool::request_dedicated`] opens beside them, one per listen
+//! stream, which its caller bounds); at most
 //! `pool_waiters_max` callers queued for one (past that a caller is refused at once with an
 //! error naming both caps); connects bounded by `connect_timeout_ms`; idle connections closed
 //! after `pool_idle_timeout_ms`, and every connection after `pool_lifetime_ms` (when it is next
@@ -302,6 +304,8 @@ pub struct PoolStats {
     pub closed_lifetime_total: u64,
     /// Callers refused because the pool and its queue were full.
     pub refused_total: u64,
+    /// Connections open outside `pool_connections_max` (the upstream's listen stream).
+    pub dedicated_open: u32,
 }
 
 /// An open connection and its ages; boxed, so handing it over moves a pointer.
@@ -339,6 +343,8 @@ struct State {
     /// Queued callers, first come first served. Non-empty only while every slot is used and
     /// none is idle.
     waiters: VecDeque<Rc<Waiter>>,
+    /// Connections lent by `request_dedicated` and not yet closed.
+    dedicated_open: u32,
     stats: PoolStats,
 }
 
@@ -366,6 +372,7 @@ impl UpstreamPool {
             slots_used: 0,
             connecting: 0,
             waiters: VecDeque::with_capacity(limits.pool_waiters_max as usize),
+            dedicated_open: 0,
             stats: PoolStats::default(),
         };
         UpstreamPool {
@@ -385,9 +392,38 @@ impl UpstreamPool {
     /// Sends `spec` on a pooled connection and reads the answer: a whole body, or the head of
     /// an event stream whose events the caller then reads.
     pub async fn request(&self, spec: &RequestSpec<'_>) -> Result<Reply, UpstreamError> {
-        let shared = &self.shared;
         let deadline = Instant::now() + Duration::from_millis(spec.timeout_ms);
-        let mut lease = self.acquire(deadline, spec.timeout_ms).await?;
+        let lease = self.acquire(deadline, spec.timeout_ms).await?;
+        self.exchange(lease, spec, deadline).await
+    }
+
+    /// Sends `spec` on a connection of its own, outside `pool_connections_max`, for a stream
+    /// that stays open as long as the upstream session (the session era's GET stream): in the
+    /// pool it would hold one of the connections calls share for good, and with
+    /// `pool_connections_max = 1` leave calls none. The connection never joins the pool: it
+    /// closes when the reply is read to its end or dropped. Callers bound how many they hold
+    /// (the link: one per upstream).
+    pub async fn request_dedicated(&self, spec: &RequestSpec<'_>) -> Result<Reply, UpstreamError> {
+        let deadline = Instant::now() + Duration::from_millis(spec.timeout_ms);
+        let connection = self.dial(deadline).await?;
+        let shared = &self.shared;
+        shared.state.borrow_mut().dedicated_open += 1;
+        let lease = Lease {
+            shared: shared.clone(),
+            pooled: Some(connection),
+            dedicated: true,
+        };
+        self.exchange(lease, spec, deadline).await
+    }
+
+    /// Writes `spec` on the lent connection and reads the head, then the body or the stream.
+    async fn exchange(
+        &self,
+        mut lease: Lease,
+        spec: &RequestSpec<'_>,
+        deadline: Instant,
+    ) -> Result<Reply, UpstreamError> {
+        let shared = &self.shared;
         let url = &shared.url;
         let client_error = |error| UpstreamError::from_client(error, url, spec.timeout_ms);
         let connection = lease.connection();
@@ -468,6 +504,7 @@ impl UpstreamPool {
             busy: open - idle,
             connecting: state.connecting,
             waiters: state.waiters.len() as u32,
+            dedicated_open: state.dedicated_open,
             ..state.stats
         }
     }
@@ -525,16 +562,23 @@ impl UpstreamPool {
 
     /// Opens a connection in `slot`.
     async fn connect(&self, slot: Slot, deadline: Instant) -> Result<Lease, UpstreamError> {
+        self.shared.state.borrow_mut().connecting += 1;
+        let dialed = self.dial(deadline).await;
+        self.shared.state.borrow_mut().connecting -= 1;
+        Ok(slot.fill(dialed?))
+    }
+
+    /// Connects to the upstream within `connect_timeout_ms` and before `deadline`, counting
+    /// the attempt.
+    async fn dial(&self, deadline: Instant) -> Result<Box<Pooled>, UpstreamError> {
         let shared = &self.shared;
         let limits = &shared.limits;
         let remaining = deadline.saturating_duration_since(Instant::now());
         let timeout = Duration::from_millis(limits.connect_timeout_ms)
             .min(remaining)
             .max(Duration::from_millis(1));
-        shared.state.borrow_mut().connecting += 1;
         let connected = TcpStream::connect_timeout(shared.url.address, timeout).await;
         let mut state = shared.state.borrow_mut();
-        state.connecting -= 1;
         let stream = match connected {
             Ok(stream) => stream,
             Err(error) => {
@@ -565,11 +609,11 @@ impl UpstreamPool {
         let _ = stream.set_nodelay(true);
         state.stats.connects_total += 1;
         let now = Instant::now();
-        Ok(slot.fill(Box::new(Pooled {
+        Ok(Box::new(Pooled {
             connection: ClientConnection::new(stream, &limits.client),
             opened: now,
             idle_since: now,
-        })))
+        }))
     }
 }
 
@@ -739,11 +783,14 @@ impl Drop for Slot {
 }
 
 /// A connection lent to one caller for one exchange. Released reusable, it returns to the
-/// pool; dropped (or released otherwise), it closes and its slot is handed on.
+/// pool; dropped (or released otherwise), it closes and its slot is handed on. A dedicated
+/// connection (outside the pool's slots) always closes.
 struct Lease {
     shared: Rc<Shared>,
     /// `Some` until released; `release` consumes the lease, so it is never seen empty.
     pooled: Option<Box<Pooled>>,
+    /// Opened by `request_dedicated`: it holds no slot and never joins the pool.
+    dedicated: bool,
 }
 
 impl Lease {
@@ -751,6 +798,7 @@ impl Lease {
         Lease {
             shared: shared.clone(),
             pooled: Some(pooled),
+            dedicated: false,
         }
     }
 
@@ -763,7 +811,7 @@ impl Lease {
 
     /// Ends the exchange: a `reusable` connection goes back to the pool, any other closes.
     fn release(mut self, reusable: bool) {
-        if reusable {
+        if reusable && !self.dedicated {
             if let Some(pooled) = self.pooled.take() {
                 self.shared.put_back(pooled);
             }
@@ -773,9 +821,19 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        if let Some(pooled) = self.pooled.take() {
-            // The connection closes before its slot is handed on.
-            drop(pooled);
+        let Some(pooled) = self.pooled.take() else {
+            return;
+        };
+        // The connection closes before its slot is handed on.
+        drop(pooled);
+        if self.dedicated {
+            let mut state = self.shared.state.borrow_mut();
+            assert!(
+                state.dedicated_open > 0,
+                "a dedicated connection was counted"
+            );
+            state.dedicated_open -= 1;
+        } else {
             self.shared.free_slot();
         }
     }

@@ -35,28 +35,55 @@ const EVERYTHING_READY_PREFIX: &str = "MCP Streamable HTTP Server listening on p
 /// `tests/interop/fixtures/upstream_server.py` over Streamable HTTP, killed on drop.
 pub struct PythonUpstream {
     process: Fixture,
+    name: String,
+    extra: Vec<String>,
 }
 
 impl PythonUpstream {
     /// Starts the fixture named `name` on a free port; `stateless` serves the handshake era
     /// without sessions (`--stateless`). Waits for its ready line.
     pub fn http(name: &str, stateless: bool) -> PythonUpstream {
+        let extra: &[&str] = if stateless { &["--stateless"] } else { &[] };
+        Self::http_with(name, extra)
+    }
+
+    /// Starts the fixture named `name` on a free port with more arguments (`--handshake-only`).
+    pub fn http_with(name: &str, extra: &[&str]) -> PythonUpstream {
+        let extra: Vec<String> = extra.iter().map(|arg| (*arg).to_owned()).collect();
+        PythonUpstream {
+            process: Self::start_http(name, &extra, 0),
+            name: name.to_owned(),
+            extra,
+        }
+    }
+
+    /// Kills the fixture and starts a fresh process (no sessions, no runtime tools) on the
+    /// same port.
+    pub fn restart(&mut self) {
+        let port: u16 = self
+            .url()
+            .rsplit_once(':')
+            .and_then(|(_, rest)| rest.split('/').next())
+            .and_then(|port| port.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {}", self.url()));
+        self.process.stop();
+        self.process = Self::start_http(&self.name, &self.extra, port);
+    }
+
+    fn start_http(name: &str, extra: &[String], port: u16) -> Fixture {
         let mut cmd = Command::new(venv_python());
+        let port = port.to_string();
         cmd.arg(fixture_script("upstream_server.py")).args([
             "--name",
             name,
             "--transport",
             "http",
             "--port",
-            "0",
+            &port,
         ]);
-        if stateless {
-            cmd.arg("--stateless");
-        }
-        let what = format!("upstream_server.py --name {name} --transport http");
-        PythonUpstream {
-            process: Fixture::start(&what, cmd, Stream::Stdout, ready_url),
-        }
+        cmd.args(extra);
+        let what = format!("upstream_server.py --name {name} --transport http {extra:?}");
+        Fixture::start(&what, cmd, Stream::Stdout, ready_url)
     }
 
     /// e.g. `http://127.0.0.1:40123/mcp`

@@ -276,6 +276,58 @@ fn busy_pool_queues_waiters_in_turn_and_refuses_past_pool_waiters_max() {
 }
 
 #[test]
+fn dedicated_stream_opens_beside_a_full_pool_and_closes_when_dropped() {
+    // A listen stream held for good must not take a slot from calls: with the only pooled
+    // connection busy, a dedicated request still goes out, and it never joins the pool.
+    run(|| async {
+        let (base, seen) = start_server(SERVER_LIMITS);
+        let limits = PoolLimits {
+            pool_connections_max: 1,
+            pool_waiters_max: 0,
+            ..LIMITS
+        };
+        let slow = pool(&format!("{base}/slow"), &limits);
+        let busy = glommio::spawn_local({
+            let pool = slow.clone();
+            async move { buffered(&pool, b"1").await.map(|r| r.body) }
+        });
+        settle().await;
+        assert_eq!(slow.stats().busy, 1);
+        let refused = failure(&slow, &post(b"2")).await;
+        assert_eq!(refused.kind, UpstreamErrorKind::PoolFull);
+        let sse = pool(&format!("{base}/sse"), &limits);
+        let Reply::Stream(mut stream) = sse.request_dedicated(&post(b"{}")).await.expect("answer")
+        else {
+            panic!("expected an event stream");
+        };
+        assert_eq!(sse.stats().dedicated_open, 1);
+        assert_eq!(
+            (sse.stats().open, sse.stats().busy),
+            (0, 0),
+            "no slot taken"
+        );
+        assert!(stream.next_event().await.expect("event").is_some());
+        drop(stream);
+        settle().await;
+        assert_eq!(sse.stats().dedicated_open, 0);
+        assert_eq!(busy.await.expect("busy call"), b"1");
+        // Read to its end, a dedicated stream's connection closes too instead of idling.
+        let Reply::Stream(mut stream) = sse.request_dedicated(&post(b"{}")).await.expect("answer")
+        else {
+            panic!("expected an event stream");
+        };
+        while stream.next_event().await.expect("event").is_some() {}
+        settle().await;
+        let stats = sse.stats();
+        assert_eq!(
+            (stats.dedicated_open, stats.idle, stats.connects_total),
+            (0, 0, 2)
+        );
+        assert_eq!(seen.ended.get(), 2, "both dedicated connections closed");
+    });
+}
+
+#[test]
 fn waiter_past_its_timeout_leaves_the_queue_with_a_timeout() {
     run(|| async {
         let (base, _) = start_server(SERVER_LIMITS);
