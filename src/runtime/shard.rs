@@ -233,8 +233,14 @@ impl Shard {
             if stopped {
                 break;
             }
-            self.sessions.borrow_mut().advance(self.now_ms());
-            self.endpoint.router().tick();
+            let ended = {
+                let mut sessions = self.sessions.borrow_mut();
+                sessions.advance(self.now_ms());
+                sessions.take_ended()
+            };
+            let router = self.endpoint.router();
+            router.sessions_ended(&ended);
+            router.tick();
         }
     }
 
@@ -438,6 +444,7 @@ impl Shard {
                     server_requests_refused_total: stats.server_requests_refused_total,
                     pool: stats.pool,
                     stdio: stats.stdio,
+                    upstream_sessions: stats.sessions,
                 }
             })
             .collect()

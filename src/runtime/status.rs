@@ -76,6 +76,8 @@ pub struct UpstreamStatus {
     pub server_requests_refused_total: u64,
     pub pool: Option<crate::upstream::pool::PoolStats>,
     pub stdio: Option<crate::upstream::stdio::StdioStats>,
+    /// `session_mode = "per_client"`: the upstream sessions kept for client sessions.
+    pub upstream_sessions: Option<crate::upstream::sessions::ClientSessionStats>,
 }
 
 fn pairs_as_object<S: serde::Serializer>(

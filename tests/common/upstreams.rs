@@ -41,6 +41,16 @@ impl PythonUpstream {
     /// Starts the fixture named `name` on a free port; `stateless` serves the handshake era
     /// without sessions (`--stateless`). Waits for its ready line.
     pub fn http(name: &str, stateless: bool) -> PythonUpstream {
+        Self::http_with(name, if stateless { &["--stateless"] } else { &[] })
+    }
+
+    /// Starts the fixture named `name` speaking only the handshake era (`--handshake-only`):
+    /// a gateway in front of it keeps upstream sessions.
+    pub fn http_handshake_only(name: &str) -> PythonUpstream {
+        Self::http_with(name, &["--handshake-only"])
+    }
+
+    fn http_with(name: &str, flags: &[&str]) -> PythonUpstream {
         let mut cmd = Command::new(venv_python());
         cmd.arg(fixture_script("upstream_server.py")).args([
             "--name",
@@ -50,10 +60,8 @@ impl PythonUpstream {
             "--port",
             "0",
         ]);
-        if stateless {
-            cmd.arg("--stateless");
-        }
-        let what = format!("upstream_server.py --name {name} --transport http");
+        cmd.args(flags);
+        let what = format!("upstream_server.py --name {name} --transport http {flags:?}");
         PythonUpstream {
             process: Fixture::start(&what, cmd, Stream::Stdout, ready_url),
         }
