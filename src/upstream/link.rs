@@ -730,7 +730,14 @@ impl UpstreamLink {
             &mut |message| self.unrelayed(message),
         )
         .await
-        .map_err(|e| failure_text(&e))?;
+        .map_err(|e| match e {
+            CallFailure::Unavailable(reason) if reason == SESSION_EXPIRED => {
+                "the session expired again right after initializing (HTTP 404 to \
+                 notifications/initialized)"
+                    .to_owned()
+            }
+            other => failure_text(&other),
+        })?;
         let capabilities = result.get("capabilities").cloned().unwrap_or(json!({}));
         Ok((version.as_str(), session, capabilities))
     }
