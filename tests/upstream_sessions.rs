@@ -12,7 +12,7 @@
 mod common;
 
 use common::mcp::{content_text, stateless_body, Session};
-use common::sdk_client::{run_client, tool_text};
+use common::sdk_client::{log_texts, progress_pairs, run_client, tool_text, CLIENT_SAMPLED_PREFIX};
 use common::upstreams::PythonUpstream;
 use common::{config_with, send_signal, wait_exit, Gateway};
 use serde_json::{json, Value};
@@ -153,6 +153,8 @@ fn each_sdk_client_session_gets_its_own_upstream_session_closed_when_it_leaves()
         {"op": "set_level", "level": "debug"},
         {"op": "call", "tool": "py__log", "args": {"message": "own session", "level": "debug"}},
         {"op": "call", "tool": "py__session_id", "args": {}},
+        {"op": "call", "tool": "py__sample", "args": {"prompt": "asked under its session"}},
+        {"op": "call_progress", "tool": "py__progress", "args": {"steps": 2}},
     ]);
     let mut seen = Vec::new();
     for _ in 0..2 {
@@ -164,6 +166,18 @@ fn each_sdk_client_session_gets_its_own_upstream_session_closed_when_it_leaves()
             "one client, one upstream session"
         );
         assert_eq!(tool_text(&report, 4), first, "setLevel kept the session");
+        assert!(
+            log_texts(&report).contains(&"own session"),
+            "the log notification reached its client: {report:#}"
+        );
+        // The upstream's request mid-call reached the client, and its answer went back under
+        // the same upstream session.
+        assert_eq!(
+            tool_text(&report, 5),
+            format!("sampled: {CLIENT_SAMPLED_PREFIX}asked under its session")
+        );
+        assert_eq!(progress_pairs(&report, 6), [(1.0, 2.0), (2.0, 2.0)]);
+        assert_eq!(tool_text(&report, 6), "done 2");
         assert!(
             !shared.contains(&first),
             "a session-era client's call went under a shared session {first}"
