@@ -153,6 +153,40 @@ fn plan_total_grows_with_cores_and_with_sessions_max() {
 }
 
 #[test]
+fn plan_has_an_upstream_sessions_row_for_each_per_client_upstream_sized_by_sessions_max() {
+    let dir = TempDir::new("cli");
+    let upstream = |mode: &str, sessions_max: u32| {
+        config_with(&format!(
+            "[sessions]\nsessions_max = {sessions_max}\n\n[[upstreams]]\nname = \"api\"\n\
+             kind = \"http\"\nurl = \"http://127.0.0.1:9/mcp\"\nsession_mode = \"{mode}\"\n"
+        ))
+    };
+    let row = |name: &str, text: String| {
+        let path = write_config(&dir, name, &text);
+        let output = run_cli(&["plan", "--config", path_str(&path), "--cores", "1"]);
+        assert_eq!(output.status.code(), Some(0), "{}", output_text(&output));
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let row = stdout
+            .lines()
+            .find(|line| line.starts_with("upstream api sessions"))
+            .map(str::to_owned);
+        (row, plan_total_bytes(&path, 1))
+    };
+    let (shared, shared_total) = row("shared.toml", upstream("shared", 1000));
+    assert_eq!(shared, None, "a shared-mode upstream keeps no table");
+    let (small, small_total) = row("small.toml", upstream("per_client", 1000));
+    let small = small.expect("a per_client upstream has a sessions row");
+    assert!(small.contains("sessions.sessions_max 1000"), "{small}");
+    assert!(small_total > shared_total, "the table costs memory");
+    let (_, large_total) = row("large.toml", upstream("per_client", 100_000));
+    let (_, large_shared) = row("large_shared.toml", upstream("shared", 100_000));
+    assert!(
+        large_total - large_shared > small_total - shared_total,
+        "the table grows with sessions_max"
+    );
+}
+
+#[test]
 fn no_command_serves_with_the_embedded_default_and_help_exits_0() {
     // `cargo run --release` runs the binary with no arguments: it must serve, not print usage.
     let dir = TempDir::new("cli");

@@ -221,6 +221,36 @@ fn python_http_fixture_in_handshake_only_mode_announces_a_late_tool_on_the_get_s
     assert_eq!(tool_text(&report, 2), "pyh: later called");
 }
 
+#[test]
+fn python_http_fixture_handshake_only_keeps_sessions_and_logs_them() {
+    let fixture = PythonUpstream::http_handshake_only("hs");
+    let script = json!([
+        {"op": "call", "tool": "session_id", "args": {}},    // 0
+        {"op": "call", "tool": "session_id", "args": {}},    // 1
+        {"op": "call", "tool": "session_log", "args": {}},   // 2
+    ]);
+    // An auto client probes the 2026-07-28 era, is refused, and falls back to initialize.
+    let first = run_client(fixture.url(), "auto", &script);
+    assert_eq!(first["protocol_version"], SESSION_ERA, "{first:#}");
+    let id = tool_text(&first, 0).to_owned();
+    assert_ne!(id, "none");
+    assert_eq!(tool_text(&first, 1), id, "one connection, one session");
+    let log: Value = serde_json::from_str(tool_text(&first, 2)).unwrap();
+    assert_eq!(log["opened"], json!([id]), "{log}");
+    // The first client closed with DELETE; the next one sees it logged, then expires its own.
+    let expire = json!([
+        {"op": "call", "tool": "session_log", "args": {}},
+        {"op": "call", "tool": "session_id", "args": {}},
+    ]);
+    let second = run_client(fixture.url(), "legacy", &expire);
+    let log: Value = serde_json::from_str(tool_text(&second, 0)).unwrap();
+    assert_eq!(log["deleted"], json!([id]), "{log}");
+    let own = tool_text(&second, 1).to_owned();
+    let script = json!([{"op": "call", "tool": "expire_session", "args": {"id": own}}]);
+    let third = run_client(fixture.url(), "legacy", &script);
+    assert_eq!(tool_text(&third, 0), format!("expired {own}"));
+}
+
 fn everything_script() -> Value {
     json!([
         {"op": "set_level", "level": "debug"},                                          // 0

@@ -230,9 +230,9 @@ pub struct HttpUpstream {
     /// `url`: `http://host[:port][/path]`, required. Checked for form only; the host is
     /// resolved at start-up. No `https` (there is no TLS here), user info or fragment.
     pub url: String,
-    /// `session_mode`: `"shared"`, the default and only mode: one upstream session per shard,
-    /// which every client's calls use (requests an upstream makes during a call still reach
-    /// that call's client).
+    /// `session_mode`: `"shared"` (the default) or `"per_client"`; see [`SessionMode`]. Only
+    /// an upstream that speaks the session era keeps sessions; for a 2026-07-28 one the mode
+    /// changes nothing.
     pub session_mode: SessionMode,
     /// The pool's keys: `pool_connections_max` (default 10, range 1..=4096),
     /// `pool_waiters_max` (100, 0..=65536), `connect_timeout_ms` (10000, 1..=600000),
@@ -247,8 +247,15 @@ pub struct HttpUpstream {
 /// `session_mode` of an `http` upstream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SessionMode {
-    /// One upstream session per shard, shared by every client.
+    /// `"shared"`: one upstream session per shard, which every client's calls use (requests
+    /// an upstream makes during a call still reach that call's client).
     Shared,
+    /// `"per_client"`: each session-era client session gets its own upstream session, opened
+    /// at its first call and closed with `DELETE` when the client session ends. Stateless
+    /// clients and the gateway's own requests use the shared one. At most
+    /// `sessions.sessions_max` per shard (one per client session); `shardgate plan` shows
+    /// their index.
+    PerClient,
 }
 
 /// The keys of a `kind = "stdio"` upstream.
@@ -374,6 +381,7 @@ impl SessionMode {
     pub fn as_str(self) -> &'static str {
         match self {
             SessionMode::Shared => "shared",
+            SessionMode::PerClient => "per_client",
         }
     }
 }

@@ -683,6 +683,28 @@ fn session_mode_prefix_and_separator_are_checked() {
         panic!("an http upstream: {upstream:?}");
     };
     assert_eq!(http.session_mode, SessionMode::Shared);
+    let text = upstream_of("http", "session_mode = \"per_client\"\n");
+    let upstream = &Config::from_toml_str(&text, "t.toml").unwrap().upstreams[0];
+    let UpstreamKind::Http(http) = &upstream.kind else {
+        panic!("an http upstream: {upstream:?}");
+    };
+    assert_eq!(http.session_mode, SessionMode::PerClient);
+    let message =
+        errors_of(&upstream_of("http", "session_mode = \"per_session\"\n"))[0].to_string();
+    assert!(
+        message.contains("\"shared\"") && message.contains("\"per_client\""),
+        "{message}"
+    );
+    for kind in ["stdio", "builtin"] {
+        let text = upstream_of(kind, "session_mode = \"per_client\"\n");
+        let errors = errors_of(&text);
+        assert_eq!(keys_of(&text), ["upstreams[0].session_mode"], "{kind}");
+        let message = errors[0].to_string();
+        assert!(
+            message.contains(&format!("does not apply to kind = \"{kind}\"")),
+            "{message}"
+        );
+    }
     let text = upstream_of("builtin", "prefix = \"My-Tools_2\"\nseparator = \"-:/.\"\n");
     assert!(Config::from_toml_str(&text, "t.toml").is_ok());
 }

@@ -603,9 +603,11 @@ impl Checker<'_> {
         };
         let session_mode = match entry.session_mode.as_deref() {
             None | Some("shared") => SessionMode::Shared,
+            Some("per_client") => SessionMode::PerClient,
             Some(other) => {
                 let reason = "accepted: \"shared\" (one upstream session per shard, which \
-                              every client's calls use)";
+                              every client's calls use) or \"per_client\" (one upstream \
+                              session per client session)";
                 self.invalid(&at("session_mode"), &quoted(other), reason);
                 SessionMode::Shared
             }

@@ -30,7 +30,7 @@ use crate::upstream::inflight::{
     CallFailure, CallItem, CallState, ClientRoute, InFlight, ServerRequests,
 };
 use crate::upstream::input::{BridgedCall, InputBridge, InputCapabilities, InputStats};
-use crate::upstream::link::{CallRequest, UpstreamLink};
+use crate::upstream::link::{CallRequest, SessionScope, UpstreamLink, SESSION_CLOSE_TIMEOUT_MS};
 use crate::upstream::pending::{PendingLimits, PendingRefusal, UpstreamRequestId};
 
 /// Which protocol era a request belongs to.
@@ -127,8 +127,9 @@ impl Drop for Relay {
                 .cancel_by_client(self.route, &self.client_id, now)
         {
             let link = self.link.clone();
+            let route = self.route;
             glommio::spawn_local(async move {
-                link.cancel(id, "the client went away").await;
+                link.cancel(id, "the client went away", route).await;
             })
             .detach();
         }
@@ -256,7 +257,9 @@ impl Router {
             .upstreams
             .iter()
             .enumerate()
-            .map(|(index, upstream)| UpstreamLink::new(index as u16, upstream).map(Rc::new))
+            .map(|(index, upstream)| {
+                UpstreamLink::new(index as u16, upstream, config.sessions.sessions_max).map(Rc::new)
+            })
             .collect::<Result<Vec<_>, String>>()?;
         let pending = &config.pending;
         let limits = PendingLimits {
@@ -404,7 +407,8 @@ impl Router {
         for expired in state.inflight.advance(now, &names) {
             let link = state.links[usize::from(expired.upstream)].clone();
             glommio::spawn_local(async move {
-                link.cancel(expired.id, "request_timeout_ms passed").await;
+                link.cancel(expired.id, "request_timeout_ms passed", expired.route)
+                    .await;
             })
             .detach();
         }
@@ -465,9 +469,27 @@ impl Router {
         .collect()
     }
 
-    /// Stops the stdio children.
-    pub async fn shutdown(&self) {
+    /// Client sessions ended (deleted, expired, evicted): their upstream sessions are closed.
+    pub fn sessions_ended(&self, secrets: &[u128]) {
         for link in &self.state.links {
+            for secret in secrets {
+                link.end_client_session(*secret);
+            }
+        }
+    }
+
+    /// Closes every client session's upstream sessions (waiting at most
+    /// `SESSION_CLOSE_TIMEOUT_MS` for their `DELETE`s), then stops the stdio children.
+    pub async fn shutdown(&self) {
+        let links = &self.state.links;
+        for link in links {
+            link.end_client_sessions();
+        }
+        let deadline = Instant::now() + std::time::Duration::from_millis(SESSION_CLOSE_TIMEOUT_MS);
+        while links.iter().any(|l| l.is_closing_sessions()) && Instant::now() < deadline {
+            glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        for link in links {
             link.shutdown().await;
         }
     }
@@ -543,7 +565,10 @@ impl Router {
                 Answer::Now(Err(RpcError::method_not_found(method)))
             }
             (Era::Session(_), "ping") => Answer::Now(Ok(raw("{}".to_owned()))),
-            (Era::Session(_), "logging/setLevel") => Answer::Now(self.set_level(params).await),
+            (Era::Session(_), "logging/setLevel") => {
+                let scope = SessionScope::of(client.route, client.log_level);
+                Answer::Now(self.set_level(params, scope).await)
+            }
             (_, "tools/list") => list(Kind::Tools),
             (_, "prompts/list") => list(Kind::Prompts),
             (_, "resources/list") => list(Kind::Resources),
@@ -572,7 +597,7 @@ impl Router {
             return;
         };
         let link = state.links[usize::from(request.upstream)].clone();
-        glommio::spawn_local(async move { link.respond(&restored).await }).detach();
+        glommio::spawn_local(async move { link.respond(&restored, request.client).await }).detach();
     }
 
     /// A client's `notifications/cancelled` for its request `request_id`: ends it here and tells
@@ -586,7 +611,7 @@ impl Router {
         {
             let link = state.links[usize::from(upstream)].clone();
             glommio::spawn_local(async move {
-                link.cancel(id, "the client cancelled it").await;
+                link.cancel(id, "the client cancelled it", route).await;
             })
             .detach();
         }
@@ -641,7 +666,8 @@ impl Router {
         for expired in timed_out {
             let link = state.links[usize::from(expired.upstream)].clone();
             glommio::spawn_local(async move {
-                link.cancel(expired.id, "request_timeout_ms passed").await;
+                link.cancel(expired.id, "request_timeout_ms passed", expired.route)
+                    .await;
             })
             .detach();
         }
@@ -681,6 +707,7 @@ impl Router {
                 param_headers: client.param_headers.to_vec(),
             },
             bridged,
+            SessionScope::of(client.route, client.log_level),
         );
         Answer::Relay(Relay {
             state: registered.state,
@@ -726,24 +753,27 @@ impl Router {
         }
     }
 
-    async fn set_level(&self, params: Option<&RawValue>) -> Result<Box<RawValue>, RpcError> {
+    /// `logging/setLevel`: to every upstream that takes it, under the client's own upstream
+    /// session where it has one (`per_client`).
+    async fn set_level(
+        &self,
+        params: Option<&RawValue>,
+        scope: SessionScope,
+    ) -> Result<Box<RawValue>, RpcError> {
         let params: Value = params
             .and_then(|p| serde_json::from_str(p.get()).ok())
             .unwrap_or(Value::Null);
         let level = params.get("level").and_then(Value::as_str).unwrap_or("");
-        if !jsonrpc::LOG_LEVELS.contains(&level) {
+        let Some(level) = jsonrpc::LOG_LEVELS.iter().copied().find(|l| *l == level) else {
             return Err(RpcError::invalid_params(format!(
                 "logging/setLevel needs params.level, one of {}; got {:?}",
                 jsonrpc::LOG_LEVELS.join(", "),
                 params.get("level")
             )));
-        }
+        };
         let mut failures = Vec::new();
         for link in self.state.links.iter().filter(|l| l.takes_set_level()) {
-            if let Err(failure) = link
-                .control_request("logging/setLevel", Some(json!({ "level": level })))
-                .await
-            {
+            if let Err(failure) = link.set_level(level, scope).await {
                 failures.push(format!("{}: {failure:?}", link.name()));
             }
         }
@@ -779,7 +809,13 @@ fn call_method(method: &str) -> &'static str {
 /// Runs one call on its upstream and settles its state, unless the deadline or the client got
 /// there first. When `bridged`, an `input_required` result is answered by asking the client
 /// and retrying (`upstream::input`) before the call settles.
-fn spawn_call(router: Rc<RouterState>, call: BridgedCall, bridged: bool) -> glommio::Task<()> {
+/// `scope` names the upstream session the call goes under.
+fn spawn_call(
+    router: Rc<RouterState>,
+    call: BridgedCall,
+    bridged: bool,
+    scope: SessionScope,
+) -> glommio::Task<()> {
     glommio::spawn_local(async move {
         let request = CallRequest {
             method: call.method,
@@ -787,6 +823,7 @@ fn spawn_call(router: Rc<RouterState>, call: BridgedCall, bridged: bool) -> glom
             name: call.name.as_deref(),
             timeout_ms: call.link.config.request_timeout_ms,
             param_headers: &call.param_headers,
+            scope,
         };
         let outcome = call
             .link

@@ -118,6 +118,10 @@ pub struct SessionTable {
     idle_ttl_ms: u64,
     table: EpochTable<u128, Session>,
     expired_total: u64,
+    /// Secrets of sessions that ended (deleted, expired, evicted) since the owner last took
+    /// them, so the upstream sessions they opened are closed. Reserved for `sessions_max`: a
+    /// session ends once, and the owner takes the list after every call that may end one.
+    ended: Vec<u128>,
     /// A full table may retire one generation early per tick; a stream of `initialize` calls
     /// against a table full of live sessions then costs O(1) each, not a generation walk each.
     early_retire_armed: bool,
@@ -127,11 +131,16 @@ impl SessionTable {
     /// Reserves the whole table up front; fails only if memory cannot be reserved.
     pub fn new(shard: u8, limits: TableLimits, idle_ttl_ms: u64) -> Result<Self, String> {
         let table = EpochTable::new(limits).map_err(|e| format!("session table: {e:?}"))?;
+        let mut ended = Vec::new();
+        ended
+            .try_reserve_exact(limits.entries_max as usize)
+            .map_err(|e| format!("session table: ended list: {e}"))?;
         Ok(SessionTable {
             shard,
             idle_ttl_ms,
             table,
             expired_total: 0,
+            ended,
             early_retire_armed: true,
         })
     }
@@ -151,7 +160,7 @@ impl SessionTable {
             input_capabilities: InputCapabilities::NONE,
         };
         let expires_at_ms = now_ms + self.idle_ttl_ms;
-        let expired = &mut self.expired_total;
+        let (expired, ended) = (&mut self.expired_total, &mut self.ended);
         let full = self.table.len() >= self.table.limits().entries_max;
         let inserted = match full && !self.early_retire_armed {
             // Already retired early this tick and still full: refuse at O(1) cost.
@@ -166,7 +175,7 @@ impl SessionTable {
                     client_json,
                     expires_at_ms,
                     now_ms,
-                    |removed| *expired += end_session(removed),
+                    |removed| *expired += end_session(removed, ended),
                 )
             }
         };
@@ -222,6 +231,7 @@ impl SessionTable {
         match self.table.remove(&id.secret) {
             Some(session) => {
                 session.ended.start_draining();
+                self.ended.push(id.secret);
                 true
             }
             None => false,
@@ -231,9 +241,18 @@ impl SessionTable {
     /// The epoch tick: retires the oldest generation, ending sessions idle past the TTL.
     pub fn advance(&mut self, now_ms: u64) {
         self.early_retire_armed = true;
-        let expired = &mut self.expired_total;
+        let (expired, ended) = (&mut self.expired_total, &mut self.ended);
         self.table
-            .advance(now_ms, |removed| *expired += end_session(removed));
+            .advance(now_ms, |removed| *expired += end_session(removed, ended));
+    }
+
+    /// Takes the secrets of the sessions that ended since the last call, for the router to
+    /// close what they held upstream.
+    pub fn take_ended(&mut self) -> Vec<u128> {
+        match self.ended.is_empty() {
+            true => Vec::new(),
+            false => self.ended.drain(..).collect(),
+        }
     }
 
     /// Table gauges for `/status`.
@@ -247,9 +266,15 @@ impl SessionTable {
     }
 }
 
-/// Signals a removed session's streams to close; returns 1 so callers can count.
-fn end_session(removed: Removed<'_, u128, Session>) -> u64 {
+/// Signals a removed session's streams to close and lists it as ended; returns 1 so callers
+/// can count.
+fn end_session(removed: Removed<'_, u128, Session>, ended: &mut Vec<u128>) -> u64 {
     removed.value.ended.start_draining();
+    debug_assert!(
+        ended.len() < ended.capacity(),
+        "ended sessions are taken after each call"
+    );
+    ended.push(removed.key);
     1
 }
 
@@ -310,6 +335,12 @@ mod tests {
         }
         assert_eq!(sessions.stats().entries, 0);
         assert_eq!(sessions.expired_total(), 2);
+        assert_eq!(
+            sessions.take_ended().len(),
+            2,
+            "expired sessions are listed as ended"
+        );
+        assert!(sessions.take_ended().is_empty(), "taken once");
         sessions
             .create(ProtocolVersion::V2025_11_25, b"{}", 1100)
             .unwrap();
@@ -356,6 +387,7 @@ mod tests {
         let ended = sessions.touch(id, 1).unwrap().ended.clone();
         assert!(sessions.delete(id, 2));
         assert!(ended.is_draining());
+        assert_eq!(sessions.take_ended(), [id.secret]);
         assert!(sessions.touch(id, 3).is_none());
         assert!(!sessions.delete(id, 4));
     }

@@ -350,7 +350,11 @@ impl Endpoint {
         let mut table = sessions.borrow_mut();
         let text = request.headers.session_id.unwrap_or("");
         if request.method == HttpMethod::Delete {
-            return match table.delete(id, now_ms) {
+            let deleted = table.delete(id, now_ms);
+            let ended = table.take_ended();
+            drop(table);
+            self.router.sessions_ended(&ended);
+            return match deleted {
                 true => Ok(HttpReply::empty(200)),
                 false => Err(unknown_session(text)),
             };
@@ -459,8 +463,14 @@ impl Endpoint {
             init.client_info.get(),
             init.capabilities.get()
         );
+        let (created, ended) = {
+            let mut table = sessions.borrow_mut();
+            let created = table.create(version, client_json.as_bytes(), now_ms);
+            (created, table.take_ended())
+        };
+        // Creating may have evicted idle sessions to make room.
+        self.router.sessions_ended(&ended);
         let mut table = sessions.borrow_mut();
-        let created = table.create(version, client_json.as_bytes(), now_ms);
         let session = created.map_err(|refusal| {
             let reason = match refusal {
                 SessionRefusal::Full { .. } | SessionRefusal::ArenaFull { .. } => {

@@ -28,6 +28,7 @@ use crate::config::{self, Config};
 use crate::epoch::{index_bytes, EpochTable};
 use crate::mcp::router::Router;
 use crate::mcp::session::Session;
+use crate::upstream::sessions;
 use admin::AdminFront;
 use glommio::channels::local_channel::LocalSender;
 use mesh::{Mesh, MeshMessage};
@@ -266,17 +267,21 @@ pub fn plan(config: &Config, shards: u16) -> Plan {
     // Each forwarded request carries a copy of its body over, and its answer back.
     let forwarded_copies = u64::from(forwarded_max)
         * (config.limits.request_body_bytes_max + config.limits.response_body_bytes_max);
-    let terms = [
+    // The secrets of sessions that ended, waiting for the router to close their upstream
+    // sessions: one per session at most.
+    let ended_bytes = u64::from(limits.entries_max) * std::mem::size_of::<u128>() as u64;
+    let mut terms = vec![
         PlanTerm {
             name: "session table".into(),
-            per_shard_bytes: ceiling.total(),
+            per_shard_bytes: ceiling.total() + ended_bytes,
             explanation: format!(
-                "sessions_max {} → slab {} + index {} + key lists {} bytes; arenas \
-                 generations {} × session_arena_bytes_max {} + chunk overhead {} bytes",
+                "sessions_max {} → slab {} + index {} + key lists {} + ended list {} bytes; \
+                 arenas generations {} × session_arena_bytes_max {} + chunk overhead {} bytes",
                 limits.entries_max,
                 ceiling.slab_bytes,
                 ceiling.index_bytes,
                 ceiling.key_lists_bytes,
+                ended_bytes,
                 limits.generations,
                 limits.arena_bytes_max,
                 ceiling.arena_overhead_bytes,
@@ -302,6 +307,7 @@ pub fn plan(config: &Config, shards: u16) -> Plan {
             "one cross-shard message; the bodies it carries are the forwarded requests row".into(),
         ),
     ];
+    terms.extend(client_session_terms(config));
     let image_bytes = std::env::current_exe()
         .and_then(std::fs::metadata)
         .map_or(0, |meta| meta.len());
@@ -313,6 +319,29 @@ pub fn plan(config: &Config, shards: u16) -> Plan {
              and the main and signal threads' stacks"
         ),
     })
+}
+
+/// One row per `session_mode = "per_client"` upstream: its table of upstream sessions, one per
+/// client session (`sessions.sessions_max`), each keeping its upstream's session id.
+fn client_session_terms(config: &Config) -> Vec<PlanTerm> {
+    let sessions_max = config.sessions.sessions_max;
+    config
+        .upstreams
+        .iter()
+        .filter(|upstream| {
+            matches!(&upstream.kind, config::UpstreamKind::Http(http)
+                if http.session_mode == config::SessionMode::PerClient)
+        })
+        .map(|upstream| PlanTerm {
+            name: format!("upstream {} sessions", upstream.name).into(),
+            per_shard_bytes: sessions::memory_ceiling_bytes(sessions_max),
+            explanation: format!(
+                "session_mode per_client: sessions.sessions_max {sessions_max} → index + \
+                 {} bytes of session id each",
+                sessions::SESSION_ID_BYTES_MAX
+            ),
+        })
+        .collect()
 }
 
 /// A shard thread's stack (std's 2 MiB default) plus glommio's three rings of 128 entries

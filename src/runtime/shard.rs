@@ -233,8 +233,13 @@ impl Shard {
             if stopped {
                 break;
             }
-            self.sessions.borrow_mut().advance(self.now_ms());
+            let ended = {
+                let mut sessions = self.sessions.borrow_mut();
+                sessions.advance(self.now_ms());
+                sessions.take_ended()
+            };
             let router = self.endpoint.router();
+            router.sessions_ended(&ended);
             router.tick();
             for upstream in router.take_announced_changes() {
                 self.mesh
@@ -449,6 +454,7 @@ impl Shard {
                     listen: stats.listen,
                     lists_ttl_ms: stats.lists_ttl_ms,
                     lists_refreshes_total: stats.lists_refreshes_total,
+                    upstream_sessions: stats.sessions,
                 }
             })
             .collect()

@@ -83,6 +83,8 @@ pub struct UpstreamStatus {
     pub lists_ttl_ms: Option<u64>,
     /// Successful refreshes of its lists.
     pub lists_refreshes_total: u64,
+    /// `session_mode = "per_client"`: the upstream sessions kept for client sessions.
+    pub upstream_sessions: Option<crate::upstream::sessions::ClientSessionStats>,
 }
 
 fn pairs_as_object<S: serde::Serializer>(

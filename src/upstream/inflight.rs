@@ -220,6 +220,8 @@ pub struct InFlight {
 pub struct TimedOut {
     pub upstream: u16,
     pub id: UpstreamRequestId,
+    /// The client it came from: its cancellation goes under the same upstream session.
+    pub route: ClientRoute,
 }
 
 impl InFlight {
@@ -287,6 +289,7 @@ impl InFlight {
         timed_out.push(TimedOut {
             upstream: expired.upstream,
             id: expired.upstream_id,
+            route: expired.route,
         });
     }
 

@@ -7,6 +7,13 @@
 //! expired); `stdio` speaks newline-delimited JSON-RPC to the shard's child, handshaking again
 //! with every child the supervisor restarts.
 //!
+//! Sessions of a session-era `http` upstream with `session_mode = "per_client"`: a session-era
+//! client's calls go under that client session's own upstream session, opened at its first
+//! call (`initialize`, `notifications/initialized`, then its `logging/setLevel` if it chose a
+//! level), re-initialized once when the server says it expired, and closed with `DELETE` once
+//! the client session ends (`sessions.rs` keeps the table). Stateless clients and the
+//! gateway's own requests use the shared session.
+//!
 //! Ownership: each shard builds one [`UpstreamLink`] per `[[upstreams]]` entry and keeps it in
 //! an `Rc`; nothing here is `Send`.
 //!
@@ -36,19 +43,23 @@ use hashbrown::HashMap;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
-use crate::config::{self, UpstreamKind};
+use crate::config::{self, SessionMode, UpstreamKind};
 use crate::http::client::with_deadline;
 use crate::mcp::jsonrpc::{self, Message, Outcome, RpcError};
 use crate::mcp::version::ProtocolVersion;
+use crate::runtime::log;
 use crate::upstream::breaker::{Admission, Breaker};
 use crate::upstream::builtin::Demo;
 use crate::upstream::catalogue::Kind;
-use crate::upstream::inflight::{CallFailure, CallState, InFlight, ServerRequest, ServerRequests};
+use crate::upstream::inflight::{
+    CallFailure, CallState, ClientRoute, InFlight, ServerRequest, ServerRequests,
+};
 use crate::upstream::input::BridgedCall;
 use crate::upstream::pending::{
     restore_progress_token, rewrite_request_id, IdForm, UpstreamRequestId,
 };
 use crate::upstream::pool::{Reply, RequestSpec, UpstreamPool, UpstreamUrl};
+use crate::upstream::sessions::{ClientSessionStats, ClientSessions, Lookup, SESSION_ID_BYTES_MAX};
 use crate::upstream::stdio::{StdioError, StdioSpec, StdioUpstream};
 
 /// The protocol version the gateway asks session-era upstreams for.
@@ -63,6 +74,33 @@ const CONTROL_TIMEOUT_MS: u64 = 30_000;
 
 /// The longest `ttlMs` honoured (24 h); a larger one is cut to it.
 const LIST_TTL_MS_MAX: u64 = 86_400_000;
+/// How long a `DELETE` of a per-client upstream session may take at most, and how long the
+/// shard waits at shutdown for all of them.
+pub const SESSION_CLOSE_TIMEOUT_MS: u64 = 5_000;
+
+/// Which upstream session a client's request goes under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionScope {
+    /// The shard's shared session: stateless clients and the gateway's own requests.
+    Shared,
+    /// A session-era client session (by its secret): its own upstream session where the
+    /// upstream is `per_client`, else the shared one. `log_level` is its last
+    /// `logging/setLevel`, sent when its upstream session opens.
+    Client {
+        secret: u128,
+        log_level: Option<&'static str>,
+    },
+}
+
+impl SessionScope {
+    /// The scope of a request from `route`.
+    pub fn of(route: ClientRoute, log_level: Option<&'static str>) -> SessionScope {
+        match route {
+            ClientRoute::Session(secret) => SessionScope::Client { secret, log_level },
+            ClientRoute::Request(_) => SessionScope::Shared,
+        }
+    }
+}
 
 /// Which era an upstream speaks, learned at the handshake.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,6 +132,9 @@ pub struct CallRequest<'a> {
     pub timeout_ms: u64,
     /// The client's `Mcp-Param-*` fields, passed on.
     pub param_headers: &'a [(String, String)],
+    /// The upstream session it goes under (a session-era client's own on a per_client
+    /// upstream).
+    pub scope: SessionScope,
 }
 
 /// One upstream on one shard.
@@ -131,9 +172,16 @@ enum LinkKind {
 
 struct HttpLink {
     pool: UpstreamPool,
+    /// The shared session's era (the upstream's, for the stateless era).
     era: RefCell<UpstreamEra>,
     /// The session era's standalone GET stream.
     listen: listen::Listen,
+    /// `session_mode = "per_client"`: each client session's own upstream session.
+    clients: Option<ClientSessions>,
+    /// At most this many `DELETE`s at once (`pool_connections_max`).
+    closers_max: u32,
+    /// Whether the log said that per_client has nothing to do for a stateless upstream.
+    stateless_noted: Cell<bool>,
 }
 
 /// The `ttlMs` of a 2026-07-28 upstream's results and when its lists go stale.
@@ -204,21 +252,37 @@ pub struct LinkStats {
     pub lists_ttl_ms: Option<u64>,
     /// Refreshes of the lists that succeeded.
     pub lists_refreshes_total: u64,
+    pub sessions: Option<ClientSessionStats>,
 }
 
 impl UpstreamLink {
-    /// Builds the link; `http` resolves its URL, `stdio` starts its child.
-    pub fn new(index: u16, upstream: &config::Upstream) -> Result<UpstreamLink, String> {
+    /// Builds the link; `http` resolves its URL (and, per_client, reserves a table for
+    /// `client_sessions_max` client sessions), `stdio` starts its child.
+    pub fn new(
+        index: u16,
+        upstream: &config::Upstream,
+        client_sessions_max: u32,
+    ) -> Result<UpstreamLink, String> {
         let name = &upstream.name;
         let kind = match &upstream.kind {
             UpstreamKind::Builtin { sleep_ms_max } => LinkKind::Builtin(Demo::new(*sleep_ms_max)),
             UpstreamKind::Http(http) => {
                 let url = UpstreamUrl::parse(&http.url)
                     .map_err(|e| format!("upstream {name}: url {:?}: {e}", http.url))?;
+                let clients = match http.session_mode {
+                    SessionMode::Shared => None,
+                    SessionMode::PerClient => Some(
+                        ClientSessions::new(client_sessions_max)
+                            .map_err(|e| format!("upstream {name}: {e}"))?,
+                    ),
+                };
                 LinkKind::Http(HttpLink {
                     pool: UpstreamPool::new(url, &http.pool),
                     era: RefCell::new(UpstreamEra::Unknown),
                     listen: listen::Listen::default(),
+                    clients,
+                    closers_max: http.pool.pool_connections_max,
+                    stateless_noted: Cell::new(false),
                 })
             }
             UpstreamKind::Stdio(stdio) => {
@@ -518,7 +582,7 @@ impl UpstreamLink {
                         id_json.as_bytes(),
                         &body,
                         mirrored,
-                        request.timeout_ms,
+                        (request.timeout_ms, request.scope),
                         &mut on_event,
                     )
                     .await;
@@ -580,22 +644,26 @@ impl UpstreamLink {
             wire_id.as_bytes(),
             call.method,
             Some(params),
-            (timeout_ms, &call.param_headers),
+            // The 2026-07-28 era has no sessions: the shared scope.
+            (timeout_ms, &call.param_headers, SessionScope::Shared),
             &mut on_event,
         )
         .await
     }
 
-    /// Tells the upstream the gateway gave up on request `id` (`notifications/cancelled`).
-    pub async fn cancel(&self, id: UpstreamRequestId, reason: &str) {
+    /// Tells the upstream the gateway gave up on request `id` (`notifications/cancelled`),
+    /// under the session the request went out in (`route`'s own, when it has one).
+    pub async fn cancel(&self, id: UpstreamRequestId, reason: &str, route: ClientRoute) {
         let params = json!({ "requestId": id.0, "reason": reason });
         let body = notification_body("notifications/cancelled", Some(&params));
         match &self.kind {
             LinkKind::Builtin(_) => {}
             LinkKind::Http(http) => {
+                let era = self.era_of_route(http, route);
                 let _ = self
                     .http_post(
                         http,
+                        &era,
                         &body,
                         "notifications/cancelled",
                         self.control_timeout_ms(),
@@ -614,9 +682,7 @@ impl UpstreamLink {
     /// The gateway's own request: handshake-independent plumbing for lists and
     /// `logging/setLevel`.
     pub async fn control_request(&self, method: &str, params: Option<Value>) -> CallOutcome {
-        let n = self.control_next.get();
-        self.control_next.set(n + 1);
-        let id = format!("\"sg-{n}\"");
+        let id = self.next_control_id();
         match &self.kind {
             LinkKind::Builtin(demo) => {
                 let params = params.map(|p| to_raw(&p));
@@ -630,7 +696,7 @@ impl UpstreamLink {
                     id.as_bytes(),
                     method,
                     params,
-                    (self.control_timeout_ms(), &[]),
+                    (self.control_timeout_ms(), &[], SessionScope::Shared),
                     &mut |message| self.unrelayed(message),
                 )
                 .await
@@ -669,6 +735,13 @@ impl UpstreamLink {
         self.config.request_timeout_ms.min(CONTROL_TIMEOUT_MS)
     }
 
+    /// `"sg-<n>"`, JSON text: the id of the gateway's next own request.
+    fn next_control_id(&self) -> String {
+        let n = self.control_next.get();
+        self.control_next.set(n + 1);
+        format!("\"sg-{n}\"")
+    }
+
     fn restarting(&self) -> CallFailure {
         let why = self
             .last_error()
@@ -684,7 +757,7 @@ impl UpstreamLink {
                 b"\"sg-discover\"",
                 "server/discover",
                 None,
-                (self.control_timeout_ms(), &[]),
+                (self.control_timeout_ms(), &[], SessionScope::Shared),
                 &mut |message| self.unrelayed(message),
             )
             .await;
@@ -696,14 +769,39 @@ impl UpstreamLink {
                 .is_some_and(|v| v.iter().any(|v| v == ProtocolVersion::V2026_07_28.as_str()));
             if stateless {
                 self.lists_ttl.note(&result);
+                if http.clients.is_some() && !http.stateless_noted.replace(true) {
+                    log(format_args!(
+                        "upstream {} speaks 2026-07-28, which has no sessions: session_mode = \
+                         \"per_client\" changes nothing for it",
+                        self.name()
+                    ));
+                }
                 return Ok(result.get("capabilities").cloned().unwrap_or(json!({})));
             }
         }
         self.http_initialize(http).await
     }
 
+    /// Opens the shared session.
     async fn http_initialize(&self, http: &HttpLink) -> Result<Value, String> {
         *http.era.borrow_mut() = UpstreamEra::Session {
+            version: SESSION_ERA_VERSION.as_str(),
+            session: None,
+        };
+        let (version, session, capabilities) = self.open_session(http).await?;
+        *http.era.borrow_mut() = UpstreamEra::Session { version, session };
+        // A new session: the listen stream moves to it.
+        self.session_changed();
+        Ok(capabilities)
+    }
+
+    /// Opens an upstream session: `initialize`, then `notifications/initialized` under the
+    /// session the server gave. Returns its version, its id and the server's capabilities.
+    async fn open_session(
+        &self,
+        http: &HttpLink,
+    ) -> Result<(&'static str, Option<String>, Value), String> {
+        let opening = UpstreamEra::Session {
             version: SESSION_ERA_VERSION.as_str(),
             session: None,
         };
@@ -713,6 +811,7 @@ impl UpstreamLink {
         let answer = self
             .http_exchange(
                 http,
+                &opening,
                 &body,
                 Mirrored::method("initialize"),
                 self.control_timeout_ms(),
@@ -735,27 +834,34 @@ impl UpstreamLink {
                     result.get("protocolVersion")
                 )
             })?;
-        *http.era.borrow_mut() = UpstreamEra::Session {
+        let era = UpstreamEra::Session {
             version: version.as_str(),
-            session,
+            session: session.clone(),
         };
         let initialized = notification_body("notifications/initialized", None);
         self.http_post(
             http,
+            &era,
             &initialized,
             "notifications/initialized",
             self.control_timeout_ms(),
             &mut |message| self.unrelayed(message),
         )
         .await
-        .map_err(|e| failure_text(&e))?;
-        // A new session: the listen stream moves to it.
-        self.session_changed();
-        Ok(result.get("capabilities").cloned().unwrap_or(json!({})))
+        .map_err(|e| match e {
+            CallFailure::Unavailable(reason) if reason == SESSION_EXPIRED => {
+                "the session expired again right after initializing (HTTP 404 to \
+                 notifications/initialized)"
+                    .to_owned()
+            }
+            other => failure_text(&other),
+        })?;
+        let capabilities = result.get("capabilities").cloned().unwrap_or(json!({}));
+        Ok((version.as_str(), session, capabilities))
     }
 
-    /// One of the gateway's own requests over HTTP in the upstream's era (see
-    /// [`UpstreamLink::http_send`]).
+    /// One of the gateway's own requests over HTTP in the upstream's era, under the session
+    /// `scope` names (see [`UpstreamLink::http_send`]).
     #[allow(clippy::too_many_arguments)]
     async fn http_request(
         &self,
@@ -763,7 +869,7 @@ impl UpstreamLink {
         id: &[u8],
         method: &str,
         params: Option<Value>,
-        (timeout_ms, param_headers): (u64, &[(String, String)]),
+        (timeout_ms, param_headers, scope): (u64, &[(String, String)], SessionScope),
         on_event: &mut dyn FnMut(&[u8]) -> Option<Vec<u8>>,
     ) -> CallOutcome {
         // The name the stateless era mirrors in `Mcp-Name`: `params.name` or `params.uri`.
@@ -786,40 +892,47 @@ impl UpstreamLink {
             name: name.as_deref(),
             params: param_headers,
         };
-        self.http_send(http, id, &body, mirrored, timeout_ms, on_event)
+        self.http_send(http, id, &body, mirrored, (timeout_ms, scope), on_event)
             .await
     }
 
-    /// Sends request `body` (id `id`) and reads its answer; a session the server says expired
-    /// is re-initialized once. The body stands for the retry: a re-initialized session keeps
-    /// the session era.
+    /// Sends request `body` (id `id`) under the session `scope` names and reads its answer; a
+    /// session the server says expired is re-initialized once. The body stands for the retry:
+    /// a re-initialized session keeps the session era.
     async fn http_send(
         &self,
         http: &HttpLink,
         id: &[u8],
         body: &[u8],
         mirrored: Mirrored<'_>,
-        timeout_ms: u64,
+        (timeout_ms, scope): (u64, SessionScope),
         on_event: &mut dyn FnMut(&[u8]) -> Option<Vec<u8>>,
     ) -> CallOutcome {
+        let (mut era, own) = self.era_for(http, scope).await?;
         let mut reinitialized = false;
         loop {
             let mut session = None;
             let answer = self
-                .http_exchange(http, body, mirrored, timeout_ms, id, on_event, &mut session)
+                .http_exchange(
+                    http,
+                    &era,
+                    body,
+                    mirrored,
+                    timeout_ms,
+                    id,
+                    on_event,
+                    &mut session,
+                )
                 .await;
             match answer {
                 Err(CallFailure::Unavailable(reason))
                     if reason == SESSION_EXPIRED && !reinitialized =>
                 {
                     reinitialized = true;
-                    if let Err(e) = self.http_initialize(http).await {
-                        self.mark_down(format!("upstream {}: {e}", self.name()));
-                        return Err(CallFailure::Unavailable(format!(
-                            "upstream {}: its session expired and initializing again failed: {e}",
-                            self.name()
-                        )));
-                    }
+                    era = match own {
+                        true => self.reopen_client_session(http, &era, scope).await?,
+                        false => self.reopen_shared_session(http).await?,
+                    };
                 }
                 Err(CallFailure::Unavailable(reason)) if reason == SESSION_EXPIRED => {
                     return Err(CallFailure::Unavailable(format!(
@@ -833,10 +946,310 @@ impl UpstreamLink {
         }
     }
 
-    /// POSTs a notification or response; `Ok` on 202/200.
+    /// Initializes the shared session again after the server said it expired; the upstream
+    /// is down when that fails.
+    async fn reopen_shared_session(&self, http: &HttpLink) -> Result<UpstreamEra, CallFailure> {
+        if let Err(e) = self.http_initialize(http).await {
+            self.mark_down(format!("upstream {}: {e}", self.name()));
+            return Err(CallFailure::Unavailable(format!(
+                "upstream {}: its session expired and initializing again failed: {e}",
+                self.name()
+            )));
+        }
+        Ok(http.era.borrow().clone())
+    }
+
+    /// Whether the upstream keeps a session per client session: `per_client`, and it speaks
+    /// the session era.
+    fn keeps_client_sessions(&self, http: &HttpLink) -> bool {
+        http.clients.is_some() && matches!(*http.era.borrow(), UpstreamEra::Session { .. })
+    }
+
+    /// The era a request under `scope` goes out in, and whether that is a client session's own
+    /// (opened now, at its first call).
+    async fn era_for(
+        &self,
+        http: &HttpLink,
+        scope: SessionScope,
+    ) -> Result<(UpstreamEra, bool), CallFailure> {
+        let (SessionScope::Client { secret, log_level }, Some(clients)) = (scope, &http.clients)
+        else {
+            return Ok((http.era.borrow().clone(), false));
+        };
+        if !self.keeps_client_sessions(http) {
+            return Ok((http.era.borrow().clone(), false));
+        }
+        let era = self
+            .client_session(http, clients, secret, log_level)
+            .await
+            .map_err(|e| {
+                CallFailure::Unavailable(format!(
+                    "upstream {}: cannot open a session for this client: {e}",
+                    self.name()
+                ))
+            })?;
+        Ok((era, true))
+    }
+
+    /// The era of the session `route`'s requests went out in: its own when it has one open,
+    /// else the shared one. Opens nothing.
+    fn era_of_route(&self, http: &HttpLink, route: ClientRoute) -> UpstreamEra {
+        if let (Some(clients), ClientRoute::Session(secret)) = (&http.clients, route) {
+            if let Some((version, session)) = clients.open_session(secret) {
+                return UpstreamEra::Session { version, session };
+            }
+        }
+        http.era.borrow().clone()
+    }
+
+    /// The client session's upstream session: the open one, the one another call is opening,
+    /// or a new one.
+    async fn client_session(
+        &self,
+        http: &HttpLink,
+        clients: &ClientSessions,
+        secret: u128,
+        log_level: Option<&'static str>,
+    ) -> Result<UpstreamEra, String> {
+        let mut waited = false;
+        loop {
+            match clients.lookup(secret) {
+                Lookup::Open { version, session } => {
+                    return Ok(UpstreamEra::Session { version, session })
+                }
+                Lookup::Opening(done) if !waited => {
+                    done.wait().await;
+                    waited = true;
+                }
+                Lookup::Opening(_) => {
+                    return Err("its session is being opened again after a failed attempt".into())
+                }
+                Lookup::Full { entries_max } => {
+                    return Err(format!(
+                        "{entries_max} upstream sessions are open on this shard, one per client \
+                         session (sessions.sessions_max)"
+                    ))
+                }
+                Lookup::Reserved(ticket) => {
+                    return self
+                        .open_client_session(http, clients, (secret, ticket), log_level)
+                        .await
+                }
+            }
+        }
+    }
+
+    /// Opens the upstream session reserved under `ticket` for client session `secret`, and
+    /// sets its log level when the client chose one.
+    async fn open_client_session(
+        &self,
+        http: &HttpLink,
+        clients: &ClientSessions,
+        (secret, ticket): (u128, u64),
+        log_level: Option<&'static str>,
+    ) -> Result<UpstreamEra, String> {
+        let (version, session) = match self.open_session(http).await {
+            Ok((version, Some(id), _)) if id.len() > SESSION_ID_BYTES_MAX => {
+                clients.open_failed(secret, ticket);
+                self.close_session(http, clients, &id, version).await;
+                return Err(format!(
+                    "its Mcp-Session-Id is {} bytes, over the {SESSION_ID_BYTES_MAX} the \
+                     gateway keeps per client session",
+                    id.len()
+                ));
+            }
+            Ok((version, session, _)) => (version, session),
+            Err(e) => {
+                clients.open_failed(secret, ticket);
+                return Err(e);
+            }
+        };
+        let era = UpstreamEra::Session {
+            version,
+            session: session.clone(),
+        };
+        if let Some(level) = log_level.filter(|_| self.has_capability("logging")) {
+            // The client chose its level before this session existed.
+            if let Err(e) = self.set_level_under(http, &era, level).await {
+                log(format_args!(
+                    "upstream {}: logging/setLevel {level} on a new client session: {}",
+                    self.name(),
+                    failure_text(&e)
+                ));
+            }
+        }
+        if !clients.opened(secret, ticket, version, session.as_deref()) {
+            if let Some(session) = &session {
+                self.close_session(http, clients, session, version).await;
+            }
+            return Err("the client session ended while its upstream session opened".into());
+        }
+        Ok(era)
+    }
+
+    /// The upstream said the client session's upstream session (`expired`) is gone: opens
+    /// another one once.
+    async fn reopen_client_session(
+        &self,
+        http: &HttpLink,
+        expired: &UpstreamEra,
+        scope: SessionScope,
+    ) -> Result<UpstreamEra, CallFailure> {
+        let (SessionScope::Client { secret, log_level }, Some(clients)) = (scope, &http.clients)
+        else {
+            return self.reopen_shared_session(http).await;
+        };
+        let stale = match expired {
+            UpstreamEra::Session { session, .. } => session.as_deref(),
+            _ => None,
+        };
+        clients.expired(secret, stale);
+        self.client_session(http, clients, secret, log_level)
+            .await
+            .map_err(|e| {
+                CallFailure::Unavailable(format!(
+                    "upstream {}: its session for this client expired and opening another \
+                     failed: {e}",
+                    self.name()
+                ))
+            })
+    }
+
+    /// `logging/setLevel` under `era`'s session.
+    async fn set_level_under(
+        &self,
+        http: &HttpLink,
+        era: &UpstreamEra,
+        level: &str,
+    ) -> Result<(), CallFailure> {
+        let id = self.next_control_id();
+        let params = json!({ "level": level });
+        let body = request_body(id.as_bytes(), "logging/setLevel", Some(&params));
+        let answer = self
+            .http_exchange(
+                http,
+                era,
+                &body,
+                Mirrored::method("logging/setLevel"),
+                self.control_timeout_ms(),
+                id.as_bytes(),
+                &mut |message| self.unrelayed(message),
+                &mut None,
+            )
+            .await?;
+        answer.map(|_| ()).map_err(CallFailure::Rpc)
+    }
+
+    /// A client's `logging/setLevel`: under its own upstream session on a per_client upstream
+    /// (none open yet: the level goes out when it opens), else under the shared session.
+    pub async fn set_level(&self, level: &'static str, scope: SessionScope) -> CallOutcome {
+        if let (LinkKind::Http(http), SessionScope::Client { secret, .. }) = (&self.kind, scope) {
+            if let (true, Some(clients)) = (self.keeps_client_sessions(http), &http.clients) {
+                let Some((version, session)) = clients.open_session(secret) else {
+                    return Ok(empty_result());
+                };
+                let era = UpstreamEra::Session { version, session };
+                return self
+                    .set_level_under(http, &era, level)
+                    .await
+                    .map(|_| empty_result());
+            }
+        }
+        self.control_request("logging/setLevel", Some(json!({ "level": level })))
+            .await
+    }
+
+    /// The client session `secret` ended: its upstream session, if it has one here, gets its
+    /// `DELETE` soon.
+    pub fn end_client_session(self: &Rc<Self>, secret: u128) {
+        let LinkKind::Http(http) = &self.kind else {
+            return;
+        };
+        if let Some(clients) = &http.clients {
+            if clients.end(secret) {
+                self.spawn_closers(http, clients);
+            }
+        }
+    }
+
+    /// The shard stops: every client session's upstream session gets its `DELETE`.
+    pub fn end_client_sessions(self: &Rc<Self>) {
+        let LinkKind::Http(http) = &self.kind else {
+            return;
+        };
+        if let Some(clients) = &http.clients {
+            clients.end_all();
+            self.spawn_closers(http, clients);
+        }
+    }
+
+    /// Whether upstream sessions wait for, or are in, their `DELETE`.
+    pub fn is_closing_sessions(&self) -> bool {
+        match &self.kind {
+            LinkKind::Http(http) => http.clients.as_ref().is_some_and(|c| c.is_closing()),
+            _ => false,
+        }
+    }
+
+    /// Starts closer tasks, up to `pool_connections_max`, while sessions wait for `DELETE`.
+    fn spawn_closers(self: &Rc<Self>, http: &HttpLink, clients: &ClientSessions) {
+        while clients.start_closer(http.closers_max) {
+            let link = self.clone();
+            glommio::spawn_local(async move { link.run_closer().await }).detach();
+        }
+    }
+
+    /// One closer: `DELETE`s queued sessions until none wait.
+    async fn run_closer(&self) {
+        let LinkKind::Http(http) = &self.kind else {
+            return;
+        };
+        let Some(clients) = &http.clients else {
+            return;
+        };
+        while let Some(session) = clients.next_to_close() {
+            let version = version_of(&http.era.borrow());
+            self.close_session(http, clients, &session, version).await;
+        }
+    }
+
+    /// Sends `DELETE` for upstream session `session` (best effort, at most
+    /// [`SESSION_CLOSE_TIMEOUT_MS`]) and counts the outcome: closed on a 2xx or a 404 (the
+    /// server no longer has it), failed otherwise (a 405 means the server keeps it until it
+    /// expires).
+    async fn close_session(
+        &self,
+        http: &HttpLink,
+        clients: &ClientSessions,
+        session: &str,
+        version: &str,
+    ) {
+        let headers = [
+            ("Mcp-Session-Id", session),
+            ("MCP-Protocol-Version", version),
+        ];
+        let spec = RequestSpec {
+            method: "DELETE",
+            headers: &headers,
+            body: None,
+            timeout_ms: self.control_timeout_ms().min(SESSION_CLOSE_TIMEOUT_MS),
+        };
+        let closed = match http.pool.request(&spec).await {
+            Ok(Reply::Buffered(response)) => {
+                let status = response.head.status();
+                (200..300).contains(&status) || status == 404
+            }
+            Ok(Reply::Stream(_)) => true,
+            Err(_) => false,
+        };
+        clients.count_close(closed);
+    }
+
+    /// POSTs a notification or response under `era`'s session; `Ok` on 202/200.
     async fn http_post(
         &self,
         http: &HttpLink,
+        era: &UpstreamEra,
         body: &[u8],
         method: &str,
         timeout_ms: u64,
@@ -845,6 +1258,7 @@ impl UpstreamLink {
         let mut session = None;
         self.http_exchange(
             http,
+            era,
             body,
             Mirrored::method(method),
             timeout_ms,
@@ -856,13 +1270,15 @@ impl UpstreamLink {
         .map(|_| ())
     }
 
-    /// Sends one POST and reads its answer: a JSON body, or an event stream read until the
-    /// response whose id is `id` (other messages go to `on_event`). A notification's 202 is
+    /// Sends one POST under `era`'s session and reads its answer: a JSON body, or an event
+    /// stream read until the response whose id is `id` (other messages go to `on_event`, and
+    /// answers to them go back under the same session). A notification's 202 is
     /// `Ok(Ok(empty result))`. `session` receives an `Mcp-Session-Id` the server set.
     #[allow(clippy::too_many_arguments)]
     async fn http_exchange(
         &self,
         http: &HttpLink,
+        era: &UpstreamEra,
         body: &[u8],
         mirrored: Mirrored<'_>,
         timeout_ms: u64,
@@ -876,11 +1292,10 @@ impl UpstreamLink {
             name,
             params: param_headers,
         } = mirrored;
-        let era = http.era.borrow().clone();
         let encoded_name = name.map(header_value);
         let mut headers: Vec<(&str, &str)> =
             vec![("Accept", "application/json, text/event-stream")];
-        match &era {
+        match era {
             UpstreamEra::Stateless => {
                 headers.push((
                     "MCP-Protocol-Version",
@@ -921,7 +1336,7 @@ impl UpstreamLink {
             .await
             .map_err(|e| unavailable(e.to_string()))?;
         let session_sent = matches!(
-            &era,
+            era,
             UpstreamEra::Session {
                 session: Some(_),
                 ..
@@ -982,6 +1397,7 @@ impl UpstreamLink {
                         // Answered on a connection of its own, as any client POSTs a response.
                         let _ = Box::pin(self.http_post(
                             http,
+                            era,
                             &reply,
                             "",
                             self.control_timeout_ms(),
@@ -1067,15 +1483,22 @@ impl UpstreamLink {
         }
     }
 
-    /// Sends a client's answer to a relayed request (its id already restored).
-    pub async fn respond(&self, message: &[u8]) {
+    /// Sends a client's answer to a relayed request (its id already restored), under the
+    /// session the request came in (`route`'s own, when it has one).
+    pub async fn respond(&self, message: &[u8], route: ClientRoute) {
         match &self.kind {
             LinkKind::Builtin(_) => {}
             LinkKind::Http(http) => {
+                let era = self.era_of_route(http, route);
                 let _ = self
-                    .http_post(http, message, "", self.control_timeout_ms(), &mut |m| {
-                        self.unrelayed(m)
-                    })
+                    .http_post(
+                        http,
+                        &era,
+                        message,
+                        "",
+                        self.control_timeout_ms(),
+                        &mut |m| self.unrelayed(m),
+                    )
                     .await;
             }
             LinkKind::Stdio(stdio) => {
@@ -1251,6 +1674,10 @@ impl UpstreamLink {
             },
             lists_ttl_ms: self.lists_ttl.ttl_ms.get(),
             lists_refreshes_total: self.lists_ttl.refreshes_total.get(),
+            sessions: match &self.kind {
+                LinkKind::Http(http) => http.clients.as_ref().map(ClientSessions::stats),
+                _ => None,
+            },
         }
     }
 }
@@ -1271,6 +1698,14 @@ impl<'a> Mirrored<'a> {
             name: None,
             params: &[],
         }
+    }
+}
+
+/// The protocol version a session of `era` speaks (the gateway's own for any other era).
+fn version_of(era: &UpstreamEra) -> &'static str {
+    match era {
+        UpstreamEra::Session { version, .. } => version,
+        _ => SESSION_ERA_VERSION.as_str(),
     }
 }
 

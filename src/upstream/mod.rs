@@ -11,4 +11,5 @@ pub mod input;
 pub mod link;
 pub mod pending;
 pub mod pool;
+pub mod sessions;
 pub mod stdio;

@@ -57,6 +57,12 @@ impl PythonUpstream {
         }
     }
 
+    /// Starts the fixture named `name` speaking only the handshake era (`--handshake-only`):
+    /// a gateway in front of it keeps upstream sessions.
+    pub fn http_handshake_only(name: &str) -> PythonUpstream {
+        Self::http_with(name, &["--handshake-only"])
+    }
+
     /// Kills the fixture and starts a fresh process (no sessions, no runtime tools) on the
     /// same port.
     pub fn restart(&mut self) {

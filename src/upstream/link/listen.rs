@@ -324,10 +324,17 @@ impl UpstreamLink {
                 continue;
             }
             if let Some(reply) = self.on_listen_message(&event.data) {
+                // The stream belongs to the shared session; so does the answer.
+                let era = http.era.borrow().clone();
                 let _ = self
-                    .http_post(http, &reply, "", self.control_timeout_ms(), &mut |m| {
-                        self.unrelayed(m)
-                    })
+                    .http_post(
+                        http,
+                        &era,
+                        &reply,
+                        "",
+                        self.control_timeout_ms(),
+                        &mut |m| self.unrelayed(m),
+                    )
                     .await;
             }
         }
