@@ -156,6 +156,16 @@ impl Refused {
         }
     }
 
+    /// Params the method cannot take (-32602), answered under the request's `id`.
+    fn invalid_params(message: String, id: &RawValue) -> Refused {
+        Refused::new(
+            RefusalReason::InvalidJsonRpc,
+            jsonrpc::INVALID_PARAMS,
+            message,
+        )
+        .with_id(id)
+    }
+
     fn with_id(mut self, id: &RawValue) -> Refused {
         self.id = Some(id.to_owned());
         self
@@ -449,14 +459,8 @@ impl Endpoint {
         sessions: &RefCell<SessionTable>,
         now_ms: u64,
     ) -> Result<Reply, Refused> {
-        let init = InitializeParams::parse(params).map_err(|message| {
-            Refused::new(
-                RefusalReason::InvalidJsonRpc,
-                jsonrpc::INVALID_PARAMS,
-                message,
-            )
-            .with_id(id)
-        })?;
+        let init = InitializeParams::parse(params)
+            .map_err(|message| Refused::invalid_params(message, id))?;
         let version = ProtocolVersion::negotiate(&init.protocol_version);
         let client_json = format!(
             r#"{{"clientInfo":{},"capabilities":{}}}"#,
@@ -517,14 +521,8 @@ impl Endpoint {
             return Ok(rpc_reply(id, Err(error), Era::Stateless));
         }
         if method == "subscriptions/listen" {
-            let subscription = Subscription::parse(id, params).map_err(|message| {
-                Refused::new(
-                    RefusalReason::InvalidJsonRpc,
-                    jsonrpc::INVALID_PARAMS,
-                    message,
-                )
-                .with_id(id)
-            })?;
+            let subscription = Subscription::parse(id, params)
+                .map_err(|message| Refused::invalid_params(message, id))?;
             return Ok(Reply::Listen(subscription));
         }
         let route = self.router.inflight().request_route();

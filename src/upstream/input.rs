@@ -549,22 +549,29 @@ fn registry_full(call: &BridgedCall, requests: &ServerRequests) -> CallFailure {
 }
 
 fn stream_full(call: &BridgedCall) -> CallFailure {
-    let message = format!(
-        "upstream {}'s input requests do not fit the call's buffer for its client \
-         (pending.stream_buffer_bytes_max {} bytes)",
-        call.link.name(),
-        call.state.buffer_bytes_max()
-    );
-    let error = RpcError::new(jsonrpc::INTERNAL_ERROR, message)
-        .with_data(data(call, json!({"reason": "stream_buffer_bytes_max"})));
-    CallFailure::Rpc(error)
+    let upstream = call.link.name();
+    buffer_full(
+        call,
+        &format!(
+            "upstream {upstream}'s input requests do not fit the call's buffer for its client"
+        ),
+    )
 }
 
 fn answers_too_large(call: &BridgedCall) -> CallFailure {
+    let upstream = call.link.name();
+    buffer_full(
+        call,
+        &format!(
+            "the client's answers to upstream {upstream}'s input requests exceed the call's buffer"
+        ),
+    )
+}
+
+/// What did not fit the call's buffer for its client: `what` says which way it went.
+fn buffer_full(call: &BridgedCall, what: &str) -> CallFailure {
     let message = format!(
-        "the client's answers to upstream {}'s input requests exceed the call's buffer \
-         (pending.stream_buffer_bytes_max {} bytes)",
-        call.link.name(),
+        "{what} (pending.stream_buffer_bytes_max {} bytes)",
         call.state.buffer_bytes_max()
     );
     let error = RpcError::new(jsonrpc::INTERNAL_ERROR, message)

@@ -656,27 +656,8 @@ impl UpstreamLink {
     pub async fn cancel(&self, id: UpstreamRequestId, reason: &str, route: ClientRoute) {
         let params = json!({ "requestId": id.0, "reason": reason });
         let body = notification_body("notifications/cancelled", Some(&params));
-        match &self.kind {
-            LinkKind::Builtin(_) => {}
-            LinkKind::Http(http) => {
-                let era = self.era_of_route(http, route);
-                let _ = self
-                    .http_post(
-                        http,
-                        &era,
-                        &body,
-                        "notifications/cancelled",
-                        self.control_timeout_ms(),
-                        &mut |message| self.unrelayed(message),
-                    )
-                    .await;
-            }
-            LinkKind::Stdio(stdio) => {
-                if stdio.ready.get() {
-                    let _ = stdio.child.send(&body).await;
-                }
-            }
-        }
+        self.send_one_way(&body, "notifications/cancelled", route)
+            .await;
     }
 
     /// The gateway's own request: handshake-independent plumbing for lists and
@@ -1486,6 +1467,14 @@ impl UpstreamLink {
     /// Sends a client's answer to a relayed request (its id already restored), under the
     /// session the request came in (`route`'s own, when it has one).
     pub async fn respond(&self, message: &[u8], route: ClientRoute) {
+        self.send_one_way(message, "", route).await;
+    }
+
+    /// Sends a notification or a response (`method` names it for the mirrored header; empty
+    /// for a response) under `route`'s session; nothing comes back but a status. A stdio
+    /// child between restart and handshake gets nothing: what it is told belongs to the one
+    /// before it.
+    async fn send_one_way(&self, body: &[u8], method: &str, route: ClientRoute) {
         match &self.kind {
             LinkKind::Builtin(_) => {}
             LinkKind::Http(http) => {
@@ -1494,15 +1483,17 @@ impl UpstreamLink {
                     .http_post(
                         http,
                         &era,
-                        message,
-                        "",
+                        body,
+                        method,
                         self.control_timeout_ms(),
-                        &mut |m| self.unrelayed(m),
+                        &mut |message| self.unrelayed(message),
                     )
                     .await;
             }
             LinkKind::Stdio(stdio) => {
-                let _ = stdio.child.send(message).await;
+                if stdio.ready.get() {
+                    let _ = stdio.child.send(body).await;
+                }
             }
         }
     }
