@@ -20,7 +20,7 @@ use common::sdk_client::{
 use common::upstreams::{FixtureServer, PythonUpstream};
 use common::{config_with, Gateway};
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long a test waits for `/status` to show that nothing waits any more.
 const SETTLE_DEADLINE: Duration = Duration::from_secs(15);
@@ -46,22 +46,15 @@ fn pending_sum(status: &Value, key: &str) -> u64 {
 /// Polls `/status` until no call is in flight, waits on input, or waits for a client's answer;
 /// returns that status.
 fn wait_idle(gw: &Gateway) -> Value {
-    let started = Instant::now();
-    loop {
-        let status = gw.status();
-        let busy: u64 = ["entries", "relayed_requests", "input_calls"]
-            .iter()
-            .map(|key| pending_sum(&status, key))
-            .sum();
-        if busy == 0 {
-            return status;
-        }
-        assert!(
-            started.elapsed() < SETTLE_DEADLINE,
-            "calls or input requests still wait after {SETTLE_DEADLINE:?}: {status:#}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    gw.wait_status(
+        SETTLE_DEADLINE,
+        "no call in flight, waiting on input or on a client's answer",
+        |status| {
+            ["entries", "relayed_requests", "input_calls"]
+                .iter()
+                .all(|key| pending_sum(status, key) == 0)
+        },
+    )
 }
 
 /// The text of every content block of a prompt's messages, in order.

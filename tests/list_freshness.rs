@@ -8,11 +8,12 @@
 
 mod common;
 
+use common::mcp::upstream_status;
 use common::sdk_client::{ok_result, run_client, tool_text};
 use common::upstreams::{Everything, PythonUpstream};
 use common::{config_with, Gateway};
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long a test waits for the gateway to reach a state it polls `/status` for.
 const SETTLE_DEADLINE: Duration = Duration::from_secs(20);
@@ -20,17 +21,6 @@ const SETTLE_DEADLINE: Duration = Duration::from_secs(20);
 /// A `[[upstreams]]` entry of kind `http`.
 fn http_upstream(name: &str, url: &str) -> String {
     format!("[[upstreams]]\nname = \"{name}\"\nkind = \"http\"\nurl = \"{url}\"\n")
-}
-
-/// The upstream named `name` in the `/status` of shard `shard`.
-fn upstream_status(status: &Value, shard: usize, name: &str) -> Value {
-    status["shards"][shard]["upstreams"]
-        .as_array()
-        .unwrap_or_else(|| panic!("/status shard {shard} has no upstreams: {status:#}"))
-        .iter()
-        .find(|u| u["name"] == name)
-        .unwrap_or_else(|| panic!("/status shard {shard} lacks upstream {name}: {status:#}"))
-        .clone()
 }
 
 /// The listen stream of upstream `name` on every shard.
@@ -52,29 +42,17 @@ fn listen_total(status: &Value, shards: u32, name: &str, key: &str) -> u64 {
         .sum()
 }
 
-/// Polls `/status` until `done` holds for it; returns that status or panics naming `what`.
-fn wait_status(gw: &Gateway, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let started = Instant::now();
-    loop {
-        let status = gw.status();
-        if done(&status) {
-            return status;
-        }
-        assert!(
-            started.elapsed() < SETTLE_DEADLINE,
-            "{what} not reached within {SETTLE_DEADLINE:?}: {status:#}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Waits until upstream `name`'s listen stream is open on every shard.
 fn wait_listen_open(gw: &Gateway, name: &str) -> Value {
-    wait_status(gw, &format!("{name} listen streams open"), |status| {
-        listens(status, gw.shards, name)
-            .iter()
-            .all(|listen| listen["state"] == "open")
-    })
+    gw.wait_status(
+        SETTLE_DEADLINE,
+        &format!("{name} listen streams open"),
+        |status| {
+            listens(status, gw.shards, name)
+                .iter()
+                .all(|listen| listen["state"] == "open")
+        },
+    )
 }
 
 /// A legacy client's script: `pyh__add_tool_later` registers `tool` on the upstream after the
@@ -152,7 +130,7 @@ fn the_listen_stream_reopens_after_the_upstream_restarts_and_follows_its_new_ses
     let gw = Gateway::start(&config_with(&http_upstream("pyh", py.url())), 1);
     wait_listen_open(&gw, "pyh");
     py.restart();
-    let status = wait_status(&gw, "the listen stream reopened", |status| {
+    let status = gw.wait_status(SETTLE_DEADLINE, "the listen stream reopened", |status| {
         let listen = &listens(status, 1, "pyh")[0];
         listen["state"] == "open" && listen["opened_total"].as_u64() >= Some(2)
     });
@@ -174,7 +152,7 @@ fn a_server_without_a_listen_stream_is_asked_once_per_session() {
     // calls and lists go on as before.
     let py = PythonUpstream::http_with("pyh", &["--handshake-only", "--no-get"]);
     let gw = Gateway::start(&config_with(&http_upstream("pyh", py.url())), 1);
-    wait_status(&gw, "listen not offered", |status| {
+    gw.wait_status(SETTLE_DEADLINE, "listen not offered", |status| {
         listens(status, 1, "pyh")[0]["state"] == "not_offered"
     });
     // Several epoch ticks and backoff periods later, still one GET: nothing was retried.
@@ -207,8 +185,8 @@ fn requests_and_notifications_on_server_everythings_listen_stream_are_answered_a
         &json!([{"op": "call", "tool": "everyh__toggle-simulated-logging", "args": {}}]),
     );
     ok_result(&report, 0);
-    let status = wait_status(
-        &gw,
+    let status = gw.wait_status(
+        SETTLE_DEADLINE,
         "a refused request and a dropped notification",
         |status| {
             let listen = &listens(status, 1, "everyh")[0];
@@ -235,7 +213,7 @@ fn a_stateless_upstreams_new_tool_appears_after_its_ttl_without_any_notification
     // again once their ttl passed, at most once per epoch tick (1 s here).
     let py = PythonUpstream::http("pyd", false);
     let gw = Gateway::start(&config_with(&http_upstream("pyd", py.url())), 2);
-    let status = wait_status(&gw, "ttl-driven refreshes", |status| {
+    let status = gw.wait_status(SETTLE_DEADLINE, "ttl-driven refreshes", |status| {
         (0..2).all(|shard| {
             upstream_status(status, shard, "pyd")["lists_refreshes_total"].as_u64() >= Some(2)
         })

@@ -10,7 +10,7 @@
 mod common;
 
 use common::client::{Conn, SseItem, SseParser};
-use common::mcp::{stateless_body, stateless_post, META_VERSION};
+use common::mcp::{stateless_body, stateless_post, upstream_status, META_VERSION};
 use common::sdk_client::{
     log_texts, ok_result, progress_pairs, run_client, tool_text, SESSION_ERA, STATELESS_ERA,
 };
@@ -52,33 +52,6 @@ fn closed_port_url() -> String {
     let addr: SocketAddr = listener.local_addr().expect("local addr");
     drop(listener);
     format!("http://{addr}/mcp")
-}
-
-/// The upstream named `name` in the `/status` of shard `shard`.
-fn upstream_status(status: &Value, shard: usize, name: &str) -> Value {
-    status["shards"][shard]["upstreams"]
-        .as_array()
-        .unwrap_or_else(|| panic!("/status shard {shard} has no upstreams: {status:#}"))
-        .iter()
-        .find(|u| u["name"] == name)
-        .unwrap_or_else(|| panic!("/status shard {shard} lacks upstream {name}: {status:#}"))
-        .clone()
-}
-
-/// Polls `/status` until `done` holds for it; returns that status or panics naming `what`.
-fn wait_status(gw: &Gateway, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let started = Instant::now();
-    loop {
-        let status = gw.status();
-        if done(&status) {
-            return status;
-        }
-        assert!(
-            started.elapsed() < SETTLE_DEADLINE,
-            "{what} not reached within {SETTLE_DEADLINE:?}: {status:#}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// A stateless-era `tools/call` of `tool` on a fresh connection; returns status and JSON body.
@@ -454,11 +427,9 @@ fn a_stdio_upstreams_list_change_reaches_a_2026_client_on_its_listen_stream() {
     assert!(tools.iter().any(|t| t["name"] == "pys__heard"), "{tools:?}");
     assert_eq!(tool_text(&report, 2), "pys: heard called");
     // The client closed its stream on leaving; the gateway lets go of it.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while gw.status()["totals"]["notification_streams"] != 0 {
-        assert!(Instant::now() < deadline, "{:#}", gw.status());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    gw.wait_status(SETTLE_DEADLINE, "no notification stream open", |s| {
+        s["totals"]["notification_streams"] == 0
+    });
 }
 
 // --- 2. an upstream that never answers -------------------------------------------------------
@@ -562,9 +533,11 @@ fn an_upstream_that_never_answers_costs_bounded_memory() {
     // Warm up the allocator and the connection paths before the baseline.
     let warm_up = flood_mute(&gw, 10, 10);
     assert_eq!(warm_up, [MuteOutcome::TimedOut; 10]);
-    wait_status(&gw, "pending entries back to 0 after warm-up", |s| {
-        s["shards"][0]["pending"]["entries"] == 0
-    });
+    gw.wait_status(
+        SETTLE_DEADLINE,
+        "pending entries back to 0 after warm-up",
+        |s| s["shards"][0]["pending"]["entries"] == 0,
+    );
     let rss_before = rss_bytes(gw.pid());
     let stop = AtomicBool::new(false);
     let peak = AtomicU64::new(0);
@@ -591,7 +564,7 @@ fn an_upstream_that_never_answers_costs_bounded_memory() {
         "pending.entries reached {peak}, over pending_max 50"
     );
     assert!(peak > 0, "the watcher never saw a pending entry");
-    let status = wait_status(&gw, "pending entries back to 0", |s| {
+    let status = gw.wait_status(SETTLE_DEADLINE, "pending entries back to 0", |s| {
         s["shards"][0]["pending"]["entries"] == 0
     });
     let pending = &status["shards"][0]["pending"];
@@ -625,9 +598,11 @@ fn a_saturated_upstream_leaves_room_for_the_others() {
     let gw = Gateway::start(&mute_config(50, 25), 1);
     let outcomes = std::thread::scope(|scope| {
         let flood = scope.spawn(|| flood_mute(&gw, 50, 150));
-        wait_status(&gw, "mute saturated at pending_per_upstream_max", |s| {
-            upstream_status(s, 0, "mute")["in_flight"] == 25
-        });
+        gw.wait_status(
+            SETTLE_DEADLINE,
+            "mute saturated at pending_per_upstream_max",
+            |s| upstream_status(s, 0, "mute")["in_flight"] == 25,
+        );
         for id in 0..5 {
             let (status, answer) =
                 stateless_call(&gw, 9000 + id, "demo__echo", json!({"text": "still here"}));
@@ -761,7 +736,7 @@ fn a_stdio_upstream_killed_mid_request_is_restarted_without_zombies() {
             let answer = stateless_call(&gw, 1, "pys__slow", json!({"ms": 5000}));
             (answer, started.elapsed())
         });
-        wait_status(&gw, "the slow call in flight", |s| {
+        gw.wait_status(SETTLE_DEADLINE, "the slow call in flight", |s| {
             upstream_status(s, 0, "pys")["in_flight"] == 1
         });
         let crash = stateless_call(&gw, 2, "pys__crash", json!({}));
@@ -779,7 +754,7 @@ fn a_stdio_upstream_killed_mid_request_is_restarted_without_zombies() {
     assert_eq!(status, 200, "{crashed}");
     assert_eq!(crashed["error"]["data"]["upstream"], "pys", "{crashed}");
 
-    let status = wait_status(&gw, "pys restarted and up", |s| {
+    let status = gw.wait_status(SETTLE_DEADLINE, "pys restarted and up", |s| {
         let pys = upstream_status(s, 0, "pys");
         pys["up"] == true && pys["stdio"]["restarts_total"].as_u64() >= Some(1)
     });

@@ -5,6 +5,8 @@
 //! `params._meta` with the version and client capabilities, mirrored in the `MCP-Protocol-Version`,
 //! `Mcp-Method` and `Mcp-Name` headers.
 
+use std::time::{Duration, Instant};
+
 use serde_json::{json, Value};
 
 use super::client::{oneshot, Conn, Request, Response};
@@ -117,6 +119,17 @@ pub fn stateless_body_for(id: u64, method: &str, mut params: Value, version: &st
     rpc(id, method, params)
 }
 
+/// The upstream named `name` in the `/status` of shard `shard`.
+pub fn upstream_status(status: &Value, shard: usize, name: &str) -> Value {
+    status["shards"][shard]["upstreams"]
+        .as_array()
+        .unwrap_or_else(|| panic!("/status shard {shard} has no upstreams: {status:#}"))
+        .iter()
+        .find(|u| u["name"] == name)
+        .unwrap_or_else(|| panic!("/status shard {shard} lacks upstream {name}: {status:#}"))
+        .clone()
+}
+
 /// The concatenated `text` of every text content item in a `tools/call` result.
 pub fn content_text(result: &Value) -> String {
     result["content"]
@@ -173,6 +186,28 @@ impl Gateway {
         let response = self.admin_get("/status");
         assert_eq!(response.status, 200, "/status: {}", response.text());
         response.json()
+    }
+
+    /// Polls `/status` until `done` holds for it; returns that status, or panics naming `what`
+    /// once `within` has passed.
+    pub fn wait_status(
+        &self,
+        within: Duration,
+        what: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let started = Instant::now();
+        loop {
+            let status = self.status();
+            if done(&status) {
+                return status;
+            }
+            assert!(
+                started.elapsed() < within,
+                "{what} not reached within {within:?}: {status:#}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// `totals.sessions` from `/status`.
