@@ -181,6 +181,47 @@ fn meta_without_client_capabilities_is_400_invalid_params() {
 }
 
 #[test]
+fn meta_member_of_the_wrong_type_is_400_naming_it_for_routed_and_listed_methods() {
+    let gw = gateway();
+    let cases = [
+        ("progressToken", json!({"a": 1}), "progressToken"),
+        (
+            "io.modelcontextprotocol/clientInfo",
+            json!("wrk"),
+            "clientInfo",
+        ),
+        (
+            "io.modelcontextprotocol/logLevel",
+            json!("loud"),
+            "logLevel",
+        ),
+    ];
+    for (method, params) in [
+        (
+            "tools/call",
+            json!({"name": "demo__echo", "arguments": {"text": "x"}}),
+        ),
+        ("tools/list", json!({})),
+    ] {
+        for (key, value, named) in &cases {
+            let mut body = stateless_body(4, method, params.clone());
+            body["params"]["_meta"][key] = value.clone();
+            let error = assert_error(&gw.stateless(&body), 400, -32602);
+            let message = error["message"].as_str().unwrap_or_default();
+            assert!(message.contains(named), "{method} with {key}: {error}");
+        }
+        let mut body = stateless_body(4, method, params.clone());
+        body["params"]["_meta"] = json!([1]);
+        let error = assert_error(&gw.stateless(&body), 400, -32602);
+        let message = error["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("_meta must be an object"),
+            "{method}: {error}"
+        );
+    }
+}
+
+#[test]
 fn unsupported_version_is_400_with_supported_list() {
     let gw = gateway();
     let body = stateless_body_for(

@@ -292,7 +292,13 @@ pub fn parse(bytes: &[u8]) -> Result<Message<'_>, EnvelopeError<'_>> {
     if first_byte(bytes) != Some(b'{') {
         return Err(refuse_non_object(bytes));
     }
-    let envelope: RawEnvelope<'_> = serde_json::from_slice(bytes).map_err(|e| {
+    // Text checked as UTF-8 once spares a check of every raw member; for bytes that are not
+    // UTF-8 the slice parse gives the same verdict and says where the bad byte is.
+    let envelope: Result<RawEnvelope<'_>, _> = match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(bytes),
+    };
+    let envelope = envelope.map_err(|e| {
         let kind = if e.is_data() {
             EnvelopeErrorKind::Shape
         } else {
@@ -794,18 +800,39 @@ impl<'a> Meta<'a> {
         Ok((Self::from_probe(probe)?, name))
     }
 
+    /// [`Meta::from_params`] from members already read: `meta` is `params._meta` as sent,
+    /// `members` its members when it is an object. A key that repeats counts with its last
+    /// value, as [`Members`] reads it.
+    pub fn from_members(
+        meta: Option<&'a RawValue>,
+        members: Option<&Members<'a>>,
+    ) -> Result<Meta<'a>, RpcError> {
+        let Some(meta) = meta else {
+            return Ok(Meta::default());
+        };
+        check_meta_object(meta)?;
+        let get = |key: &str| members.and_then(|m| m.get(key));
+        Self::checked(RawMeta {
+            progress_token: get(META_PROGRESS_TOKEN),
+            protocol_version: get(META_PROTOCOL_VERSION),
+            client_capabilities: get(META_CLIENT_CAPABILITIES),
+            client_info: get(META_CLIENT_INFO),
+            log_level: get(META_LOG_LEVEL),
+        })
+    }
+
     fn from_probe(probe: ParamsProbe<'a>) -> Result<Meta<'a>, RpcError> {
         let Some(meta) = probe.meta else {
             return Ok(Meta::default());
         };
-        if json_kind(meta) != "object" {
-            return Err(RpcError::invalid_params(format!(
-                "params._meta must be an object, got {}",
-                json_kind(meta)
-            )));
-        }
+        check_meta_object(meta)?;
         let raw: RawMeta<'a> = serde_json::from_str(meta.get())
             .map_err(|e| RpcError::invalid_params(format!("invalid params._meta: {e}")))?;
+        Self::checked(raw)
+    }
+
+    /// Each protocol member checked for its type.
+    fn checked(raw: RawMeta<'a>) -> Result<Meta<'a>, RpcError> {
         Ok(Meta {
             progress_token: raw.progress_token.map(check_progress_token).transpose()?,
             protocol_version: raw.protocol_version.map(meta_string).transpose()?,
@@ -820,6 +847,16 @@ impl<'a> Meta<'a> {
             log_level: raw.log_level.map(check_log_level).transpose()?,
         })
     }
+}
+
+fn check_meta_object(meta: &RawValue) -> Result<(), RpcError> {
+    if json_kind(meta) == "object" {
+        return Ok(());
+    }
+    Err(RpcError::invalid_params(format!(
+        "params._meta must be an object, got {}",
+        json_kind(meta)
+    )))
 }
 
 fn meta_type_error(key: &str, expected: &str, value: &RawValue) -> RpcError {
@@ -980,6 +1017,28 @@ mod tests {
         }
         let err = parse(b"{\"jsonrpc\":\"2.0\",\"method\":\"\xff\"}").unwrap_err();
         assert_eq!(err.kind(), EnvelopeErrorKind::Parse);
+    }
+
+    #[test]
+    fn parse_checks_utf8_where_json_does() {
+        let ignored = b"{\"jsonrpc\":\"2.0\",\"x\":\"\xff\",\"id\":1,\"method\":\"ping\"}";
+        assert!(matches!(parse(ignored), Ok(Message::Request { .. })));
+        let in_method = b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"p\xffng\"}";
+        let error = parse(in_method).unwrap_err();
+        assert_eq!(
+            error.kind(),
+            EnvelopeErrorKind::Parse,
+            "{}",
+            error.message()
+        );
+        let text = r#"{"jsonrpc":"2.0","id":1,"method":"télé","params":{"n":"é"}}"#;
+        match parse_str(text) {
+            Ok(Message::Request { method, params, .. }) => {
+                assert_eq!(method, "télé");
+                assert_eq!(params.unwrap().get(), r#"{"n":"é"}"#);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -192,6 +192,20 @@ impl<'a> CallParams<'a> {
         self.text_len
     }
 
+    /// The name the stateless era mirrors in `Mcp-Name`: `params.name` or `params.uri`
+    /// (see [`jsonrpc::routing_name`]); `None` for `completion/complete`.
+    pub fn mirrored_name(&self) -> Option<Cow<'a, str>> {
+        match self.routing.field {
+            RoutingField::Name | RoutingField::Uri => Some(self.routing.merged.clone()),
+            RoutingField::RefName | RoutingField::RefUri => None,
+        }
+    }
+
+    /// The protocol members of `_meta`, checked as [`jsonrpc::Meta::from_params`] checks them.
+    pub fn protocol_meta(&self) -> Result<jsonrpc::Meta<'a>, jsonrpc::RpcError> {
+        jsonrpc::Meta::from_members(self.top.get("_meta"), self.meta.as_ref())
+    }
+
     /// The client's `_meta.progressToken`, as it sent it.
     pub fn progress_token(&self) -> Option<&'a RawValue> {
         self.meta.as_ref()?.get(META_PROGRESS_TOKEN)

@@ -52,7 +52,7 @@ const CATALOGUE_LIMITS: CatalogueLimits = CatalogueLimits {
 };
 
 /// The methods routed to the one upstream that owns the named thing.
-const ROUTED_METHODS: [&str; 4] = [
+pub const ROUTED_METHODS: [&str; 4] = [
     "tools/call",
     "prompts/get",
     "resources/read",
@@ -618,11 +618,16 @@ impl Router {
     }
 
     fn routed(&self, method: &str, params: Option<&RawValue>, client: Client<'_>) -> Answer {
+        match CallParams::read(method, params) {
+            Ok(params) => self.call_routed(method, &params, client),
+            Err(message) => Answer::Now(Err(RpcError::invalid_params(message))),
+        }
+    }
+
+    /// A routed method (`tools/call`, `prompts/get`, `resources/read`,
+    /// `completion/complete`) whose params the caller already read.
+    pub fn call_routed(&self, method: &str, params: &CallParams<'_>, client: Client<'_>) -> Answer {
         let state = &self.state;
-        let params = match CallParams::read(method, params) {
-            Ok(params) => params,
-            Err(message) => return Answer::Now(Err(RpcError::invalid_params(message))),
-        };
         let Routing { kind, merged, .. } = params.routing();
         let route = state.routes.borrow().route(*kind, merged);
         let Some(route) = route else {

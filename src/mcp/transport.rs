@@ -13,7 +13,8 @@ use serde_json::value::RawValue;
 use crate::config::Config;
 use crate::mcp::jsonrpc::{self, Message, Meta, RpcError};
 use crate::mcp::listen::Subscription;
-use crate::mcp::router::{Answer, Client, Era, Relay, Router};
+use crate::mcp::params::CallParams;
+use crate::mcp::router::{Answer, Client, Era, Relay, Router, ROUTED_METHODS};
 use crate::mcp::session::{SessionId, SessionRefusal, SessionTable};
 use crate::mcp::version::ProtocolVersion;
 use crate::refusal::{RefusalCounters, RefusalReason};
@@ -509,7 +510,19 @@ impl Endpoint {
                 ))
             }
         };
-        let (meta, body_name) = Meta::with_routing_name(method, params).map_err(|error| {
+        // A routed request's params are read once, for the checks here and for the router;
+        // params it cannot route by are left to the router to refuse, after the checks.
+        let routed = ROUTED_METHODS
+            .contains(&method)
+            .then(|| CallParams::read(method, params).ok())
+            .flatten();
+        let read = match &routed {
+            Some(call) => call
+                .protocol_meta()
+                .map(|meta| (meta, call.mirrored_name())),
+            None => Meta::with_routing_name(method, params),
+        };
+        let (meta, body_name) = read.map_err(|error| {
             Refused::new(RefusalReason::MissingMeta, error.code, error.message).with_id(id)
         })?;
         require_stateless_meta(&meta).map_err(|r| r.with_id(id))?;
@@ -534,10 +547,14 @@ impl Endpoint {
             param_headers: h.param_headers,
             input_capabilities: InputCapabilities::NONE,
         };
-        let answer = self
-            .router
-            .call(Era::Stateless, method, params, client)
-            .await;
+        let answer = match &routed {
+            Some(call) => self.router.call_routed(method, call, client),
+            None => {
+                self.router
+                    .call(Era::Stateless, method, params, client)
+                    .await
+            }
+        };
         self.answer(id, answer, Era::Stateless)
     }
 }
