@@ -545,12 +545,6 @@ pub fn result_bytes(id: &RawValue, result: &RawValue) -> Vec<u8> {
     out
 }
 
-#[derive(Deserialize)]
-struct ResultTypeProbe<'a> {
-    #[serde(rename = "resultType", borrow, default, deserialize_with = "present")]
-    result_type: Option<&'a RawValue>,
-}
-
 /// Appends a result response for a session-era client: like [`write_result`], but a
 /// stateless-era upstream's top-level `"resultType":"complete"` is left out (that era does not
 /// have the member; every other member is copied as it came). `Err` (nothing written) names the
@@ -594,9 +588,7 @@ pub fn write_session_era_result(
 pub fn write_complete_result(out: &mut Vec<u8>, id: &RawValue, result: &RawValue) {
     let text = result.get();
     // A result that is not an object cannot take a member; it is copied as it is.
-    let has_result_type = serde_json::from_str::<ResultTypeProbe<'_>>(text)
-        .map(|probe| probe.result_type.is_some())
-        .unwrap_or(true);
+    let has_result_type = Members::read(result).is_none_or(|m| m.get("resultType").is_some());
     let Some(members) = text.strip_prefix('{').filter(|_| !has_result_type) else {
         write_result(out, id, result);
         return;

@@ -36,6 +36,7 @@ use serde_json::{json, Map, Value};
 
 use crate::http::client::with_deadline;
 use crate::mcp::jsonrpc::{self, Message, Outcome, RpcError};
+use crate::mcp::members::Members;
 use crate::upstream::inflight::{CallFailure, CallState, ClientRoute, ServerRequests};
 use crate::upstream::link::{CallOutcome, UpstreamLink};
 use crate::upstream::pending::UpstreamRequestId;
@@ -197,11 +198,6 @@ struct InputRequired<'a> {
 /// one that is, but cannot be read.
 fn input_required(result: &RawValue) -> Result<Option<InputRequired<'_>>, String> {
     #[derive(Deserialize)]
-    struct Probe<'a> {
-        #[serde(rename = "resultType", borrow, default)]
-        result_type: Option<Cow<'a, str>>,
-    }
-    #[derive(Deserialize)]
     struct Asked<'a> {
         #[serde(rename = "inputRequests", borrow, default)]
         input_requests: Option<std::collections::BTreeMap<String, &'a RawValue>>,
@@ -215,8 +211,9 @@ fn input_required(result: &RawValue) -> Result<Option<InputRequired<'_>>, String
         #[serde(borrow, default)]
         params: Option<&'a RawValue>,
     }
-    let probe: Option<Probe<'_>> = serde_json::from_str(result.get()).ok();
-    if probe.and_then(|p| p.result_type).as_deref() != Some("input_required") {
+    let members = Members::read(result);
+    let result_type = members.as_ref().and_then(|m| m.get("resultType"));
+    if result_type.and_then(jsonrpc::raw_str).as_deref() != Some("input_required") {
         return Ok(None);
     }
     let asked: Asked<'_> = serde_json::from_str(result.get())
