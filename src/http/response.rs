@@ -6,6 +6,7 @@
 //! `Transfer-Encoding`, `Connection`) and refuses handler headers that would forge them or split
 //! the head (CR, LF or NUL in a value).
 
+use crate::http::push_decimal;
 use crate::runtime::shutdown::ShutdownSignal;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
@@ -244,18 +245,33 @@ impl<'c> ResponseWriter<'c> {
             || framing == BodyFraming::UntilClose;
         self.exchange.close = close;
         let out = &mut *self.out;
-        write!(out, "HTTP/1.1 {status} {}\r\n", reason_phrase(status))?;
+        out.extend_from_slice(b"HTTP/1.1 ");
+        push_decimal(out, u64::from(status));
+        for piece in [" ", reason_phrase(status), "\r\n"] {
+            out.extend_from_slice(piece.as_bytes());
+        }
         for (name, value) in fixed.iter().chain(headers) {
-            write!(out, "{name}: {value}\r\n")?;
+            for piece in [*name, ": ", *value, "\r\n"] {
+                out.extend_from_slice(piece.as_bytes());
+            }
         }
         match framing {
             BodyFraming::Length(_) if status == 204 => {}
-            BodyFraming::Length(length) => write!(out, "Content-Length: {length}\r\n")?,
+            BodyFraming::Length(length) => {
+                out.extend_from_slice(b"Content-Length: ");
+                push_decimal(out, length as u64);
+                out.extend_from_slice(b"\r\n");
+            }
             BodyFraming::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
             BodyFraming::UntilClose => {}
         }
-        let connection = if close { "close" } else { "keep-alive" };
-        write!(out, "Connection: {connection}\r\n\r\n")
+        let connection: &[u8] = if close {
+            b"Connection: close\r\n\r\n"
+        } else {
+            b"Connection: keep-alive\r\n\r\n"
+        };
+        out.extend_from_slice(connection);
+        Ok(())
     }
 }
 

@@ -16,8 +16,8 @@
 //!
 //! Owns nothing: it borrows the request body of the connection that received it.
 
+use crate::http::push_decimal;
 use std::borrow::Cow;
-use std::io::Write;
 
 use serde_json::value::RawValue;
 
@@ -278,7 +278,7 @@ impl<'a> CallParams<'a> {
         }
         if let Some(id) = rewrite.progress {
             member_key(out, META_PROGRESS_TOKEN, &mut inner_first);
-            write!(out, "{}", id.0).expect("writing to a Vec succeeds");
+            push_decimal(out, id.0);
         }
         if let Some(level) = rewrite.log_level {
             member_key(out, META_LOG_LEVEL, &mut inner_first);

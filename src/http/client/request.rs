@@ -1,8 +1,8 @@
 //! The request writer: one HTTP/1.1 request head and its JSON body into a reused buffer.
 
 use super::{ClientError, ClientErrorKind};
+use crate::http::push_decimal;
 use crate::http::response::check_header;
-use std::io::Write;
 
 /// Appends one request to `out`: `method target HTTP/1.1`, `Host: host`, the caller's
 /// `headers`, and with a `body` `Content-Type: application/json` (unless `headers` set one) and
@@ -27,12 +27,8 @@ pub fn write_request(
         }
         check_header(name, value).map_err(|error| invalid(error.to_string()))?;
     }
-    let start = out.len();
-    let written = write_all(out, method, target, host, headers, body);
-    if written.is_err() {
-        out.truncate(start);
-    }
-    written.map_err(|error| invalid(format!("request head: {error}")))
+    write_all(out, method, target, host, headers, body);
+    Ok(())
 }
 
 fn write_all(
@@ -42,7 +38,7 @@ fn write_all(
     host: &str,
     headers: &[(&str, &str)],
     body: Option<&[u8]>,
-) -> std::io::Result<()> {
+) {
     // Pieces appended one by one: `write!` would run the formatting machinery per header.
     let header_bytes: usize = headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
     out.reserve(64 + target.len() + host.len() + header_bytes + body.map_or(0, <[u8]>::len));
@@ -62,13 +58,14 @@ fn write_all(
             if !typed {
                 out.extend_from_slice(b"Content-Type: application/json\r\n");
             }
-            write!(out, "Content-Length: {}\r\n\r\n", body.len())?;
+            out.extend_from_slice(b"Content-Length: ");
+            push_decimal(out, body.len() as u64);
+            out.extend_from_slice(b"\r\n\r\n");
             out.extend_from_slice(body);
         }
         None if method == "POST" => out.extend_from_slice(b"Content-Length: 0\r\n\r\n"),
         None => out.extend_from_slice(b"\r\n"),
     }
-    Ok(())
 }
 
 fn check_request_line(method: &str, target: &str, host: &str) -> Result<(), ClientError> {
