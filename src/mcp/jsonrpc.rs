@@ -23,6 +23,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
 use crate::mcp::members::{member_key, Members};
+use crate::mcp::scan;
 
 /// The only `jsonrpc` value accepted and written.
 pub const JSONRPC_VERSION: &str = "2.0";
@@ -267,7 +268,7 @@ impl std::error::Error for RpcError {}
 
 /// The top-level members of a message, all raw. `present` keeps an explicit `null` as
 /// `Some("null")` so that "absent" and "null" stay distinguishable.
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct RawEnvelope<'a> {
     #[serde(borrow, default, deserialize_with = "present")]
     jsonrpc: Option<&'a RawValue>,
@@ -283,6 +284,28 @@ struct RawEnvelope<'a> {
     error: Option<&'a RawValue>,
 }
 
+impl<'a> RawEnvelope<'a> {
+    /// The envelope of `text` by [`scan::object_members`], or `None` (see [`parse`]).
+    fn scan(text: &'a str) -> Option<RawEnvelope<'a>> {
+        let mut envelope = RawEnvelope::default();
+        for (key, value) in scan::object_members(text)? {
+            let slot = match key.as_ref() {
+                "jsonrpc" => &mut envelope.jsonrpc,
+                "id" => &mut envelope.id,
+                "method" => &mut envelope.method,
+                "params" => &mut envelope.params,
+                "result" => &mut envelope.result,
+                "error" => &mut envelope.error,
+                _ => continue,
+            };
+            if slot.replace(value).is_some() {
+                return None;
+            }
+        }
+        Some(envelope)
+    }
+}
+
 fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
     <&'de RawValue>::deserialize(d).map(Some)
 }
@@ -292,11 +315,15 @@ pub fn parse(bytes: &[u8]) -> Result<Message<'_>, EnvelopeError<'_>> {
     if first_byte(bytes) != Some(b'{') {
         return Err(refuse_non_object(bytes));
     }
-    // Text checked as UTF-8 once spares a check of every raw member; for bytes that are not
-    // UTF-8 the slice parse gives the same verdict and says where the bad byte is.
-    let envelope: Result<RawEnvelope<'_>, _> = match std::str::from_utf8(bytes) {
-        Ok(text) => serde_json::from_str(text),
-        Err(_) => serde_json::from_slice(bytes),
+    // One scan of UTF-8 text reads a well-formed message; serde_json reads the rest (bytes
+    // that are not UTF-8, invalid JSON, a repeated member) and names what is wrong with it.
+    let text = std::str::from_utf8(bytes).ok();
+    if let Some(envelope) = text.and_then(RawEnvelope::scan) {
+        return classify(envelope);
+    }
+    let envelope: Result<RawEnvelope<'_>, _> = match text {
+        Some(text) => serde_json::from_str(text),
+        None => serde_json::from_slice(bytes),
     };
     let envelope = envelope.map_err(|e| {
         let kind = if e.is_data() {
@@ -1009,6 +1036,33 @@ mod tests {
         }
         let err = parse(b"{\"jsonrpc\":\"2.0\",\"method\":\"\xff\"}").unwrap_err();
         assert_eq!(err.kind(), EnvelopeErrorKind::Parse);
+    }
+
+    #[test]
+    fn the_envelope_scan_reads_what_serde_json_reads() {
+        fn fields(e: &RawEnvelope<'_>) -> [Option<String>; 6] {
+            [e.jsonrpc, e.id, e.method, e.params, e.result, e.error]
+                .map(|f| f.map(|v| v.get().to_owned()))
+        }
+        for text in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","x":[1,{"y":null}]}}"#,
+            r#" { "id" : "s-1" , "jsonrpc" : "2.0", "result" : {"content":[]} , "z": -0.5e3 } "#,
+            r#"{"jsonrpc":"2.0","method":"notifications/x","params":null,"extra":{"id":2}}"#,
+            r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"m\n\"q\""}}"#,
+            "{}",
+        ] {
+            let scanned = RawEnvelope::scan(text).unwrap_or_else(|| panic!("not scanned: {text}"));
+            let read: RawEnvelope<'_> = serde_json::from_str(text).unwrap();
+            assert_eq!(fields(&scanned), fields(&read), "{text}");
+        }
+        let repeated = r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"ping"}"#;
+        assert!(RawEnvelope::scan(repeated).is_none());
+        let error = parse_str(repeated).unwrap_err();
+        assert!(
+            error.message().contains("duplicate field"),
+            "{}",
+            error.message()
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod listen;
 pub mod members;
 pub mod params;
 pub mod router;
+pub mod scan;
 pub mod session;
 pub mod transport;
 pub mod version;
