@@ -22,7 +22,7 @@ use std::fmt;
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
-use crate::mcp::members::{member_key, Members};
+use crate::mcp::members::{member_key, write_json_str, Members};
 use crate::mcp::scan;
 
 /// The only `jsonrpc` value accepted and written.
@@ -679,43 +679,6 @@ pub fn notification_bytes(method: &str, params: Option<&RawValue>) -> Vec<u8> {
     let mut out = Vec::with_capacity(40 + method.len() + params.map_or(0, |p| p.get().len()));
     write_notification(&mut out, method, params);
     out
-}
-
-/// Appends `text` as a JSON string literal (RFC 8259 section 7 escapes; non-ASCII kept as UTF-8).
-fn write_json_str(out: &mut Vec<u8>, text: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push(b'"');
-    let bytes = text.as_bytes();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let escape: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            // Other control characters have no short form: written as \u00XX below.
-            0x00..=0x1f => &[],
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[start..i]);
-        if escape.is_empty() {
-            let control = [
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[usize::from(b >> 4)],
-                HEX[usize::from(b & 0xf)],
-            ];
-            out.extend_from_slice(&control);
-        } else {
-            out.extend_from_slice(escape);
-        }
-        start = i + 1;
-    }
-    out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
 }
 
 /// The protocol fields of a request's `params._meta`, validated for type, still raw where the

@@ -9,7 +9,7 @@ use hashbrown::HashMap;
 use serde_json::value::RawValue;
 use smallvec::SmallVec;
 
-use crate::mcp::scan::{object_members, MemberList};
+use crate::mcp::scan::{is_plain_string, object_members, MemberList};
 
 /// Members of an object up to which repeated keys are found by comparing every pair; larger
 /// objects use a hash map, so a request with many members costs linear time.
@@ -77,11 +77,10 @@ pub fn member_key(out: &mut Vec<u8>, key: &str, first: &mut bool) {
     out.push(b':');
 }
 
+/// Appends `text` as a JSON string: between quotes as it is when nothing in it needs an
+/// escape, else escaped by serde_json.
 pub fn write_json_str(out: &mut Vec<u8>, text: &str) {
-    let plain = text
-        .bytes()
-        .all(|b| b >= 0x20 && b != b'"' && b != b'\\' && b != 0x7f);
-    if plain {
+    if is_plain_string(text) {
         out.push(b'"');
         out.extend_from_slice(text.as_bytes());
         out.push(b'"');

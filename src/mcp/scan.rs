@@ -208,6 +208,20 @@ fn string_span(bytes: &[u8], at: usize) -> Option<(usize, bool)> {
     }
 }
 
+/// Whether `text` can stand between quotes as a JSON string as it is: no quote, backslash or
+/// control byte in it.
+pub fn is_plain_string(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let words = bytes.chunks_exact(8);
+    let tail = words.remainder();
+    let mut found = 0;
+    for word in words {
+        let word = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+        found |= bytes_equal(word, b'"') | bytes_equal(word, b'\\') | bytes_below(word, 0x20);
+    }
+    found == 0 && tail.iter().all(|b| *b >= 0x20 && *b != b'"' && *b != b'\\')
+}
+
 /// Bytes of the escape whose backslash precedes `rest`, backslash included.
 fn escape_len(rest: &[u8]) -> Option<usize> {
     match rest.first()? {
@@ -363,6 +377,27 @@ mod tests {
         }
         let unbalanced = format!(r#"{{"a":{}1{}}}"#, "[".repeat(70), "]".repeat(69) + "}");
         assert!(object_members(&unbalanced).is_none());
+    }
+
+    #[test]
+    fn plain_strings_are_those_with_nothing_to_escape() {
+        for plain in [
+            "",
+            "a",
+            "io.modelcontextprotocol/clientCapabilities",
+            "é \u{7f} ünï",
+        ] {
+            assert!(is_plain_string(plain), "{plain:?}");
+        }
+        for escaped in [
+            "\"",
+            "0123456789\\",
+            "tab\there",
+            "\u{1f}",
+            "twelve bytes\n",
+        ] {
+            assert!(!is_plain_string(escaped), "{escaped:?}");
+        }
     }
 
     #[test]
