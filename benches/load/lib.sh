@@ -78,8 +78,10 @@ cpu_ticks() { # cpu_ticks PID: utime + stime of the whole process (fields 14 and
   sed -E 's/^.*\) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
 }
 
-run_wrk() { # run_wrk URL DURATION OUTFILE [CONNECTIONS]
-  LOAD_CHECK=0 wrk --latency -t1 -c"${4:-$CONNECTIONS}" -d"$2" -s "$script" "$1" >"$3" ||
+run_wrk() { # run_wrk URL DURATION OUTFILE [CONNECTIONS]; pinned to WRK_CORE when it is set
+  local pin=()
+  [[ -n "${WRK_CORE:-}" ]] && pin=(taskset -c "$WRK_CORE")
+  LOAD_CHECK=0 "${pin[@]}" wrk --latency -t1 -c"${4:-$CONNECTIONS}" -d"$2" -s "$script" "$1" >"$3" ||
     { cat "$3" >&2; die "wrk failed against $1"; }
   if grep -qE 'Non-2xx|Socket errors' "$3"; then
     cat "$3" >&2

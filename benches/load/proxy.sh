@@ -22,6 +22,8 @@
 # Usage: benches/load/proxy.sh
 #   env: DURATION=10s CONNECTIONS=16 STRACE_DURATION=3s ROUNDS=1 ERAS="stateless session"
 #        UPSTREAM_CORE=1 GATEWAY_CORE=0 (both 0 on a one-core machine)
+#        WRK_CORE= (unset: wrk is not pinned; set it, e.g. all three to 0, to measure the
+#        gateway with every process on one core, where no wake-up crosses cores)
 set -euo pipefail
 
 DURATION=${DURATION:-10s}
