@@ -28,7 +28,6 @@ mod sse;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use connection::with_deadline;
 pub use connection::ClientConnection;
 pub use request::write_request;
 pub use response::{BodyFraming, BodyProgress, ResponseHead, ResponseParser};

@@ -12,6 +12,7 @@ use super::parse::{Progress, RequestParser, Waiting};
 use super::response::{jsonrpc_error_body, Peer, ResponseWriter, Written};
 use super::{HttpError, HttpLimits};
 use crate::refusal::{RefusalCounters, RefusalReason};
+use crate::runtime::deadline;
 use crate::runtime::shutdown::ShutdownSignal;
 use futures_lite::future;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
@@ -117,7 +118,9 @@ impl Connection<'_> {
         if self.input.filled == 0 {
             self.wait_first_byte().await?;
         }
-        let head_deadline = deadline_in(self.limits.header_read_timeout_ms);
+        // Each clock starts when the parser first waits for its part (a request that is
+        // whole in its first read reads no clock).
+        let mut head_deadline = None;
         let mut body_deadline = None;
         let mut continue_sent = false;
         loop {
@@ -127,7 +130,11 @@ impl Connection<'_> {
             };
             let (deadline, late) = match progress {
                 Progress::Complete { consumed } => return Ok(consumed),
-                Progress::Incomplete(Waiting::Head) => (head_deadline, late_head(self.limits)),
+                Progress::Incomplete(Waiting::Head) => {
+                    let limit = self.limits.header_read_timeout_ms;
+                    let deadline = *head_deadline.get_or_insert_with(|| deadline_in(limit));
+                    (deadline, late_head(self.limits))
+                }
                 Progress::Incomplete(Waiting::Body { expect_continue }) => {
                     if expect_continue && !continue_sent {
                         continue_sent = true;
@@ -167,14 +174,12 @@ impl Connection<'_> {
         }
     }
 
-    /// One read into the input buffer, raced against `deadline` and, if `stop_on_drain`,
-    /// against draining. A full buffer reads as `Failed`: the parser bounds every request to
-    /// fit, so it cannot happen while a request is incomplete.
+    /// One read into the input buffer, raced against `deadline` (on the shard's deadline
+    /// wheel) and, if `stop_on_drain`, against draining. A read that completes at once wins
+    /// even past the deadline: the caller's loop is bounded by the request's size limits. A
+    /// full buffer reads as `Failed`: the parser bounds every request to fit, so it cannot
+    /// happen while a request is incomplete.
     async fn read_until(&mut self, deadline: Instant, stop_on_drain: bool) -> ReadOutcome {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if remaining.is_zero() {
-            return ReadOutcome::Deadline;
-        }
         let shutdown = self.shutdown;
         let spare = self.input.spare();
         if spare.is_empty() {
@@ -188,10 +193,6 @@ impl Connection<'_> {
                 Err(_) => (ReadOutcome::Failed, 0),
             }
         };
-        let timer = async {
-            glommio::timer::sleep(remaining).await;
-            (ReadOutcome::Deadline, 0)
-        };
         let drain = async {
             if stop_on_drain {
                 shutdown.wait().await;
@@ -200,7 +201,8 @@ impl Connection<'_> {
                 future::pending().await
             }
         };
-        let (outcome, read_bytes) = future::or(read, future::or(drain, timer)).await;
+        let raced = deadline::race(deadline, future::or(read, drain)).await;
+        let (outcome, read_bytes) = raced.unwrap_or((ReadOutcome::Deadline, 0));
         self.input.filled += read_bytes;
         outcome
     }
@@ -262,7 +264,8 @@ impl Connection<'_> {
         }
         let limit = self.limits.header_read_timeout_ms.min(LINGER_MS_MAX);
         let deadline = deadline_in(limit);
-        loop {
+        // The clock is read each round: a peer that keeps sending never lets a read wait.
+        while Instant::now() < deadline {
             self.input.filled = 0;
             if !matches!(self.read_until(deadline, false).await, ReadOutcome::Bytes) {
                 return;

@@ -11,7 +11,9 @@
 //! `header_bytes_max` bytes. So the input buffer never grows past
 //! [`HttpLimits::input_buffer_bytes_max`]. Deadlines: the whole head within
 //! `header_read_timeout_ms` of its first byte, the whole body within `body_read_timeout_ms` of
-//! the end of the head, the next request's first byte within `keepalive_idle_timeout_ms`.
+//! the end of the head, the next request's first byte within `keepalive_idle_timeout_ms`; each
+//! waits on the shard's deadline wheel (`runtime::deadline`), so it is noticed at most one tick
+//! late, never early.
 //!
 //! Refuses (strict RFC 9112), each counted and answered with a JSON-RPC error and
 //! `Connection: close`: unparsable heads, obs-fold, a missing or repeated `Host` on HTTP/1.1,

@@ -7,6 +7,7 @@
 //! the head (CR, LF or NUL in a value).
 
 use crate::http::push_decimal;
+use crate::runtime::deadline;
 use crate::runtime::shutdown::ShutdownSignal;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
@@ -14,8 +15,12 @@ use std::io::{self, Write};
 use std::time::Duration;
 
 /// How long a response waits before [`ResponseWriter::peer_gone`] watches for the client
-/// leaving: a client gone sooner is noticed this much later, its work abandoned all the same.
+/// leaving: a client gone sooner is noticed this much later (up to one deadline tick more), its
+/// work abandoned all the same.
 pub const PEER_WATCH_DELAY: Duration = Duration::from_millis(20);
+
+// The watch starts at most half a delay late.
+const _: () = assert!(deadline::TICK.as_millis() * 2 <= PEER_WATCH_DELAY.as_millis());
 
 /// The reason phrase for `status`; empty (allowed by RFC 9112) for a status without one here.
 pub fn reason_phrase(status: u16) -> &'static str {
@@ -184,7 +189,7 @@ impl<'c> ResponseWriter<'c> {
     /// left unread, and then this never resolves. The watch starts after
     /// [`PEER_WATCH_DELAY`]: most answers come sooner, and each watch costs a socket peek.
     pub async fn peer_gone(&self) {
-        glommio::timer::sleep(PEER_WATCH_DELAY).await;
+        deadline::sleep(PEER_WATCH_DELAY).await;
         let mut probe = [0u8; 1];
         match self.stream.peek(&mut probe).await {
             Ok(0) | Err(_) => {}

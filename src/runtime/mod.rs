@@ -1,10 +1,12 @@
-//! Shard bootstrap, pinning, the cross-shard mesh, signals, the epoch clock and graceful drain.
+//! Shard bootstrap, pinning, the cross-shard mesh, signals, the epoch clock, the deadline wheel
+//! of the request path ([`deadline`]) and graceful drain.
 //!
 //! [`serve`] checks the platform, resolves the listen ports, starts one pinned glommio executor
 //! per core (each a [`shard::Shard`]), waits until every shard listens, reports readiness, and
 //! returns once every shard has drained after SIGINT/SIGTERM.
 
 pub mod admin;
+pub mod deadline;
 pub mod listener;
 pub mod mesh;
 pub mod platform;

@@ -11,8 +11,9 @@
 //!
 //! Limits: `sleep` waits at most `sleep_ms_max` milliseconds (config key
 //! `upstreams[].sleep_ms_max`); a longer request is a tool execution error, not a wait.
-//! Dropping the future returned by [`Demo::handle`] (cancellation, client gone, drain deadline)
-//! drops the timer with it.
+//! `sleep` waits on the shard's deadline wheel (`runtime::deadline`), so it may answer up to one
+//! tick late, never early. Dropping the future returned by [`Demo::handle`] (cancellation,
+//! client gone, drain deadline) drops the wait with it.
 //!
 //! Errors follow the 2025-11-25 and 2026-07-28 specifications:
 //! - protocol errors (JSON-RPC): unknown method -32601; unknown tool or prompt, `name`/`uri` not a
@@ -42,6 +43,7 @@ use crate::mcp::jsonrpc::{
     json_kind, preview, raw_str, RpcError, INTERNAL_ERROR, INVALID_PARAMS, RESOURCE_NOT_FOUND,
 };
 use crate::mcp::version::ProtocolVersion;
+use crate::runtime::deadline;
 
 /// How long a 2026-07-28 client may consider the lists and the readme fresh: 5 minutes. They
 /// change only when a config reload changes `sleep_ms_max`; a short TTL bounds that staleness.
@@ -174,7 +176,7 @@ impl Demo {
     /// Answers one request. `params` is the request's `params` object, `version` the protocol
     /// version of the client it came from. Returns the `result` object (without `resultType`,
     /// see the module doc) or the JSON-RPC error to send. Must run on a glommio executor
-    /// (`sleep` uses its timer).
+    /// (`sleep` waits on its deadline wheel).
     pub async fn handle(
         &self,
         method: &str,
@@ -238,7 +240,7 @@ impl Demo {
                 self.sleep_ms_max
             ));
         }
-        glommio::timer::sleep(Duration::from_millis(ms)).await;
+        deadline::sleep(Duration::from_millis(ms)).await;
         Ok(plain(format!("slept {ms} ms")))
     }
 }

@@ -34,9 +34,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
-use crate::http::client::with_deadline;
 use crate::mcp::jsonrpc::{self, Message, Outcome, RpcError};
 use crate::mcp::members::Members;
+use crate::runtime::deadline;
 use crate::upstream::inflight::{CallFailure, CallState, ClientRoute, ServerRequests};
 use crate::upstream::link::{CallOutcome, UpstreamLink};
 use crate::upstream::pending::UpstreamRequestId;
@@ -461,7 +461,7 @@ impl InputBridge {
                 return Err(stream_full(call));
             }
         }
-        let answered = with_deadline(call.deadline, round.complete()).await;
+        let answered = deadline::race(call.deadline, round.complete()).await;
         match answered {
             None => return Err(timed_out(call)),
             Some(false) => return Err(answers_too_large(call)),

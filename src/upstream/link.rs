@@ -44,9 +44,9 @@ use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use crate::config::{self, SessionMode, UpstreamKind};
-use crate::http::client::with_deadline;
 use crate::mcp::jsonrpc::{self, Message, Outcome, RpcError};
 use crate::mcp::version::ProtocolVersion;
+use crate::runtime::deadline;
 use crate::runtime::log;
 use crate::upstream::breaker::{Admission, Breaker};
 use crate::upstream::builtin::Demo;
@@ -695,7 +695,7 @@ impl UpstreamLink {
                     Ok(()) => {
                         let timeout_ms = self.control_timeout_ms();
                         let deadline = Instant::now() + Duration::from_millis(timeout_ms);
-                        match with_deadline(deadline, state.outcome()).await {
+                        match deadline::race(deadline, state.outcome()).await {
                             Some(outcome) => outcome,
                             None => Err(CallFailure::TimedOut(format!(
                                 "upstream {} did not answer {method} within {timeout_ms} ms \
@@ -1353,7 +1353,12 @@ impl UpstreamLink {
                     *session = Some(id.to_owned());
                 }
                 loop {
-                    let event = with_deadline(deadline, stream.next_event()).await;
+                    // The clock is read per event: events that are always ready never let the
+                    // race wait, and a stream has no size bound.
+                    let event = match Instant::now() < deadline {
+                        true => deadline::race(deadline, stream.next_event()).await,
+                        false => None,
+                    };
                     let event = match event {
                         None => {
                             return Err(CallFailure::TimedOut(format!(

@@ -25,9 +25,9 @@
 //! [`QUIET_CHECK_IDLE_MIN`] ago (see there for the race that leaves).
 
 use crate::http::client::{
-    with_deadline, ClientConnection, ClientError, ClientErrorKind, ClientLimits, ResponseHead,
-    SseEvent, SseReader,
+    ClientConnection, ClientError, ClientErrorKind, ClientLimits, ResponseHead, SseEvent, SseReader,
 };
+use crate::runtime::deadline;
 use glommio::net::TcpStream;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -545,7 +545,7 @@ impl UpstreamPool {
         };
         let slot = match queued {
             None => Slot::new(shared),
-            Some(queued) => match with_deadline(deadline, queued).await {
+            Some(queued) => match deadline::race(deadline, queued).await {
                 Some(Turn::Reuse(lease)) => return Ok(lease),
                 Some(Turn::Connect(slot)) => slot,
                 None => {

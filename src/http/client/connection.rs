@@ -10,7 +10,7 @@ use super::{
     write_request, ClientError, ClientErrorKind, ClientLimits, ResponseHead, ResponseParser,
 };
 use crate::http::buffer::InputBuffer;
-use futures_lite::future;
+use crate::runtime::deadline;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use std::future::Future;
@@ -76,7 +76,7 @@ impl ClientConnection {
         self.out.clear();
         write_request(&mut self.out, method, target, host, headers, body)?;
         self.reusable = false;
-        let written = with_deadline(deadline, self.stream.write_all(&self.out)).await;
+        let written = deadline::race(deadline, self.stream.write_all(&self.out)).await;
         if self.out.capacity() > OUTPUT_RETAIN_BYTES_MAX {
             self.out = Vec::new();
         }
@@ -156,7 +156,7 @@ impl ClientConnection {
         }
         let read = self.stream.read(spare);
         let outcome = match deadline {
-            Some(deadline) => with_deadline(deadline, read).await,
+            Some(deadline) => deadline::race(deadline, read).await,
             None => Some(read.await),
         };
         match outcome {
@@ -169,22 +169,6 @@ impl ClientConnection {
             }
         }
     }
-}
-
-/// `work`'s output, or `None` if `deadline` passes first.
-pub(crate) async fn with_deadline<T>(
-    deadline: Instant,
-    work: impl Future<Output = T>,
-) -> Option<T> {
-    let remaining = deadline.saturating_duration_since(Instant::now());
-    if remaining.is_zero() {
-        return None;
-    }
-    let timer = async {
-        glommio::timer::sleep(remaining).await;
-        None
-    };
-    future::or(async { Some(work.await) }, timer).await
 }
 
 fn timeout(what: &str) -> ClientError {
