@@ -28,6 +28,7 @@ use crate::mcp::jsonrpc::{
 use crate::mcp::members::{member_key, write_json_str, Members};
 use crate::mcp::version::ProtocolVersion;
 use crate::upstream::catalogue::Kind;
+use crate::upstream::input::InputCapabilities;
 use crate::upstream::pending::UpstreamRequestId;
 
 /// `"clientInfo"` of the gateway, as the 2026-07-28 era sends it in every request.
@@ -82,10 +83,10 @@ pub struct Rewrite<'r> {
     pub progress: Option<UpstreamRequestId>,
     /// The session's `logging/setLevel`, for upstreams that take it per request.
     pub log_level: Option<&'static str>,
-    /// JSON text of the client capabilities the gateway declares for the client, in place of
-    /// any the client sent (a session-era client whose input a 2026-07-28 upstream may ask
-    /// for through the gateway).
-    pub client_capabilities: Option<&'r str>,
+    /// The client capabilities the gateway declares for the client, in place of any the
+    /// client sent (a session-era client whose input a 2026-07-28 upstream may ask for
+    /// through the gateway).
+    pub client_capabilities: Option<InputCapabilities>,
     /// The upstream speaks 2026-07-28: every request carries the gateway's protocol version,
     /// client info and (unless the client sent its own) client capabilities in `_meta`.
     pub stateless: bool,
@@ -286,7 +287,7 @@ impl<'a> CallParams<'a> {
         }
         if let Some(declared) = rewrite.client_capabilities {
             member_key(out, META_CLIENT_CAPABILITIES, &mut inner_first);
-            out.extend_from_slice(declared.as_bytes());
+            declared.write_json(out);
             capabilities = true;
         }
         if rewrite.stateless {

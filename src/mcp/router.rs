@@ -684,12 +684,12 @@ impl Router {
         if client.takes_requests {
             registered.state.allow_requests(client.route);
         }
-        let declared = bridged.then(|| client.input_capabilities.to_json().to_string());
+
         let rewrite = Rewrite {
             original: &route.original,
             progress: progress_token.map(|_| id),
             log_level: client.log_level,
-            client_capabilities: declared.as_deref(),
+            client_capabilities: bridged.then_some(client.input_capabilities),
             stateless: link.speaks_stateless(),
         };
         // Room for the client's params and the members the gateway adds.

@@ -35,7 +35,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use crate::mcp::jsonrpc::{self, Message, Outcome, RpcError};
-use crate::mcp::members::Members;
+use crate::mcp::members::{member_key, Members};
 use crate::runtime::deadline;
 use crate::upstream::inflight::{CallFailure, CallState, ClientRoute, ServerRequests};
 use crate::upstream::link::{CallOutcome, UpstreamLink};
@@ -101,36 +101,48 @@ impl InputCapabilities {
         self.0 & bit == bit
     }
 
-    /// The capabilities as a 2026-07-28 upstream reads them in
-    /// `_meta["io.modelcontextprotocol/clientCapabilities"]`.
-    pub fn to_json(self) -> Value {
-        let sub = |pairs: &[(u8, &str)]| {
-            let members: Map<String, Value> = pairs
-                .iter()
-                .filter(|(bit, _)| self.has(*bit))
-                .map(|(_, name)| ((*name).to_owned(), json!({})))
-                .collect();
-            Value::Object(members)
-        };
-        let mut capabilities = Map::new();
-        if self.has(Self::SAMPLING) {
-            let tools = [
-                (Self::SAMPLING_CONTEXT, "context"),
-                (Self::SAMPLING_TOOLS, "tools"),
-            ];
-            capabilities.insert("sampling".into(), sub(&tools));
+    /// Appends the capabilities as a 2026-07-28 upstream reads them in
+    /// `_meta["io.modelcontextprotocol/clientCapabilities"]`: written per call, so as text.
+    pub fn write_json(self, out: &mut Vec<u8>) {
+        /// A capability's bit and name, and those of its modes.
+        type Member = (u8, &'static str, &'static [(u8, &'static str)]);
+        let members: [Member; 3] = [
+            (
+                Self::ELICITATION,
+                "elicitation",
+                &[
+                    (Self::ELICITATION_FORM, "form"),
+                    (Self::ELICITATION_URL, "url"),
+                ],
+            ),
+            (Self::ROOTS, "roots", &[]),
+            (
+                Self::SAMPLING,
+                "sampling",
+                &[
+                    (Self::SAMPLING_CONTEXT, "context"),
+                    (Self::SAMPLING_TOOLS, "tools"),
+                ],
+            ),
+        ];
+        let mut first = true;
+        out.push(b'{');
+        for (bit, name, modes) in members {
+            if !self.has(bit) {
+                continue;
+            }
+            member_key(out, name, &mut first);
+            let mut first_mode = true;
+            out.push(b'{');
+            for (mode_bit, mode) in modes {
+                if self.has(*mode_bit) {
+                    member_key(out, mode, &mut first_mode);
+                    out.extend_from_slice(b"{}");
+                }
+            }
+            out.push(b'}');
         }
-        if self.has(Self::ELICITATION) {
-            let modes = [
-                (Self::ELICITATION_FORM, "form"),
-                (Self::ELICITATION_URL, "url"),
-            ];
-            capabilities.insert("elicitation".into(), sub(&modes));
-        }
-        if self.has(Self::ROOTS) {
-            capabilities.insert("roots".into(), json!({}));
-        }
-        Value::Object(capabilities)
+        out.push(b'}');
     }
 
     /// The capability an input request needs that the client did not declare, as the
@@ -625,12 +637,18 @@ mod tests {
         let caps = InputCapabilities::from_client(&raw(
             r#"{"sampling":{"tools":{}},"elicitation":{"form":{},"url":{}},"experimental":{}}"#,
         ));
+        let json = |caps: InputCapabilities| {
+            let mut out = Vec::new();
+            caps.write_json(&mut out);
+            serde_json::from_slice::<Value>(&out).expect("valid JSON")
+        };
         assert_eq!(
-            caps.to_json(),
+            json(caps),
             json!({"sampling": {"tools": {}}, "elicitation": {"form": {}, "url": {}}})
         );
         let roots = InputCapabilities::from_client(&raw(r#"{"roots":{"listChanged":true}}"#));
-        assert_eq!(roots.to_json(), json!({"roots": {}}));
+        assert_eq!(json(roots), json!({"roots": {}}));
+        assert_eq!(json(InputCapabilities::NONE), json!({}));
         assert_eq!(
             InputCapabilities::from_client(&raw("{}")),
             InputCapabilities::NONE
