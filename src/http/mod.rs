@@ -93,18 +93,23 @@ impl std::error::Error for HttpError {}
 
 /// Appends `n` in decimal. Heads and bodies are written per request, and `write!` would run
 /// the formatting machinery for each number in them.
-pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
+pub fn push_decimal(out: &mut Vec<u8>, n: u64) {
+    let mut buffer = [0u8; 20];
+    out.extend_from_slice(decimal_digits(n, &mut buffer));
+}
+
+/// The decimal digits of `n`, written at the end of `buffer` (20 digits hold any `u64`).
+pub fn decimal_digits(mut n: u64, buffer: &mut [u8; 20]) -> &[u8] {
+    let mut start = buffer.len();
     loop {
         start -= 1;
-        digits[start] = b'0' + (n % 10) as u8;
+        buffer[start] = b'0' + (n % 10) as u8;
         n /= 10;
         if n == 0 {
             break;
         }
     }
-    out.extend_from_slice(&digits[start..]);
+    &buffer[start..]
 }
 
 #[cfg(test)]

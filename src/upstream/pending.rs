@@ -224,18 +224,8 @@ impl IdJson {
 impl UpstreamRequestId {
     /// The id as JSON text in `form`.
     pub fn to_json(self, form: IdForm) -> IdJson {
-        let mut digits = [0u8; 20];
-        let mut start = digits.len();
-        let mut rest = self.0;
-        loop {
-            start -= 1;
-            digits[start] = b'0' + (rest % 10) as u8;
-            rest /= 10;
-            if rest == 0 {
-                break;
-            }
-        }
-        let digits = &digits[start..];
+        let mut buffer = [0u8; 20];
+        let digits = crate::http::decimal_digits(self.0, &mut buffer);
         let mut json = IdJson {
             bytes: [b'"'; 22],
             len: 0,
