@@ -697,79 +697,28 @@ pub struct Meta<'a> {
     pub log_level: Option<&'static str>,
 }
 
-/// The members of `params` the gateway reads; everything else is skipped unparsed.
-#[derive(Deserialize, Default)]
-struct ParamsProbe<'a> {
-    #[serde(rename = "_meta", borrow, default, deserialize_with = "present")]
-    meta: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "present")]
-    name: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "present")]
-    uri: Option<&'a RawValue>,
-}
-
-impl<'a> ParamsProbe<'a> {
-    fn read(params: Option<&'a RawValue>) -> Result<Self, RpcError> {
-        let Some(params) = params else {
-            return Ok(Self::default());
-        };
-        if json_kind(params) != "object" {
-            return Err(RpcError::invalid_params(format!(
-                "params must be an object, got {}",
-                json_kind(params)
-            )));
-        }
-        serde_json::from_str(params.get())
-            .map_err(|e| RpcError::invalid_params(format!("invalid params: {e}")))
-    }
-}
-
-#[derive(Deserialize)]
-struct RawMeta<'a> {
-    #[serde(
-        rename = "progressToken",
-        borrow,
-        default,
-        deserialize_with = "present"
-    )]
-    progress_token: Option<&'a RawValue>,
-    #[serde(
-        rename = "io.modelcontextprotocol/protocolVersion",
-        borrow,
-        default,
-        deserialize_with = "present"
-    )]
-    protocol_version: Option<&'a RawValue>,
-    #[serde(
-        rename = "io.modelcontextprotocol/clientCapabilities",
-        borrow,
-        default,
-        deserialize_with = "present"
-    )]
-    client_capabilities: Option<&'a RawValue>,
-    #[serde(
-        rename = "io.modelcontextprotocol/clientInfo",
-        borrow,
-        default,
-        deserialize_with = "present"
-    )]
-    client_info: Option<&'a RawValue>,
-    #[serde(
-        rename = "io.modelcontextprotocol/logLevel",
-        borrow,
-        default,
-        deserialize_with = "present"
-    )]
-    log_level: Option<&'a RawValue>,
+/// `params` as members; `None` without params, -32602 when they are not an object.
+fn params_members(params: Option<&RawValue>) -> Result<Option<Members<'_>>, RpcError> {
+    let Some(params) = params else {
+        return Ok(None);
+    };
+    let not_object = || {
+        RpcError::invalid_params(format!(
+            "params must be an object, got {}",
+            json_kind(params)
+        ))
+    };
+    Members::read(params).ok_or_else(not_object).map(Some)
 }
 
 impl<'a> Meta<'a> {
     /// Reads `params._meta`. No `params` or no `_meta` gives an empty `Meta`; whether a field is
     /// required depends on the era and is the caller's decision. Errors (-32602) name the key:
     /// `_meta` not an object, `protocolVersion` not a string, capabilities or client info not
-    /// objects, a progress token that is not a string or integer, an unknown log level.
+    /// objects, a progress token that is not a string or integer, an unknown log level. A key
+    /// that repeats counts with its last value, as [`Members`] reads it.
     pub fn from_params(params: Option<&'a RawValue>) -> Result<Meta<'a>, RpcError> {
-        Self::from_probe(ParamsProbe::read(params)?)
+        Self::of_params(params_members(params)?.as_ref())
     }
 
     /// [`Meta::from_params`] and [`routing_name`] of `method` from one read of `params`.
@@ -777,14 +726,18 @@ impl<'a> Meta<'a> {
         method: &str,
         params: Option<&'a RawValue>,
     ) -> Result<(Meta<'a>, Option<Cow<'a, str>>), RpcError> {
-        let probe = ParamsProbe::read(params)?;
-        let name = probe.routing_name(method);
-        Ok((Self::from_probe(probe)?, name))
+        let params = params_members(params)?;
+        let name = params.as_ref().and_then(|p| routing_member(method, p));
+        Ok((Self::of_params(params.as_ref())?, name))
+    }
+
+    fn of_params(params: Option<&Members<'a>>) -> Result<Meta<'a>, RpcError> {
+        let meta = params.and_then(|p| p.get("_meta"));
+        Self::from_members(meta, meta.and_then(Members::read).as_ref())
     }
 
     /// [`Meta::from_params`] from members already read: `meta` is `params._meta` as sent,
-    /// `members` its members when it is an object. A key that repeats counts with its last
-    /// value, as [`Members`] reads it.
+    /// `members` its members when it is an object.
     pub fn from_members(
         meta: Option<&'a RawValue>,
         members: Option<&Members<'a>>,
@@ -794,39 +747,18 @@ impl<'a> Meta<'a> {
         };
         check_meta_object(meta)?;
         let get = |key: &str| members.and_then(|m| m.get(key));
-        Self::checked(RawMeta {
-            progress_token: get(META_PROGRESS_TOKEN),
-            protocol_version: get(META_PROTOCOL_VERSION),
-            client_capabilities: get(META_CLIENT_CAPABILITIES),
-            client_info: get(META_CLIENT_INFO),
-            log_level: get(META_LOG_LEVEL),
-        })
-    }
-
-    fn from_probe(probe: ParamsProbe<'a>) -> Result<Meta<'a>, RpcError> {
-        let Some(meta) = probe.meta else {
-            return Ok(Meta::default());
-        };
-        check_meta_object(meta)?;
-        let raw: RawMeta<'a> = serde_json::from_str(meta.get())
-            .map_err(|e| RpcError::invalid_params(format!("invalid params._meta: {e}")))?;
-        Self::checked(raw)
-    }
-
-    /// Each protocol member checked for its type.
-    fn checked(raw: RawMeta<'a>) -> Result<Meta<'a>, RpcError> {
         Ok(Meta {
-            progress_token: raw.progress_token.map(check_progress_token).transpose()?,
-            protocol_version: raw.protocol_version.map(meta_string).transpose()?,
-            client_capabilities: raw
-                .client_capabilities
+            progress_token: get(META_PROGRESS_TOKEN)
+                .map(check_progress_token)
+                .transpose()?,
+            protocol_version: get(META_PROTOCOL_VERSION).map(meta_string).transpose()?,
+            client_capabilities: get(META_CLIENT_CAPABILITIES)
                 .map(|v| meta_object(META_CLIENT_CAPABILITIES, v))
                 .transpose()?,
-            client_info: raw
-                .client_info
+            client_info: get(META_CLIENT_INFO)
                 .map(|v| meta_object(META_CLIENT_INFO, v))
                 .transpose()?,
-            log_level: raw.log_level.map(check_log_level).transpose()?,
+            log_level: get(META_LOG_LEVEL).map(check_log_level).transpose()?,
         })
     }
 }
@@ -886,18 +818,16 @@ fn check_log_level(value: &RawValue) -> Result<&'static str, RpcError> {
 /// `params.name` for `tools/call` and `prompts/get`, `params.uri` for `resources/read`.
 /// `None` for other methods, or when the member is missing or not a string.
 pub fn routing_name<'a>(method: &str, params: Option<&'a RawValue>) -> Option<Cow<'a, str>> {
-    ParamsProbe::read(params).ok()?.routing_name(method)
+    routing_member(method, &params_members(params).ok()??)
 }
 
-impl<'a> ParamsProbe<'a> {
-    fn routing_name(&self, method: &str) -> Option<Cow<'a, str>> {
-        let member = match method {
-            "tools/call" | "prompts/get" => self.name,
-            "resources/read" => self.uri,
-            _ => return None,
-        };
-        member.and_then(raw_str)
-    }
+fn routing_member<'a>(method: &str, params: &Members<'a>) -> Option<Cow<'a, str>> {
+    let member = match method {
+        "tools/call" | "prompts/get" => "name",
+        "resources/read" => "uri",
+        _ => return None,
+    };
+    params.get(member).and_then(raw_str)
 }
 
 #[cfg(test)]
