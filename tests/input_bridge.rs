@@ -67,8 +67,9 @@ fn prompt_texts(result: &Value) -> Vec<&str> {
         .collect()
 }
 
-#[test]
-fn session_era_clients_answer_a_stateless_upstreams_input_requests_on_the_calls_stream() {
+/// A 2-shard gateway before the Python stateless fixture (`py`) and the conformance fixture
+/// (`conf`); the upstreams run while their handles live.
+fn gateway_before_py_and_conf() -> (PythonUpstream, FixtureServer, Gateway) {
     let py = PythonUpstream::http("py", false);
     let conf = FixtureServer::start_http("conformance_upstream.py");
     let config = config_with(&format!(
@@ -77,6 +78,12 @@ fn session_era_clients_answer_a_stateless_upstreams_input_requests_on_the_calls_
         http_upstream("conf", &conf.url, "")
     ));
     let gw = Gateway::start(&config, 2);
+    (py, conf, gw)
+}
+
+#[test]
+fn session_era_clients_answer_a_stateless_upstreams_input_requests_on_the_calls_stream() {
+    let (_py, _conf, gw) = gateway_before_py_and_conf();
     let script = json!([
         {"op": "call", "tool": "py__sample", "args": {"prompt": "pick"}},                      // 0
         {"op": "call", "tool": "py__elicit", "args": {"message": "proceed?"}},                 // 1
@@ -127,14 +134,7 @@ fn session_era_clients_answer_a_stateless_upstreams_input_requests_on_the_calls_
 
 #[test]
 fn an_input_request_for_an_undeclared_capability_ends_the_call_with_an_error_naming_it() {
-    let py = PythonUpstream::http("py", false);
-    let conf = FixtureServer::start_http("conformance_upstream.py");
-    let config = config_with(&format!(
-        "{}{}",
-        http_upstream("py", py.url(), ""),
-        http_upstream("conf", &conf.url, "")
-    ));
-    let gw = Gateway::start(&config, 2);
+    let (_py, _conf, gw) = gateway_before_py_and_conf();
     let script = json!([
         // Asks for an elicitation whatever the client declared: the gateway refuses it.
         {"op": "call", "tool": "conf__test_streaming_elicitation", "args": {}},   // 0

@@ -14,10 +14,10 @@ mod common;
 use common::mcp::{content_text, stateless_body, Session};
 use common::sdk_client::{log_texts, progress_pairs, run_client, tool_text, CLIENT_SAMPLED_PREFIX};
 use common::upstreams::PythonUpstream;
-use common::{config_with, send_signal, wait_exit, Gateway};
+use common::{config_with, poll_until, send_signal, wait_exit, Gateway};
 use serde_json::{json, Value};
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long a test waits for the gateway or the upstream to reach a state it polls for.
 const SETTLE_DEADLINE: Duration = Duration::from_secs(15);
@@ -114,19 +114,9 @@ fn sessions_sum(status: &Value, name: &str) -> u64 {
 }
 
 /// Polls until `done` holds; returns its last value or panics naming `what`.
-fn wait_for<T>(what: &str, mut probe: impl FnMut() -> T, done: impl Fn(&T) -> bool) -> T {
-    let started = Instant::now();
-    loop {
-        let value = probe();
-        if done(&value) {
-            return value;
-        }
-        assert!(
-            started.elapsed() < SETTLE_DEADLINE,
-            "{what} not reached within {SETTLE_DEADLINE:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn wait_for<T>(what: &str, probe: impl FnMut() -> T, done: impl Fn(&T) -> bool) -> T {
+    poll_until(SETTLE_DEADLINE, Duration::from_millis(100), probe, done)
+        .unwrap_or_else(|_| panic!("{what} not reached within {SETTLE_DEADLINE:?}"))
 }
 
 /// The session ids the shared sessions use: one per shard, opened at start-up before any

@@ -5,12 +5,12 @@
 //! `params._meta` with the version and client capabilities, mirrored in the `MCP-Protocol-Version`,
 //! `Mcp-Method` and `Mcp-Name` headers.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use super::client::{oneshot, Conn, Request, Response};
-use super::Gateway;
+use super::{poll_until, Gateway};
 
 /// The session-era versions the gateway speaks, oldest first.
 pub const SESSION_VERSIONS: [&str; 3] = ["2025-03-26", "2025-06-18", "2025-11-25"];
@@ -196,18 +196,9 @@ impl Gateway {
         what: &str,
         done: impl Fn(&Value) -> bool,
     ) -> Value {
-        let started = Instant::now();
-        loop {
-            let status = self.status();
-            if done(&status) {
-                return status;
-            }
-            assert!(
-                started.elapsed() < within,
-                "{what} not reached within {within:?}: {status:#}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let every = Duration::from_millis(50);
+        poll_until(within, every, || self.status(), done)
+            .unwrap_or_else(|status| panic!("{what} not reached within {within:?}: {status:#}"))
     }
 
     /// `totals.sessions` from `/status`.

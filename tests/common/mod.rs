@@ -222,6 +222,27 @@ pub fn send_signal(pid: u32, signal: &str) {
     assert!(status.success(), "kill -{signal} {pid} failed: {status}");
 }
 
+/// Polls `probe` every `every` until `done` holds for its value (`Ok`), or until `within` has
+/// passed (`Err` with the last value).
+pub fn poll_until<T>(
+    within: Duration,
+    every: Duration,
+    mut probe: impl FnMut() -> T,
+    done: impl Fn(&T) -> bool,
+) -> Result<T, T> {
+    let started = std::time::Instant::now();
+    loop {
+        let value = probe();
+        if done(&value) {
+            return Ok(value);
+        }
+        if started.elapsed() >= within {
+            return Err(value);
+        }
+        std::thread::sleep(every);
+    }
+}
+
 /// Waits up to `within` for `child` to exit; its status, or `None` if it is still running.
 pub fn wait_exit(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
     let deadline = std::time::Instant::now() + within;
