@@ -10,8 +10,8 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::value::RawValue;
-use shardgate::mcp::params::{CallParams, Rewrite};
-use shardgate::upstream::pending::UpstreamRequestId;
+use shardgate::wire::ids::UpstreamRequestId;
+use shardgate::wire::params::{CallParams, Rewrite};
 
 const PARAMS: &str = concat!(
     r#"{"name":"search__query","arguments":{"q":"thread-per-core gateways","limit":10},"#,

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::value::RawValue;
-use shardgate::upstream::pending::{
-    restore_response_id, rewrite_request_id, Expired, IdForm, PendingLimits, PendingTable,
-    UpstreamRequestId,
+use shardgate::calls::pending::{
+    restore_response_id, rewrite_request_id, Expired, PendingLimits, PendingTable,
 };
+use shardgate::wire::ids::{IdForm, UpstreamRequestId};
 
 const IN_FLIGHT: u32 = 100;
 const CLIENT_ID: &str = r#""3f2b8c1e-9a4d-4e7b-b1c2-5d6e7f8a9b0c""#;

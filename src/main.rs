@@ -72,7 +72,7 @@ fn load(args: &Args) -> Result<Config, ExitCode> {
     match &args.config {
         None => Ok(Config::default_embedded()),
         Some(path) => Config::load(path).map_err(|errors| {
-            runtime::log(format_args!("invalid configuration:\n{errors}"));
+            shardgate::support::log(format_args!("invalid configuration:\n{errors}"));
             ExitCode::from(2)
         }),
     }
@@ -87,7 +87,7 @@ fn cores_for(args: &Args, config: &Config) -> Result<Vec<usize>, ExitCode> {
         .collect();
     let choice = args.cores.as_ref().unwrap_or(&config.server.cores);
     platform::select_cores(choice, &available).map_err(|e| {
-        runtime::log(format_args!("{e}"));
+        shardgate::support::log(format_args!("{e}"));
         ExitCode::from(2)
     })
 }
@@ -110,14 +110,14 @@ fn run(args: Args) -> Result<(), ExitCode> {
             // A down upstream is reported, not an error: the server may simply not run yet.
             let (upstreams, collisions) =
                 runtime::probe_upstreams(Arc::new(config)).map_err(|e| {
-                    runtime::log(format_args!("check: {e}"));
+                    shardgate::support::log(format_args!("check: {e}"));
                     ExitCode::from(1)
                 })?;
             for line in upstreams {
                 println!("{line}");
             }
             collisions.map_err(|e| {
-                runtime::log(format_args!("invalid configuration:\n{e}"));
+                shardgate::support::log(format_args!("invalid configuration:\n{e}"));
                 ExitCode::from(2)
             })
         }
@@ -135,7 +135,7 @@ fn run(args: Args) -> Result<(), ExitCode> {
                 );
             })
             .map_err(|e| {
-                runtime::log(format_args!("{e}"));
+                shardgate::support::log(format_args!("{e}"));
                 ExitCode::from(1)
             })
         }
@@ -150,7 +150,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(message) => {
-            runtime::log(format_args!("{message}\n{USAGE}"));
+            shardgate::support::log(format_args!("{message}\n{USAGE}"));
             return ExitCode::from(2);
         }
     };

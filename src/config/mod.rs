@@ -24,19 +24,18 @@
 
 pub mod bounds;
 mod error;
-pub mod plan;
+pub mod limits;
 mod raw;
+pub mod url;
 mod validate;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use crate::upstream::pool::PoolLimits;
-use crate::upstream::stdio::StdioLimits;
+use limits::{PoolLimits, StdioLimits};
 
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors, Location};
-pub use plan::{plan, Plan, PlanTerm};
 
 /// The shipped default profile; `Config::default_embedded` parses it and a test pins that it
 /// equals the built-in defaults.
@@ -240,7 +239,7 @@ pub struct HttpUpstream {
     /// 1..=86400000), `response_head_bytes_max` (16384, 1024..=1048576),
     /// `response_headers_count_max` (64, 8..=1024) and `sse_event_bytes_max`
     /// (`limits.response_body_bytes_max`, 1024..=268435456); the buffered body limit is
-    /// `limits.response_body_bytes_max`. What each bounds: [`PoolLimits`], [`crate::http::client::ClientLimits`].
+    /// `limits.response_body_bytes_max`. What each bounds: [`PoolLimits`], [`limits::ClientLimits`].
     pub pool: PoolLimits,
 }
 

@@ -2,9 +2,9 @@
 
 use std::path::Path;
 
-use crate::http::client::ClientLimits;
-use crate::upstream::pool::PoolLimits;
-use crate::upstream::stdio::StdioLimits;
+use crate::config::limits::ClientLimits;
+use crate::config::limits::PoolLimits;
+use crate::config::limits::StdioLimits;
 
 use super::*;
 
@@ -487,37 +487,6 @@ fn upstream_numbers_are_accepted_at_both_range_edges_and_refused_one_past() {
             );
         }
     }
-}
-
-#[test]
-fn pending_ranges_are_the_pending_tables_own() {
-    use crate::upstream::pending::{PendingError, PendingLimits, PendingTable};
-    let range_of = |limits: PendingLimits| match PendingTable::<u64>::new(limits) {
-        Err(PendingError::Limit { key, min, max, .. }) => (key, i64::from(min), i64::from(max)),
-        Err(error) => panic!("expected a limit error, got {error}"),
-        Ok(_) => panic!("expected a limit error"),
-    };
-    let limits = PendingLimits {
-        pending_max: 0,
-        pending_per_upstream_max: 1,
-        upstreams_count: 1,
-        request_id_bytes_max: 128,
-    };
-    let pending_max = bounds::PENDING_MAX;
-    assert_eq!(
-        range_of(limits),
-        ("pending.pending_max", pending_max.min, pending_max.max)
-    );
-    let limits = PendingLimits {
-        pending_max: 1,
-        request_id_bytes_max: 0,
-        ..limits
-    };
-    let id_bytes = bounds::REQUEST_ID_BYTES_MAX;
-    assert_eq!(
-        range_of(limits),
-        ("pending.request_id_bytes_max", id_bytes.min, id_bytes.max)
-    );
 }
 
 #[test]

@@ -17,9 +17,10 @@ use super::{
     Admin, Config, Cores, Epoch, HttpUpstream, Limits, Pending, Server, SessionMode, Sessions,
     StdioUpstream, Upstream, UpstreamKind,
 };
-use crate::http::client::ClientLimits;
-use crate::upstream::pool::{PoolLimits, UpstreamUrl};
-use crate::upstream::stdio::StdioLimits;
+use crate::config::limits::ClientLimits;
+use crate::config::limits::PoolLimits;
+use crate::config::limits::StdioLimits;
+use crate::config::url::UpstreamUrl;
 
 /// Accepted values of `upstreams[i].kind`.
 const UPSTREAM_KINDS: &[&str] = &["builtin", "http", "stdio"];

@@ -35,27 +35,6 @@ pub use sse::{SseEvent, SseReader, SseStep};
 
 use std::fmt;
 
-/// Per-upstream response limits. Config keys map onto them one to one; keys are
-/// named on each field.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ClientLimits {
-    /// Bytes of the status line, header fields and blank line of one response (interim `1xx`
-    /// heads included); also the budget for the chunk framing and trailers of one buffered body.
-    /// Key `upstreams[].response_head_bytes_max`, default 16384.
-    pub response_head_bytes_max: u32,
-    /// Header fields in one response head (and in one trailer section).
-    /// Key `upstreams[].response_headers_count_max`, default 64.
-    pub response_headers_count_max: u16,
-    /// Bytes of one buffered (non-stream) response body, after chunked decoding.
-    /// Key `limits.response_body_bytes_max` (exists), default 4194304.
-    pub response_body_bytes_max: u32,
-    /// Bytes of one event of an event stream (its `data`, `event` and `id` values together),
-    /// and of any one line of the stream. An event carries one JSON-RPC message, so the
-    /// default equals `response_body_bytes_max`.
-    /// Key `upstreams[].sse_event_bytes_max`, default 4194304.
-    pub sse_event_bytes_max: u32,
-}
-
 /// How a response or a request was refused. `as_str` is a fixed, low-cardinality label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ClientErrorKind {

@@ -12,8 +12,8 @@ use super::parse::{Progress, RequestParser, Waiting};
 use super::response::{jsonrpc_error_body, Peer, ResponseWriter, Written};
 use super::{HttpError, HttpLimits};
 use crate::refusal::{RefusalCounters, RefusalReason};
-use crate::runtime::deadline;
-use crate::runtime::shutdown::ShutdownSignal;
+use crate::support::deadline;
+use crate::support::event::Event;
 use futures_lite::future;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
@@ -52,7 +52,7 @@ pub enum ConnectionEnd {
     /// A request was refused (counted in `RefusalCounters`) and the connection closed.
     Refused(RefusalReason),
     /// The shard is draining; the connection closed at a safe point.
-    Draining,
+    EventWait,
     /// A socket error, a write that made no progress for `keepalive_idle_timeout_ms`, or a
     /// handler error.
     IoError,
@@ -64,10 +64,10 @@ pub async fn serve_connection<H: Handler>(
     limits: &HttpLimits,
     handler: &H,
     refusals: &RefusalCounters,
-    shutdown: &ShutdownSignal,
+    shutdown: &Event,
 ) -> ConnectionEnd {
-    if shutdown.is_draining() {
-        return ConnectionEnd::Draining;
+    if shutdown.is_set() {
+        return ConnectionEnd::EventWait;
     }
     let write_timeout = Duration::from_millis(limits.keepalive_idle_timeout_ms);
     if stream.set_write_timeout(Some(write_timeout)).is_err() {
@@ -98,7 +98,7 @@ enum ReadOutcome {
     Bytes,
     Eof,
     Deadline,
-    Draining,
+    EventWait,
     Failed,
 }
 
@@ -106,7 +106,7 @@ struct Connection<'a> {
     stream: TcpStream,
     limits: &'a HttpLimits,
     refusals: &'a RefusalCounters,
-    shutdown: &'a ShutdownSignal,
+    shutdown: &'a Event,
     input: InputBuffer,
     out: Vec<u8>,
     parser: RequestParser,
@@ -149,7 +149,7 @@ impl Connection<'_> {
                 ReadOutcome::Bytes => {}
                 ReadOutcome::Eof => return Err(ConnectionEnd::PeerClosed),
                 ReadOutcome::Deadline => return Err(self.refuse(late).await),
-                ReadOutcome::Draining | ReadOutcome::Failed => return Err(ConnectionEnd::IoError),
+                ReadOutcome::EventWait | ReadOutcome::Failed => return Err(ConnectionEnd::IoError),
             }
         }
     }
@@ -161,7 +161,7 @@ impl Connection<'_> {
             ReadOutcome::Bytes => Ok(()),
             ReadOutcome::Eof => Err(ConnectionEnd::PeerClosed),
             ReadOutcome::Deadline => Err(ConnectionEnd::IdleTimeout),
-            ReadOutcome::Draining => Err(ConnectionEnd::Draining),
+            ReadOutcome::EventWait => Err(ConnectionEnd::EventWait),
             ReadOutcome::Failed => Err(ConnectionEnd::IoError),
         }
     }
@@ -196,7 +196,7 @@ impl Connection<'_> {
         let drain = async {
             if stop_on_drain {
                 shutdown.wait().await;
-                (ReadOutcome::Draining, 0)
+                (ReadOutcome::EventWait, 0)
             } else {
                 future::pending().await
             }
@@ -226,8 +226,8 @@ impl Connection<'_> {
         }
         if failed {
             Some(ConnectionEnd::IoError)
-        } else if self.shutdown.is_draining() {
-            Some(ConnectionEnd::Draining)
+        } else if self.shutdown.is_set() {
+            Some(ConnectionEnd::EventWait)
         } else if !close {
             None
         } else if !peer.keep_alive {

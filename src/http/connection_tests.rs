@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::refusal::{RefusalCounters, RefusalReason};
-use crate::runtime::shutdown::ShutdownSignal;
+use crate::support::event::Event;
 use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -77,12 +77,12 @@ where
                 .expect("send address");
             let stream = listener.accept().await.expect("accept");
             let refusals = RefusalCounters::default();
-            let shutdown = Rc::new(ShutdownSignal::default());
+            let shutdown = Rc::new(Event::default());
             if let Some(after) = drain_after {
                 let signal = shutdown.clone();
                 glommio::spawn_local(async move {
                     glommio::timer::sleep(after).await;
-                    signal.start_draining();
+                    signal.set();
                 })
                 .detach();
             }
@@ -361,7 +361,7 @@ fn draining_closes_an_idle_connection_at_once() {
             waited.elapsed()
         );
     });
-    assert_eq!(end, ConnectionEnd::Draining);
+    assert_eq!(end, ConnectionEnd::EventWait);
 }
 
 #[test]
@@ -376,7 +376,7 @@ fn draining_finishes_the_in_flight_response_with_connection_close() {
         assert_eq!(response.header("connection"), Some("close"));
         assert_closed(&mut reader);
     });
-    assert_eq!(end, ConnectionEnd::Draining);
+    assert_eq!(end, ConnectionEnd::EventWait);
 }
 
 #[test]

@@ -12,7 +12,7 @@
 //! [`HttpLimits::input_buffer_bytes_max`]. Deadlines: the whole head within
 //! `header_read_timeout_ms` of its first byte, the whole body within `body_read_timeout_ms` of
 //! the end of the head, the next request's first byte within `keepalive_idle_timeout_ms`; each
-//! waits on the shard's deadline wheel (`runtime::deadline`), so it is noticed at most one tick
+//! waits on the shard's deadline wheel (`support::deadline`), so it is noticed at most one tick
 //! late, never early.
 //!
 //! Refuses (strict RFC 9112), each counted and answered with a JSON-RPC error and
@@ -90,38 +90,3 @@ impl fmt::Display for HttpError {
 }
 
 impl std::error::Error for HttpError {}
-
-/// Appends `n` in decimal. Heads and bodies are written per request, and `write!` would run
-/// the formatting machinery for each number in them.
-pub fn push_decimal(out: &mut Vec<u8>, n: u64) {
-    let mut buffer = [0u8; 20];
-    out.extend_from_slice(decimal_digits(n, &mut buffer));
-}
-
-/// The decimal digits of `n`, written at the end of `buffer` (20 digits hold any `u64`).
-pub fn decimal_digits(mut n: u64, buffer: &mut [u8; 20]) -> &[u8] {
-    let mut start = buffer.len();
-    loop {
-        start -= 1;
-        buffer[start] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    &buffer[start..]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::push_decimal;
-
-    #[test]
-    fn decimals_are_written_as_format_writes_them() {
-        for n in [0, 7, 10, 99, 100, 65_535, 1 << 32, u64::MAX] {
-            let mut out = b"x".to_vec();
-            push_decimal(&mut out, n);
-            assert_eq!(out, format!("x{n}").into_bytes());
-        }
-    }
-}

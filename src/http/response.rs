@@ -6,9 +6,9 @@
 //! `Transfer-Encoding`, `Connection`) and refuses handler headers that would forge them or split
 //! the head (CR, LF or NUL in a value).
 
-use crate::http::push_decimal;
-use crate::runtime::deadline;
-use crate::runtime::shutdown::ShutdownSignal;
+use crate::support::deadline;
+use crate::support::decimal::push_decimal;
+use crate::support::event::Event;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use std::io::{self, Write};
@@ -93,7 +93,7 @@ pub(crate) struct Exchange {
 pub struct ResponseWriter<'c> {
     stream: &'c mut TcpStream,
     out: &'c mut Vec<u8>,
-    shutdown: &'c ShutdownSignal,
+    shutdown: &'c Event,
     peer_keep_alive: bool,
     peer_http11: bool,
     head_only: bool,
@@ -105,7 +105,7 @@ impl<'c> ResponseWriter<'c> {
     pub(crate) fn new(
         stream: &'c mut TcpStream,
         out: &'c mut Vec<u8>,
-        shutdown: &'c ShutdownSignal,
+        shutdown: &'c Event,
         peer: Peer,
     ) -> ResponseWriter<'c> {
         debug_assert!(out.is_empty());
@@ -246,7 +246,7 @@ impl<'c> ResponseWriter<'c> {
         }
         let close = self.close_after
             || !self.peer_keep_alive
-            || self.shutdown.is_draining()
+            || self.shutdown.is_set()
             || framing == BodyFraming::UntilClose;
         self.exchange.close = close;
         let out = &mut *self.out;

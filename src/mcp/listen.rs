@@ -12,7 +12,7 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::mcp::jsonrpc;
+use crate::wire::jsonrpc;
 
 /// The `_meta` key that ties a frame to the `subscriptions/listen` request that opened it.
 pub const SUBSCRIPTION_ID_META: &str = "io.modelcontextprotocol/subscriptionId";

@@ -18,20 +18,24 @@ use std::time::{Duration, Instant};
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
-use crate::config::Config;
-use crate::mcp::jsonrpc::{self, RpcError};
-use crate::mcp::params::{CallParams, Rewrite, Routing};
-use crate::mcp::version::ProtocolVersion;
-use crate::runtime::log;
-use crate::runtime::shutdown::ShutdownSignal;
-use crate::upstream::breaker::Admission;
-use crate::upstream::catalogue::{Catalogue, CatalogueLimits, Kind, Listing, Naming, Omission};
-use crate::upstream::inflight::{
+use crate::calls::inflight::{
     CallFailure, CallItem, CallState, ClientRoute, InFlight, ServerRequests,
 };
-use crate::upstream::input::{BridgedCall, InputBridge, InputCapabilities, InputStats};
+use crate::calls::pending::{PendingLimits, PendingRefusal};
+use crate::config::Config;
+use crate::support::clock::ShardClock;
+use crate::support::event::Event;
+use crate::support::log;
+use crate::upstream::breaker::Admission;
+use crate::upstream::catalogue::{Catalogue, CatalogueLimits, Listing, Naming, Omission};
+use crate::upstream::input::{BridgedCall, InputBridge, InputStats};
 use crate::upstream::link::{CallRequest, SessionScope, UpstreamLink, SESSION_CLOSE_TIMEOUT_MS};
-use crate::upstream::pending::{PendingLimits, PendingRefusal, UpstreamRequestId};
+use crate::wire::capabilities::InputCapabilities;
+use crate::wire::ids::UpstreamRequestId;
+use crate::wire::jsonrpc::{self, RpcError};
+use crate::wire::kind::Kind;
+use crate::wire::params::{CallParams, Rewrite, Routing};
+use crate::wire::version::ProtocolVersion;
 
 /// Which protocol era a request belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,10 +154,10 @@ pub struct RouterState {
     routes: RefCell<Rc<Catalogue>>,
     /// Whether each link was in the last catalogue, to rebuild when that changes.
     listed: RefCell<Vec<bool>>,
-    clock_origin: Instant,
+    clock: ShardClock,
     /// Fired (and replaced) when a merged list changes: session-era clients' GET streams wait
     /// on it to send `notifications/*/list_changed`.
-    lists_changed: RefCell<Rc<ShutdownSignal>>,
+    lists_changed: RefCell<Rc<Event>>,
     /// Which lists changed at the last firing, in [`Kind::ALL`] order.
     changed_kinds: Cell<[bool; 4]>,
 }
@@ -167,7 +171,7 @@ pub struct Router {
 
 impl RouterState {
     fn now_ms(&self) -> u64 {
-        self.clock_origin.elapsed().as_millis() as u64
+        self.clock.now_ms()
     }
 
     fn name_of(&self, upstream: u16) -> String {
@@ -243,7 +247,7 @@ impl RouterState {
         if changed.iter().any(|c| *c) {
             self.changed_kinds.set(changed);
             let fired = self.lists_changed.replace(Rc::default());
-            fired.start_draining();
+            fired.set();
         }
         *self.routes.borrow_mut() = Rc::new(routes);
         *self.listed.borrow_mut() = listed;
@@ -252,7 +256,7 @@ impl RouterState {
 
 impl Router {
     /// Builds one link per `[[upstreams]]` entry (starting stdio children).
-    pub fn new(config: &Config, shard: u8) -> Result<Router, String> {
+    pub fn new(config: &Config, shard: u8, clock: ShardClock) -> Result<Router, String> {
         let links = config
             .upstreams
             .iter()
@@ -284,7 +288,7 @@ impl Router {
             input: InputBridge::new(pending.input_rounds_max),
             catalogue: RefCell::new(Rc::new(Catalogue::build(&[], CATALOGUE_LIMITS))),
             routes: RefCell::new(Rc::new(Catalogue::build(&[], CATALOGUE_LIMITS))),
-            clock_origin: Instant::now(),
+            clock,
             lists_changed: RefCell::new(Rc::default()),
             changed_kinds: Cell::new([false; 4]),
         };
@@ -447,7 +451,7 @@ impl Router {
     }
 
     /// The signal the next change of a merged list fires.
-    pub fn lists_changed(&self) -> Rc<ShutdownSignal> {
+    pub fn lists_changed(&self) -> Rc<Event> {
         self.state.lists_changed.borrow().clone()
     }
 
@@ -590,7 +594,7 @@ impl Router {
         let Some(request) = state.server_requests.take(route, id.get()) else {
             return;
         };
-        let Ok(restored) = crate::upstream::pending::restore_response_id(
+        let Ok(restored) = crate::calls::pending::restore_response_id(
             message,
             request.upstream_id.get().as_bytes(),
         ) else {
@@ -915,7 +919,7 @@ mod tests {
     }
 
     fn router() -> Router {
-        Router::new(&Config::default(), 0).unwrap()
+        Router::new(&Config::default(), 0, ShardClock::start()).unwrap()
     }
 
     #[test]

@@ -10,9 +10,9 @@ use std::fmt;
 use std::rc::Rc;
 
 use crate::epoch::{EpochTable, Removed, TableLimits, TableRefusal, TableStats};
-use crate::mcp::version::ProtocolVersion;
-use crate::runtime::shutdown::ShutdownSignal;
-use crate::upstream::input::InputCapabilities;
+use crate::support::event::Event;
+use crate::wire::capabilities::InputCapabilities;
+use crate::wire::version::ProtocolVersion;
 
 /// A session id: the owning shard and 128 random bits. Printed as `<shard: 2 hex>-<32 hex>`
 /// (visible ASCII).
@@ -62,7 +62,7 @@ pub struct Session {
     /// The version negotiated at `initialize`.
     pub version: ProtocolVersion,
     /// Set when the session ends (DELETE or expiry): open GET streams watch it and close.
-    pub ended: Rc<ShutdownSignal>,
+    pub ended: Rc<Event>,
     /// The level of the client's last `logging/setLevel`, passed in `_meta` to upstreams that
     /// speak the stateless era (which have no per-connection level).
     pub log_level: Option<&'static str>,
@@ -230,7 +230,7 @@ impl SessionTable {
         }
         match self.table.remove(&id.secret) {
             Some(session) => {
-                session.ended.start_draining();
+                session.ended.set();
                 self.ended.push(id.secret);
                 true
             }
@@ -269,7 +269,7 @@ impl SessionTable {
 /// Signals a removed session's streams to close and lists it as ended; returns 1 so callers
 /// can count.
 fn end_session(removed: Removed<'_, u128, Session>, ended: &mut Vec<u128>) -> u64 {
-    removed.value.ended.start_draining();
+    removed.value.ended.set();
     debug_assert!(
         ended.len() < ended.capacity(),
         "ended sessions are taken after each call"
@@ -386,7 +386,7 @@ mod tests {
             .unwrap();
         let ended = sessions.touch(id, 1).unwrap().ended.clone();
         assert!(sessions.delete(id, 2));
-        assert!(ended.is_draining());
+        assert!(ended.is_set());
         assert_eq!(sessions.take_ended(), [id.secret]);
         assert!(sessions.touch(id, 3).is_none());
         assert!(!sessions.delete(id, 4));

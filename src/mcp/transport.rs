@@ -10,17 +10,17 @@ use std::borrow::Cow;
 
 use serde_json::value::RawValue;
 
+use crate::calls::inflight::ClientRoute;
 use crate::config::Config;
-use crate::mcp::jsonrpc::{self, Message, Meta, RpcError};
 use crate::mcp::listen::Subscription;
-use crate::mcp::params::CallParams;
 use crate::mcp::router::{Answer, Client, Era, Relay, Router, ROUTED_METHODS};
 use crate::mcp::session::{SessionId, SessionRefusal, SessionTable};
-use crate::mcp::version::ProtocolVersion;
 use crate::refusal::{RefusalCounters, RefusalReason};
-use crate::runtime::shutdown::ShutdownSignal;
-use crate::upstream::inflight::ClientRoute;
-use crate::upstream::input::InputCapabilities;
+use crate::support::event::Event;
+use crate::wire::capabilities::InputCapabilities;
+use crate::wire::jsonrpc::{self, Message, Meta, RpcError};
+use crate::wire::params::CallParams;
+use crate::wire::version::ProtocolVersion;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -74,7 +74,7 @@ pub enum Reply {
     /// A complete HTTP answer (`Send`, so it can cross the mesh).
     Http(HttpReply),
     /// The session's GET stream: keep it open until `ended` is set or the client leaves.
-    Stream { ended: Rc<ShutdownSignal> },
+    Stream { ended: Rc<Event> },
     /// A 2026-07-28 `subscriptions/listen`: keep its stream open until the client leaves or
     /// the shard drains.
     Listen(Subscription),

@@ -1,17 +1,15 @@
-//! Shard bootstrap, pinning, the cross-shard mesh, signals, the epoch clock, the deadline wheel
-//! of the request path ([`deadline`]) and graceful drain.
+//! Shard bootstrap, pinning, the cross-shard mesh, signals, the epoch clock and graceful drain.
 //!
 //! [`serve`] checks the platform, resolves the listen ports, starts one pinned glommio executor
 //! per core (each a [`shard::Shard`]), waits until every shard listens, reports readiness, and
 //! returns once every shard has drained after SIGINT/SIGTERM.
 
 pub mod admin;
-pub mod deadline;
 pub mod listener;
 pub mod mesh;
+pub mod plan;
 pub mod platform;
 pub mod shard;
-pub mod shutdown;
 pub mod signals;
 pub mod status;
 
@@ -19,30 +17,24 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use glommio::channels::channel_mesh::{Full, MeshBuilder};
 use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
 
-use crate::config::plan::{Plan, PlanTerm};
 use crate::config::{self, Config};
 use crate::epoch::{index_bytes, EpochTable};
 use crate::mcp::router::Router;
 use crate::mcp::session::Session;
+use crate::support::clock::ShardClock;
 use crate::upstream::sessions;
 use admin::AdminFront;
 use glommio::channels::local_channel::LocalSender;
 use mesh::{Mesh, MeshMessage};
+use plan::{Plan, PlanTerm};
 use platform::StartupError;
 use shard::{McpFront, Shard};
-
-/// Writes one line to stderr. A closed stderr (the supervisor went away) must not stop the
-/// gateway from draining and exiting, so write errors are ignored rather than panicking.
-pub fn log(line: std::fmt::Arguments<'_>) {
-    use std::io::Write as _;
-    let _ = writeln!(std::io::stderr(), "shardgate: {line}");
-}
 
 /// Where the gateway listens once every shard is up.
 pub struct Ready {
@@ -61,7 +53,7 @@ struct ShardPlan {
     mcp: SocketAddr,
     admin: SocketAddr,
     started: mpsc::Sender<Result<(), StartupError>>,
-    clock_origin: Instant,
+    clock: ShardClock,
     /// Shards still serving; a drained shard keeps answering the mesh until this reaches zero,
     /// so requests forwarded to it during the drain still complete.
     serving: Arc<AtomicUsize>,
@@ -82,7 +74,7 @@ pub fn serve(
     let shards = cores.len();
     let mesh = MeshBuilder::full(shards, config.limits.mesh_messages_max as usize);
     let (started, startups) = mpsc::channel();
-    let clock_origin = Instant::now();
+    let clock = ShardClock::start();
     let serving = Arc::new(AtomicUsize::new(shards));
     let mut handles = Vec::with_capacity(shards);
     for (id, core) in cores.iter().copied().enumerate() {
@@ -95,7 +87,7 @@ pub fn serve(
             mcp,
             admin,
             started: started.clone(),
-            clock_origin,
+            clock,
             serving: serving.clone(),
         };
         let handle = LocalExecutorBuilder::new(Placement::Fixed(core))
@@ -203,7 +195,7 @@ async fn start_shard(plan: &ShardPlan) -> Result<Started, StartupError> {
         plan.core,
         plan.config.clone(),
         mesh,
-        plan.clock_origin,
+        plan.clock,
     )
     .map_err(fail)?;
     let shard = Rc::new(shard);
@@ -245,7 +237,7 @@ pub fn probe_upstreams(config: Arc<Config>) -> Result<(Vec<String>, Result<(), S
         .name("check")
         .io_memory(io_memory)
         .spawn(move || async move {
-            let router = Router::new(&config, 0)?;
+            let router = Router::new(&config, 0, ShardClock::start())?;
             // A stdio upstream's handshake answer arrives through its dispatcher.
             router.spawn_dispatchers();
             let probed = router.probe().await;
@@ -313,7 +305,7 @@ pub fn plan(config: &Config, shards: u16) -> Plan {
     let image_bytes = std::env::current_exe()
         .and_then(std::fs::metadata)
         .map_or(0, |meta| meta.len());
-    config::plan::plan(config, shards, &terms).with_process_term(PlanTerm {
+    plan::plan(config, shards, &terms).with_process_term(PlanTerm {
         name: "program image".into(),
         per_shard_bytes: image_bytes + PROCESS_THREADS_BYTES,
         explanation: format!(

@@ -17,7 +17,6 @@ use glommio::net::{TcpListener, TcpStream};
 use crate::config::Config;
 use crate::epoch::TableLimits;
 use crate::http::{self, HttpLimits, Request, ResponseWriter};
-use crate::mcp::jsonrpc;
 use crate::mcp::listen::Subscription;
 use crate::mcp::router::Router;
 use crate::mcp::router::{Era, Relay};
@@ -29,8 +28,10 @@ use crate::refusal::{RefusalCounters, RefusalReason};
 use crate::runtime::mesh::{
     ForwardedReply, ForwardedRequest, Mesh, MeshError, MeshMessage, Ticket,
 };
-use crate::runtime::shutdown::ShutdownSignal;
 use crate::runtime::status::{GenerationStatus, PendingStatus, ShardStatus, UpstreamStatus};
+use crate::support::clock::ShardClock;
+use crate::support::event::Event;
+use crate::wire::jsonrpc;
 use hashbrown::HashMap;
 use serde_json::value::RawValue;
 
@@ -46,19 +47,19 @@ pub struct Shard {
     pub endpoint: Endpoint,
     pub sessions: RefCell<SessionTable>,
     pub refusals: RefusalCounters,
-    pub shutdown: ShutdownSignal,
+    pub shutdown: Event,
     /// Set once this shard has drained: the admin listener stays open until then, so `/readyz`
     /// can answer 503 while in-flight requests finish.
-    pub drained: ShutdownSignal,
+    pub drained: Event,
     pub mesh: Mesh,
     /// Calls forwarded from other shards whose events are being relayed back, by (origin,
     /// ticket): set when the origin's client left. At most the origins' forwarded requests.
-    forwarded_relays: RefCell<HashMap<(u8, Ticket), Rc<ShutdownSignal>>>,
+    forwarded_relays: RefCell<HashMap<(u8, Ticket), Rc<Event>>>,
     pub http_limits: HttpLimits,
     connections: Cell<u32>,
     /// Open GET and `subscriptions/listen` streams; each holds one of the connections.
     notification_streams: Cell<u32>,
-    clock_origin: Instant,
+    clock: ShardClock,
 }
 
 /// The session table's limits, from `[sessions]` and `[epoch]`.
@@ -91,14 +92,14 @@ impl Shard {
         core: usize,
         config: Arc<Config>,
         mesh: Mesh,
-        clock_origin: Instant,
+        clock: ShardClock,
     ) -> Result<Shard, String> {
         let sessions = SessionTable::new(
             id,
             session_table_limits(&config),
             config.sessions.session_idle_ttl_ms,
         )?;
-        let router = Router::new(&config, id)?;
+        let router = Router::new(&config, id, clock)?;
         let endpoint = Endpoint::new(id, shards, router, config.clone());
         Ok(Shard {
             id,
@@ -108,19 +109,19 @@ impl Shard {
             endpoint,
             sessions: RefCell::new(sessions),
             refusals: RefusalCounters::default(),
-            shutdown: ShutdownSignal::default(),
-            drained: ShutdownSignal::default(),
+            shutdown: Event::default(),
+            drained: Event::default(),
             mesh,
             forwarded_relays: RefCell::new(HashMap::new()),
             connections: Cell::new(0),
             notification_streams: Cell::new(0),
-            clock_origin,
+            clock,
         })
     }
 
     /// Milliseconds on the process-wide monotonic clock (the same origin on every shard).
     pub fn now_ms(&self) -> u64 {
-        self.clock_origin.elapsed().as_millis() as u64
+        self.clock.now_ms()
     }
 
     pub fn connections(&self) -> u32 {
@@ -133,7 +134,7 @@ impl Shard {
     pub async fn accept_loop<H: http::Handler + 'static>(
         self: &Rc<Self>,
         listener: TcpListener,
-        stop: fn(&Shard) -> &ShutdownSignal,
+        stop: fn(&Shard) -> &Event,
         make_handler: impl Fn(Rc<Shard>) -> H,
     ) {
         loop {
@@ -146,7 +147,7 @@ impl Shard {
                 None => break,
                 Some(Ok(stream)) => stream,
                 Some(Err(e)) => {
-                    super::log(format_args!("shard {}: accept failed: {e}", self.id));
+                    crate::support::log(format_args!("shard {}: accept failed: {e}", self.id));
                     glommio::timer::sleep(Duration::from_millis(10)).await;
                     continue;
                 }
@@ -212,13 +213,13 @@ impl Shard {
         while self.connections.get() > 0 && Instant::now() < deadline {
             glommio::timer::sleep(Duration::from_millis(20)).await;
         }
-        self.drained.start_draining();
+        self.drained.set();
     }
 
     /// The epoch clock: every `epoch.tick_ms`, retire the oldest generation of each table.
     pub async fn epoch_clock(&self) {
         let tick = Duration::from_millis(self.config.epoch.tick_ms);
-        while !self.shutdown.is_draining() {
+        while !self.shutdown.is_set() {
             let stopped = future::or(
                 async {
                     glommio::timer::sleep(tick).await;
@@ -267,7 +268,7 @@ impl Shard {
             }
             MeshMessage::RelayCancel { ticket } => {
                 if let Some(cancelled) = self.forwarded_relays.borrow().get(&(from, ticket)) {
-                    cancelled.start_draining();
+                    cancelled.set();
                 }
             }
             MeshMessage::ListsChanged { upstream } => {
@@ -330,7 +331,7 @@ impl Shard {
         id: &RawValue,
         era: Era,
     ) -> HttpReply {
-        let cancelled = Rc::new(ShutdownSignal::default());
+        let cancelled = Rc::new(Event::default());
         self.forwarded_relays
             .borrow_mut()
             .insert((from, ticket), cancelled.clone());
@@ -376,7 +377,7 @@ impl Shard {
         ShardStatus {
             shard: self.id,
             core: self.core,
-            draining: self.shutdown.is_draining(),
+            draining: self.shutdown.is_set(),
             connections: self.connections.get(),
             notification_streams: self.notification_streams.get(),
             connections_max: self.config.limits.connections_max,

@@ -49,10 +49,10 @@ pub fn install() {
                 }
                 seen += 1;
                 if seen > 1 {
-                    super::log(format_args!("second signal, exiting without draining"));
+                    crate::support::log(format_args!("second signal, exiting without draining"));
                     std::process::exit(1);
                 }
-                super::log(format_args!("signal {signal}, draining"));
+                crate::support::log(format_args!("signal {signal}, draining"));
                 request_shutdown();
             }
         })
@@ -64,5 +64,5 @@ pub async fn watch(shard: Rc<Shard>) {
     while !SHUTDOWN_REQUESTED.load(Ordering::SeqCst) {
         glommio::timer::sleep(WATCH_INTERVAL).await;
     }
-    shard.shutdown.start_draining();
+    shard.shutdown.set();
 }

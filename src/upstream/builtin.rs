@@ -11,7 +11,7 @@
 //!
 //! Limits: `sleep` waits at most `sleep_ms_max` milliseconds (config key
 //! `upstreams[].sleep_ms_max`); a longer request is a tool execution error, not a wait.
-//! `sleep` waits on the shard's deadline wheel (`runtime::deadline`), so it may answer up to one
+//! `sleep` waits on the shard's deadline wheel (`support::deadline`), so it may answer up to one
 //! tick late, never early. Dropping the future returned by [`Demo::handle`] (cancellation,
 //! client gone, drain deadline) drops the wait with it.
 //!
@@ -39,11 +39,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::{to_raw_value, RawValue};
 use serde_json::{json, Number, Value};
 
-use crate::mcp::jsonrpc::{
+use crate::support::deadline;
+use crate::wire::jsonrpc::{
     json_kind, preview, raw_str, RpcError, INTERNAL_ERROR, INVALID_PARAMS, RESOURCE_NOT_FOUND,
 };
-use crate::mcp::version::ProtocolVersion;
-use crate::runtime::deadline;
+use crate::wire::version::ProtocolVersion;
 
 /// How long a 2026-07-28 client may consider the lists and the readme fresh: 5 minutes. They
 /// change only when a config reload changes `sleep_ms_max`; a short TTL bounds that staleness.
@@ -577,7 +577,7 @@ fn get_prompt(params: Option<&RawValue>) -> Result<Box<RawValue>, RpcError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mcp::jsonrpc::METHOD_NOT_FOUND;
+    use crate::wire::jsonrpc::METHOD_NOT_FOUND;
     use futures_lite::future::block_on;
     use glommio::LocalExecutorBuilder;
     use std::time::Instant;

@@ -18,46 +18,7 @@ use hashbrown::HashMap;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-/// The four listable kinds, in the order of [`Kind::ALL`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Kind {
-    Tools,
-    Prompts,
-    Resources,
-    ResourceTemplates,
-}
-
-impl Kind {
-    pub const ALL: [Kind; 4] = [
-        Kind::Tools,
-        Kind::Prompts,
-        Kind::Resources,
-        Kind::ResourceTemplates,
-    ];
-
-    /// The result member that holds the list (`tools`, `prompts`, …).
-    pub fn member(self) -> &'static str {
-        match self {
-            Kind::Tools => "tools",
-            Kind::Prompts => "prompts",
-            Kind::Resources => "resources",
-            Kind::ResourceTemplates => "resourceTemplates",
-        }
-    }
-
-    /// The entry field that names or addresses it.
-    fn key_field(self) -> &'static str {
-        match self {
-            Kind::Tools | Kind::Prompts => "name",
-            Kind::Resources => "uri",
-            Kind::ResourceTemplates => "uriTemplate",
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
+use crate::wire::kind::Kind;
 
 /// How one upstream's names appear in the merged catalogue.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -23,172 +23,23 @@
 //! per-call budget as the call's waiting events; time, the call's deadline. Past a bound the
 //! call ends with an error naming the key.
 
+use crate::calls::input_round::InputRound;
+use crate::wire::capabilities::InputCapabilities;
 use std::borrow::Cow;
-use std::cell::{Cell, RefCell};
-use std::future::poll_fn;
+use std::cell::Cell;
 use std::rc::Rc;
-use std::task::{Poll, Waker};
 use std::time::Instant;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
-use crate::mcp::jsonrpc::{self, Message, Outcome, RpcError};
-use crate::mcp::members::{member_key, Members};
-use crate::runtime::deadline;
-use crate::upstream::inflight::{CallFailure, CallState, ClientRoute, ServerRequests};
+use crate::calls::inflight::{CallFailure, CallState, ClientRoute, ServerRequests};
+use crate::support::deadline;
 use crate::upstream::link::{CallOutcome, UpstreamLink};
-use crate::upstream::pending::UpstreamRequestId;
-
-/// The input capabilities a session-era client declared at `initialize`: the members of
-/// `capabilities` the bridge can serve (`sampling`, `elicitation`, `roots`) and their
-/// sub-capabilities, as bits.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct InputCapabilities(u8);
-
-impl InputCapabilities {
-    /// Declares nothing: every input request is refused.
-    pub const NONE: InputCapabilities = InputCapabilities(0);
-    const SAMPLING: u8 = 1;
-    const SAMPLING_CONTEXT: u8 = 1 << 1;
-    const SAMPLING_TOOLS: u8 = 1 << 2;
-    const ELICITATION: u8 = 1 << 3;
-    const ELICITATION_FORM: u8 = 1 << 4;
-    const ELICITATION_URL: u8 = 1 << 5;
-    const ROOTS: u8 = 1 << 6;
-
-    /// Reads the client's `initialize` `capabilities` object; anything unreadable declares
-    /// nothing.
-    pub fn from_client(capabilities: &RawValue) -> InputCapabilities {
-        #[derive(Deserialize, Default)]
-        #[serde(default)]
-        struct Sub {
-            context: Option<serde::de::IgnoredAny>,
-            tools: Option<serde::de::IgnoredAny>,
-            form: Option<serde::de::IgnoredAny>,
-            url: Option<serde::de::IgnoredAny>,
-        }
-        #[derive(Deserialize, Default)]
-        #[serde(default)]
-        struct Declared {
-            sampling: Option<Sub>,
-            elicitation: Option<Sub>,
-            roots: Option<serde::de::IgnoredAny>,
-        }
-        let declared: Declared = serde_json::from_str(capabilities.get()).unwrap_or_default();
-        let mut bits = 0;
-        let mut set = |bit: u8, on: bool| {
-            if on {
-                bits |= bit;
-            }
-        };
-        if let Some(sampling) = &declared.sampling {
-            set(Self::SAMPLING, true);
-            set(Self::SAMPLING_CONTEXT, sampling.context.is_some());
-            set(Self::SAMPLING_TOOLS, sampling.tools.is_some());
-        }
-        if let Some(elicitation) = &declared.elicitation {
-            set(Self::ELICITATION, true);
-            set(Self::ELICITATION_FORM, elicitation.form.is_some());
-            set(Self::ELICITATION_URL, elicitation.url.is_some());
-        }
-        set(Self::ROOTS, declared.roots.is_some());
-        InputCapabilities(bits)
-    }
-
-    fn has(self, bit: u8) -> bool {
-        self.0 & bit == bit
-    }
-
-    /// Appends the capabilities as a 2026-07-28 upstream reads them in
-    /// `_meta["io.modelcontextprotocol/clientCapabilities"]`: written per call, so as text.
-    pub fn write_json(self, out: &mut Vec<u8>) {
-        /// A capability's bit and name, and those of its modes.
-        type Member = (u8, &'static str, &'static [(u8, &'static str)]);
-        let members: [Member; 3] = [
-            (
-                Self::ELICITATION,
-                "elicitation",
-                &[
-                    (Self::ELICITATION_FORM, "form"),
-                    (Self::ELICITATION_URL, "url"),
-                ],
-            ),
-            (Self::ROOTS, "roots", &[]),
-            (
-                Self::SAMPLING,
-                "sampling",
-                &[
-                    (Self::SAMPLING_CONTEXT, "context"),
-                    (Self::SAMPLING_TOOLS, "tools"),
-                ],
-            ),
-        ];
-        let mut first = true;
-        out.push(b'{');
-        for (bit, name, modes) in members {
-            if !self.has(bit) {
-                continue;
-            }
-            member_key(out, name, &mut first);
-            let mut first_mode = true;
-            out.push(b'{');
-            for (mode_bit, mode) in modes {
-                if self.has(*mode_bit) {
-                    member_key(out, mode, &mut first_mode);
-                    out.extend_from_slice(b"{}");
-                }
-            }
-            out.push(b'}');
-        }
-        out.push(b'}');
-    }
-
-    /// The capability an input request needs that the client did not declare, as the
-    /// `requiredCapabilities` object of a -32021 error and its name; `None` when declared.
-    fn missing(self, method: &str, params: Option<&RawValue>) -> Option<(Value, &'static str)> {
-        #[derive(Deserialize, Default)]
-        #[serde(default)]
-        struct Asked<'a> {
-            #[serde(borrow)]
-            mode: Option<Cow<'a, str>>,
-            tools: Option<serde::de::IgnoredAny>,
-        }
-        let asked: Asked<'_> = params
-            .and_then(|p| serde_json::from_str(p.get()).ok())
-            .unwrap_or_default();
-        let needs = |bit: u8, required: Value, name: &'static str| {
-            (!self.has(bit)).then_some((required, name))
-        };
-        match method {
-            "sampling/createMessage" => needs(Self::SAMPLING, json!({"sampling": {}}), "sampling")
-                .or_else(|| {
-                    let tools = asked.tools.is_some();
-                    let required = json!({"sampling": {"tools": {}}});
-                    tools.then(|| needs(Self::SAMPLING_TOOLS, required, "sampling.tools"))?
-                }),
-            "elicitation/create" => {
-                let base = needs(Self::ELICITATION, json!({"elicitation": {}}), "elicitation");
-                base.or_else(|| match asked.mode.as_deref() {
-                    Some("url") => needs(
-                        Self::ELICITATION_URL,
-                        json!({"elicitation": {"url": {}}}),
-                        "elicitation.url",
-                    ),
-                    // A client that names no mode takes forms (the spec's implicit form mode).
-                    _ if self.has(Self::ELICITATION_URL) => needs(
-                        Self::ELICITATION_FORM,
-                        json!({"elicitation": {"form": {}}}),
-                        "elicitation.form",
-                    ),
-                    _ => None,
-                })
-            }
-            _ => needs(Self::ROOTS, json!({"roots": {}}), "roots"),
-        }
-    }
-}
+use crate::wire::ids::UpstreamRequestId;
+use crate::wire::jsonrpc::{self, RpcError};
+use crate::wire::members::Members;
 
 /// The methods an upstream may ask a client for input with.
 const INPUT_METHODS: [&str; 3] = ["sampling/createMessage", "elicitation/create", "roots/list"];
@@ -254,99 +105,6 @@ fn input_required(result: &RawValue) -> Result<Option<InputRequired<'_>>, String
         requests,
         request_state: asked.request_state,
     }))
-}
-
-/// The client's answer to one input request: its result, or the error it answered with.
-type InputAnswer = Result<Box<RawValue>, RpcError>;
-
-/// The answers to one round of input requests, as they arrive from the client.
-pub struct InputRound {
-    /// The call they serve: its budget holds the answers.
-    call: Rc<CallState>,
-    answers: RefCell<Vec<Option<InputAnswer>>>,
-    /// Bytes of answers charged to the call's budget, released when the round is dropped.
-    charged: Cell<usize>,
-    /// An answer did not fit the call's budget.
-    overflowed: Cell<bool>,
-    waker: Cell<Option<Waker>>,
-}
-
-impl InputRound {
-    fn new(call: Rc<CallState>, requests: usize) -> InputRound {
-        InputRound {
-            call,
-            answers: RefCell::new((0..requests).map(|_| None).collect()),
-            charged: Cell::new(0),
-            overflowed: Cell::new(false),
-            waker: Cell::new(None),
-        }
-    }
-
-    /// Takes the client's response `message` to request `slot` of the round.
-    pub fn answer(&self, slot: u32, message: &[u8]) {
-        let answer = match jsonrpc::parse(message) {
-            Ok(Message::Response {
-                outcome: Outcome::Result(result),
-                ..
-            }) => Ok(result.to_owned()),
-            Ok(Message::Response {
-                outcome: Outcome::Error(error),
-                ..
-            }) => Err(client_error(error)),
-            _ => return,
-        };
-        let bytes = answer.as_ref().map_or(0, |result| result.get().len());
-        // Past the budget the answer is dropped, not held: the round ends with an error.
-        match self.call.charge(bytes) {
-            false => self.overflowed.set(true),
-            true => {
-                self.charged.set(self.charged.get() + bytes);
-                if let Some(entry) = self.answers.borrow_mut().get_mut(slot as usize) {
-                    *entry = Some(answer);
-                }
-            }
-        }
-        if let Some(waker) = self.waker.take() {
-            waker.wake();
-        }
-    }
-
-    /// Waits until every request is answered or an answer overflowed the budget (`false`).
-    async fn complete(&self) -> bool {
-        poll_fn(|cx| {
-            if self.overflowed.get() {
-                return Poll::Ready(false);
-            }
-            if self.answers.borrow().iter().all(Option::is_some) {
-                return Poll::Ready(true);
-            }
-            self.waker.set(Some(cx.waker().clone()));
-            Poll::Pending
-        })
-        .await
-    }
-}
-
-impl Drop for InputRound {
-    fn drop(&mut self) {
-        self.call.release(self.charged.get());
-    }
-}
-
-/// A JSON-RPC error object a client answered with, as an [`RpcError`].
-fn client_error(error: &RawValue) -> RpcError {
-    #[derive(Deserialize)]
-    struct Error {
-        code: i32,
-        message: String,
-    }
-    match serde_json::from_str::<Error>(error.get()) {
-        Ok(error) => RpcError::new(error.code, error.message),
-        Err(e) => RpcError::new(
-            jsonrpc::INTERNAL_ERROR,
-            format!("an unreadable error object: {e}"),
-        ),
-    }
 }
 
 /// One call whose client can be asked for input: what it takes to ask and to retry.
@@ -480,7 +238,7 @@ impl InputBridge {
             Some(true) => {}
         }
         let mut responses = Map::new();
-        let answers = round.answers.take();
+        let answers = round.take_answers();
         for (request, answer) in asked.requests.iter().zip(answers) {
             let answer = answer.expect("a complete round has every answer");
             let result = answer.map_err(|error| answered_error(call, request, error))?;
@@ -633,68 +391,6 @@ mod tests {
     }
 
     #[test]
-    fn capabilities_keep_the_declared_input_members_and_their_modes() {
-        let caps = InputCapabilities::from_client(&raw(
-            r#"{"sampling":{"tools":{}},"elicitation":{"form":{},"url":{}},"experimental":{}}"#,
-        ));
-        let json = |caps: InputCapabilities| {
-            let mut out = Vec::new();
-            caps.write_json(&mut out);
-            serde_json::from_slice::<Value>(&out).expect("valid JSON")
-        };
-        assert_eq!(
-            json(caps),
-            json!({"sampling": {"tools": {}}, "elicitation": {"form": {}, "url": {}}})
-        );
-        let roots = InputCapabilities::from_client(&raw(r#"{"roots":{"listChanged":true}}"#));
-        assert_eq!(json(roots), json!({"roots": {}}));
-        assert_eq!(json(InputCapabilities::NONE), json!({}));
-        assert_eq!(
-            InputCapabilities::from_client(&raw("{}")),
-            InputCapabilities::NONE
-        );
-        assert_eq!(
-            InputCapabilities::from_client(&raw("[1]")),
-            InputCapabilities::NONE
-        );
-        let nulls = InputCapabilities::from_client(&raw(r#"{"sampling":null,"roots":null}"#));
-        assert_eq!(nulls, InputCapabilities::NONE);
-    }
-
-    #[test]
-    fn an_input_request_needs_the_capability_of_its_method_and_mode() {
-        let sampling = InputCapabilities::from_client(&raw(r#"{"sampling":{}}"#));
-        assert!(sampling.missing("sampling/createMessage", None).is_none());
-        let with_tools = raw(r#"{"messages":[],"maxTokens":5,"tools":[]}"#);
-        let (required, name) = sampling
-            .missing("sampling/createMessage", Some(&with_tools))
-            .unwrap();
-        assert_eq!(
-            (required, name),
-            (json!({"sampling": {"tools": {}}}), "sampling.tools")
-        );
-        let (required, name) = sampling.missing("roots/list", None).unwrap();
-        assert_eq!((required, name), (json!({"roots": {}}), "roots"));
-        let (_, name) = sampling.missing("elicitation/create", None).unwrap();
-        assert_eq!(name, "elicitation");
-
-        let implicit_form = InputCapabilities::from_client(&raw(r#"{"elicitation":{}}"#));
-        let form = raw(r#"{"message":"m","requestedSchema":{}}"#);
-        assert!(implicit_form
-            .missing("elicitation/create", Some(&form))
-            .is_none());
-        let url = raw(r#"{"mode":"url","message":"m","url":"https://x","elicitationId":"1"}"#);
-        let (_, name) = implicit_form
-            .missing("elicitation/create", Some(&url))
-            .unwrap();
-        assert_eq!(name, "elicitation.url");
-        let url_only = InputCapabilities::from_client(&raw(r#"{"elicitation":{"url":{}}}"#));
-        assert!(url_only.missing("elicitation/create", Some(&url)).is_none());
-        let (_, name) = url_only.missing("elicitation/create", Some(&form)).unwrap();
-        assert_eq!(name, "elicitation.form");
-    }
-
-    #[test]
     fn only_an_input_required_result_is_read_as_one() {
         assert!(input_required(&raw(r#"{"content":[]}"#)).unwrap().is_none());
         let complete = raw(r#"{"resultType":"complete","content":[]}"#);
@@ -731,37 +427,6 @@ mod tests {
             reason.contains("\"k\"") && reason.contains("tools/call"),
             "{reason}"
         );
-    }
-
-    #[test]
-    fn a_round_completes_when_every_slot_is_answered_within_the_call_budget() {
-        let call = Rc::new(CallState::new(64));
-        let round = InputRound::new(call.clone(), 2);
-        round.answer(
-            1,
-            br#"{"jsonrpc":"2.0","id":"sgr-0-1","result":{"roots":[]}}"#,
-        );
-        assert!(round.answers.borrow()[0].is_none());
-        round.answer(
-            0,
-            br#"{"jsonrpc":"2.0","id":"sgr-0-0","error":{"code":-1,"message":"no"}}"#,
-        );
-        let answers = round.answers.borrow();
-        assert_eq!(
-            answers[1].as_ref().unwrap().as_ref().unwrap().get(),
-            r#"{"roots":[]}"#
-        );
-        assert_eq!(answers[0].as_ref().unwrap().as_ref().unwrap_err().code, -1);
-        drop(answers);
-        assert!(!round.overflowed.get());
-        let big = format!(
-            r#"{{"jsonrpc":"2.0","id":"sgr-0-2","result":{{"t":"{}"}}}}"#,
-            "x".repeat(64)
-        );
-        round.answer(0, big.as_bytes());
-        assert!(round.overflowed.get());
-        drop(round);
-        assert!(call.charge(64), "a dropped round releases what it charged");
     }
 
     #[test]

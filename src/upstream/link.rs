@@ -43,24 +43,24 @@ use hashbrown::HashMap;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
-use crate::config::{self, SessionMode, UpstreamKind};
-use crate::mcp::jsonrpc::{self, Message, Outcome, RpcError};
-use crate::mcp::version::ProtocolVersion;
-use crate::runtime::deadline;
-use crate::runtime::log;
-use crate::upstream::breaker::{Admission, Breaker};
-use crate::upstream::builtin::Demo;
-use crate::upstream::catalogue::Kind;
-use crate::upstream::inflight::{
+use crate::calls::inflight::{
     CallFailure, CallState, ClientRoute, InFlight, ServerRequest, ServerRequests,
 };
+use crate::calls::pending::{restore_progress_token, rewrite_request_id};
+use crate::config::url::UpstreamUrl;
+use crate::config::{self, SessionMode, UpstreamKind};
+use crate::support::deadline;
+use crate::support::log;
+use crate::upstream::breaker::{Admission, Breaker};
+use crate::upstream::builtin::Demo;
 use crate::upstream::input::BridgedCall;
-use crate::upstream::pending::{
-    restore_progress_token, rewrite_request_id, IdForm, UpstreamRequestId,
-};
-use crate::upstream::pool::{Reply, RequestSpec, UpstreamPool, UpstreamUrl};
+use crate::upstream::pool::{Reply, RequestSpec, UpstreamPool};
 use crate::upstream::sessions::{ClientSessionStats, ClientSessions, Lookup, SESSION_ID_BYTES_MAX};
 use crate::upstream::stdio::{StdioError, StdioSpec, StdioUpstream};
+use crate::wire::ids::{IdForm, UpstreamRequestId};
+use crate::wire::jsonrpc::{self, Message, Outcome, RpcError};
+use crate::wire::kind::Kind;
+use crate::wire::version::ProtocolVersion;
 
 /// The protocol version the gateway asks session-era upstreams for.
 const SESSION_ERA_VERSION: ProtocolVersion = ProtocolVersion::V2025_11_25;

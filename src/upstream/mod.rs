@@ -6,10 +6,8 @@
 pub mod breaker;
 pub mod builtin;
 pub mod catalogue;
-pub mod inflight;
 pub mod input;
 pub mod link;
-pub mod pending;
 pub mod pool;
 pub mod sessions;
 pub mod stdio;

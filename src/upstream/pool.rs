@@ -24,147 +24,21 @@
 //! when taken and never handed to a caller, unless it came back less than
 //! [`QUIET_CHECK_IDLE_MIN`] ago (see there for the race that leaves).
 
+use crate::config::limits::PoolLimits;
+use crate::config::url::UpstreamUrl;
 use crate::http::client::{
-    ClientConnection, ClientError, ClientErrorKind, ClientLimits, ResponseHead, SseEvent, SseReader,
+    ClientConnection, ClientError, ClientErrorKind, ResponseHead, SseEvent, SseReader,
 };
-use crate::runtime::deadline;
+use crate::support::deadline;
 use glommio::net::TcpStream;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
-
-/// Pool limits of one upstream, per shard. Config keys map onto them one to one; the
-/// keys and defaults are named on each field.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PoolLimits {
-    /// Connections open or being opened. `upstreams[].pool_connections_max`, default 10.
-    pub pool_connections_max: u32,
-    /// Callers queued for a connection when all are busy; past this they are refused.
-    /// `upstreams[].pool_waiters_max`, default 100.
-    pub pool_waiters_max: u32,
-    /// One connect attempt. `upstreams[].connect_timeout_ms`, default 10000.
-    pub connect_timeout_ms: u64,
-    /// An idle connection is closed after this long unused. `upstreams[].pool_idle_timeout_ms`,
-    /// default 30000 (servers often close sooner; such connections are dropped when taken).
-    pub pool_idle_timeout_ms: u64,
-    /// A connection is closed once this old, when it is next idle.
-    /// `upstreams[].pool_lifetime_ms`, default 3600000.
-    pub pool_lifetime_ms: u64,
-    /// Response limits of the HTTP client codec.
-    pub client: ClientLimits,
-}
-
-/// An `http://host[:port][/path]` upstream URL, its address resolved once when parsed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UpstreamUrl {
-    text: String,
-    authority: String,
-    address: SocketAddr,
-    path: String,
-}
-
-impl UpstreamUrl {
-    /// Parses and resolves `url`. Name resolution blocks, so this runs at startup or reload,
-    /// never on a request path; the first address is used. Refuses what [`Self::check_syntax`]
-    /// refuses, and names that do not resolve.
-    pub fn parse(url: &str) -> Result<UpstreamUrl, String> {
-        let (authority, path) = Self::check_syntax(url)?;
-        let has_port = authority
-            .rsplit_once(':')
-            .is_some_and(|(_, port)| !port.contains(']'));
-        let target = if has_port {
-            authority.to_string()
-        } else {
-            format!("{authority}:80")
-        };
-        let address = target
-            .to_socket_addrs()
-            .map_err(|e| format!("upstream url {url:?}: cannot resolve {target}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("upstream url {url:?}: {target} has no address"))?;
-        Ok(UpstreamUrl {
-            text: url.to_string(),
-            authority: authority.to_string(),
-            address,
-            path: path.to_string(),
-        })
-    }
-
-    /// Checks the form of `url` without resolving anything (config validation uses it) and
-    /// returns its authority and request target. Refuses other schemes (there is no TLS
-    /// here), an empty host, user info, fragments, a port that is not 1..=65535, and a path
-    /// that is not visible ASCII.
-    pub fn check_syntax(url: &str) -> Result<(&str, &str), String> {
-        let Some(rest) = url.strip_prefix("http://") else {
-            return Err(format!(
-                "upstream url {url:?} must start with http:// (https is not supported)"
-            ));
-        };
-        let (authority, path) = match rest.find('/') {
-            Some(slash) => (&rest[..slash], &rest[slash..]),
-            None => (rest, "/"),
-        };
-        if authority.is_empty() || authority.contains('@') || url.contains('#') {
-            return Err(format!(
-                "upstream url {url:?} needs a host and no user info or fragment"
-            ));
-        }
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((host, port)) if !port.contains(']') => (host, Some(port)),
-            _ => (authority, None),
-        };
-        let host_ok = match host.strip_prefix('[') {
-            Some(inner) => inner
-                .strip_suffix(']')
-                .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok()),
-            None => !host.is_empty() && !host.contains(['[', ']', ':']),
-        };
-        if !host_ok {
-            return Err(format!("upstream url {url:?} has no valid host"));
-        }
-        let port_ok = |port: &str| {
-            port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok_and(|p| p > 0)
-        };
-        if port.is_some_and(|port| !port_ok(port)) {
-            return Err(format!(
-                "upstream url {url:?} has a port that is not a number in 1..=65535"
-            ));
-        }
-        if !path.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(format!(
-                "upstream url {url:?} has a path that is not visible ascii"
-            ));
-        }
-        Ok((authority, path))
-    }
-
-    /// The URL as configured.
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
-
-    /// The address connections go to.
-    pub fn address(&self) -> SocketAddr {
-        self.address
-    }
-
-    /// The request target every request uses (`/mcp`).
-    pub fn path(&self) -> &str {
-        &self.path
-    }
-}
-
-impl fmt::Display for UpstreamUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
-    }
-}
 
 /// Why a request to an upstream failed, as a closed set; `as_str` is a fixed label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -431,7 +305,7 @@ impl UpstreamPool {
             .send(
                 spec.method,
                 url.path(),
-                &url.authority,
+                url.authority(),
                 spec.headers,
                 spec.body,
                 deadline,
@@ -577,7 +451,7 @@ impl UpstreamPool {
         let timeout = Duration::from_millis(limits.connect_timeout_ms)
             .min(remaining)
             .max(Duration::from_millis(1));
-        let connected = TcpStream::connect_timeout(shared.url.address, timeout).await;
+        let connected = TcpStream::connect_timeout(shared.url.address(), timeout).await;
         let mut state = shared.state.borrow_mut();
         let stream = match connected {
             Ok(stream) => stream,

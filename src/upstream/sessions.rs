@@ -21,7 +21,7 @@ use std::rc::Rc;
 
 use hashbrown::HashMap;
 
-use crate::runtime::shutdown::ShutdownSignal;
+use crate::support::event::Event;
 
 /// Longest `Mcp-Session-Id` an upstream may give a per-client session. UUIDs and hex ids take
 /// 32–36 bytes; a signed token well under this.
@@ -30,10 +30,7 @@ pub const SESSION_ID_BYTES_MAX: usize = 256;
 /// One client session's upstream session.
 enum Entry {
     /// `initialize` is under way; calls that arrive meanwhile wait for `done`.
-    Opening {
-        ticket: u64,
-        done: Rc<ShutdownSignal>,
-    },
+    Opening { ticket: u64, done: Rc<Event> },
     /// Ready: requests carry `session` (when the upstream gave one) and `version`.
     Open {
         version: &'static str,
@@ -58,7 +55,7 @@ pub enum Lookup {
         session: Option<String>,
     },
     /// Another call is opening it: wait for the signal, then look again.
-    Opening(Rc<ShutdownSignal>),
+    Opening(Rc<Event>),
     /// None yet: the caller opens it and reports under this ticket.
     Reserved(u64),
     /// The table holds `entries_max` sessions (a client session that ended was not removed).
@@ -143,7 +140,7 @@ impl ClientSessions {
             None => {
                 let ticket = self.next_ticket.get();
                 self.next_ticket.set(ticket + 1);
-                let done = Rc::new(ShutdownSignal::default());
+                let done = Rc::new(Event::default());
                 entries.insert(client, Entry::Opening { ticket, done });
                 debug_assert!(entries.len() <= self.entries_max as usize);
                 Lookup::Reserved(ticket)
@@ -181,7 +178,7 @@ impl ClientSessions {
         let session = session.map(Box::from);
         entries.insert(client, Entry::Open { version, session });
         drop(entries);
-        done.start_draining();
+        done.set();
         true
     }
 
@@ -194,7 +191,7 @@ impl ClientSessions {
         );
         if let (true, Some(Entry::Opening { done, .. })) = (reserved, entries.remove(&client)) {
             drop(entries);
-            done.start_draining();
+            done.set();
         }
     }
 
@@ -223,7 +220,7 @@ impl ClientSessions {
                 ..
             }) => self.queue_close(session),
             Some(Entry::Opening { done, .. }) => {
-                done.start_draining();
+                done.set();
                 false
             }
             Some(Entry::Open { session: None, .. }) | None => false,
@@ -324,9 +321,9 @@ mod tests {
         let Lookup::Opening(done) = sessions.lookup(1) else {
             panic!("a second call waits for the first one's initialize");
         };
-        assert!(!done.is_draining());
+        assert!(!done.is_set());
         assert!(sessions.opened(1, ticket, "2025-11-25", Some("abc")));
-        assert!(done.is_draining(), "waiting calls are woken");
+        assert!(done.is_set(), "waiting calls are woken");
         let Lookup::Open { version, session } = sessions.lookup(1) else {
             panic!("open after initialize");
         };

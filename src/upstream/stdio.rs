@@ -34,6 +34,7 @@ mod lines;
 #[cfg(test)]
 mod tests;
 
+use crate::config::limits::StdioLimits;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io;
@@ -49,7 +50,7 @@ use glommio::net::UnixStream;
 use glommio::timer::sleep;
 use glommio::Task;
 
-use crate::runtime::shutdown::ShutdownSignal;
+use crate::support::event::Event;
 use child::{Backoff, ChildGuard, Spawned};
 use lines::LineSplitter;
 
@@ -81,54 +82,6 @@ pub struct StdioSpec {
     pub env: Vec<(String, String)>,
     /// `upstreams[].cwd`; the gateway's working directory when `None`.
     pub cwd: Option<PathBuf>,
-}
-
-/// Limits of one stdio upstream; the config key of each is on its field. Every limit but
-/// `kill_grace_ms` and `healthy_after_ms` is at least 1, and `restart_backoff_ms <= restart_backoff_max_ms` (the config validates this;
-/// [`StdioUpstream::start`] asserts it).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StdioLimits {
-    /// `upstreams[].message_bytes_max`, default 4 MiB (the same as
-    /// `limits.response_body_bytes_max`): the longest message either way, newline excluded. A
-    /// longer line from the child restarts it; a longer `send` is refused. The read buffer for a
-    /// line is reserved at this size once per upstream per shard.
-    pub message_bytes_max: u32,
-    /// `upstreams[].stderr_line_bytes_max`, default 4096: each stderr line is logged cut to this.
-    pub stderr_line_bytes_max: u32,
-    /// `upstreams[].inbound_messages_max`, default 64: messages read from the child and not yet
-    /// taken by `recv`. When full, the child's stdout is not read (it blocks on write).
-    pub inbound_messages_max: u32,
-    /// `upstreams[].outbound_messages_max`, default 64: messages queued by `send` and not yet
-    /// written. When full, `send` waits.
-    pub outbound_messages_max: u32,
-    /// `upstreams[].restart_backoff_ms`, default 100: the wait before the first restart.
-    pub restart_backoff_ms: u32,
-    /// `upstreams[].restart_backoff_max_ms`, default 30 000: the wait doubles up to this.
-    pub restart_backoff_max_ms: u32,
-    /// `upstreams[].healthy_after_ms`, default 10 000: a child up this long resets the backoff.
-    pub healthy_after_ms: u32,
-    /// `upstreams[].kill_grace_ms`, default 5000: when stopping a child, the wait after closing
-    /// its stdin before SIGTERM, and after SIGTERM before SIGKILL.
-    pub kill_grace_ms: u32,
-    /// `upstreams[].exit_poll_ms`, default 1000: how often a running child is checked with
-    /// `waitpid(WNOHANG)`, for children that exit while their own children hold stdout open.
-    pub exit_poll_ms: u32,
-}
-
-impl Default for StdioLimits {
-    fn default() -> Self {
-        Self {
-            message_bytes_max: 4 * 1024 * 1024,
-            stderr_line_bytes_max: 4096,
-            inbound_messages_max: 64,
-            outbound_messages_max: 64,
-            restart_backoff_ms: 100,
-            restart_backoff_max_ms: 30_000,
-            healthy_after_ms: 10_000,
-            kill_grace_ms: 5_000,
-            exit_poll_ms: 1_000,
-        }
-    }
 }
 
 /// Why a child's run ended.
@@ -220,7 +173,7 @@ pub struct StdioStats {
     pub oversize_lines: u64,
 }
 
-/// Where log lines go: `crate::runtime::log` in service, a capture in tests.
+/// Where log lines go: `crate::support::log` in service, a capture in tests.
 type LogSink = fn(fmt::Arguments<'_>);
 
 /// A message read from the child, or the end of that child.
@@ -241,7 +194,7 @@ struct Shared {
     stats: Cell<StdioStats>,
     /// The running child, `None` between children and after shutdown.
     current: RefCell<Option<Rc<Incarnation>>>,
-    stop: ShutdownSignal,
+    stop: Event,
 }
 
 /// One child's run, as `send` sees it.
@@ -257,7 +210,7 @@ impl StdioUpstream {
     /// Fails if that first child cannot be started (a wrong command or `cwd`); later failures to
     /// restart are logged and retried with backoff.
     pub fn start(spec: StdioSpec, limits: StdioLimits) -> Result<Self, StdioError> {
-        Self::start_with_log(spec, limits, crate::runtime::log)
+        Self::start_with_log(spec, limits, crate::support::log)
     }
 
     fn start_with_log(
@@ -292,7 +245,7 @@ impl StdioUpstream {
             log,
             stats: Cell::new(StdioStats::default()),
             current: RefCell::new(None),
-            stop: ShutdownSignal::default(),
+            stop: Event::default(),
         });
         let supervisor = glommio::spawn_local(supervise(shared.clone(), inbound_tx, first));
         Ok(Self {
@@ -358,14 +311,14 @@ impl StdioUpstream {
     /// `kill_grace_ms`), reaps it and ends the supervisor; returns once that is done. Afterwards `send` and `recv` fail with
     /// [`StdioError::ShutDown`]. Idempotent.
     pub async fn shutdown(&self) {
-        self.shared.stop.start_draining();
+        self.shared.stop.set();
         if let Some(supervisor) = self.supervisor.take() {
             supervisor.await;
         }
     }
 
     fn not_running(&self) -> StdioError {
-        if self.shared.stop.is_draining() {
+        if self.shared.stop.is_set() {
             StdioError::ShutDown
         } else {
             StdioError::NotRunning
@@ -377,7 +330,7 @@ impl Drop for StdioUpstream {
     /// Starts the same stop as [`StdioUpstream::shutdown`] and leaves the supervisor task to
     /// finish it on this executor.
     fn drop(&mut self) {
-        self.shared.stop.start_draining();
+        self.shared.stop.set();
         if let Some(supervisor) = self.supervisor.take() {
             supervisor.detach();
         }
@@ -416,7 +369,7 @@ async fn supervise(shared: Rc<Shared>, inbound: LocalSender<Inbound>, first: Spa
     while let Some(spawned) = next.take() {
         let started = Instant::now();
         let ended = run_child(&shared, &inbound, spawned, &mut stdout).await;
-        if shared.stop.is_draining() {
+        if shared.stop.is_set() {
             break;
         }
         let stopped = async {

@@ -6,11 +6,10 @@
 //! read): every element that must be whole before it is used (a head, a chunk size line, a
 //! trailer section) fits in it, and body bytes leave it as soon as they are decoded.
 
-use super::{
-    write_request, ClientError, ClientErrorKind, ClientLimits, ResponseHead, ResponseParser,
-};
+use super::{write_request, ClientError, ClientErrorKind, ResponseHead, ResponseParser};
+use crate::config::limits::ClientLimits;
 use crate::http::buffer::InputBuffer;
-use crate::runtime::deadline;
+use crate::support::deadline;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use std::future::Future;

@@ -1,8 +1,8 @@
 //! The request writer: one HTTP/1.1 request head and its JSON body into a reused buffer.
 
 use super::{ClientError, ClientErrorKind};
-use crate::http::push_decimal;
 use crate::http::response::check_header;
+use crate::support::decimal::push_decimal;
 
 /// Appends one request to `out`: `method target HTTP/1.1`, `Host: host`, the caller's
 /// `headers`, and with a `body` `Content-Type: application/json` (unless `headers` set one) and

@@ -6,7 +6,8 @@
 //! drops consumed bytes, so the input stays small) until it reports the body done, or
 //! [`ResponseParser::end_of_input`] when the server closed first.
 
-use super::{ClientError, ClientErrorKind, ClientLimits};
+use super::{ClientError, ClientErrorKind};
+use crate::config::limits::ClientLimits;
 use crate::http::framing::{
     list_elements, parse_decimal, recycle, ChunkError, ChunkLimits, ChunkedDecoder, Decoded,
 };

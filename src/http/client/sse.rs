@@ -14,7 +14,8 @@
 //! `sse_event_bytes_max` bytes, and any one line at most that plus a field name; past that the
 //! stream is refused. So the unconsumed input the caller keeps is bounded too.
 
-use super::{ClientError, ClientLimits};
+use super::ClientError;
+use crate::config::limits::ClientLimits;
 
 const BYTE_ORDER_MARK: &[u8] = "\u{feff}".as_bytes();
 

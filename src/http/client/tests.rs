@@ -2,6 +2,7 @@
 //! fed at every arrival step, the way bytes come off a socket, and must read the same.
 
 use super::*;
+use crate::config::limits::ClientLimits;
 
 const LIMITS: ClientLimits = ClientLimits {
     response_head_bytes_max: 256,

@@ -34,9 +34,9 @@ use futures_lite::future;
 use serde::Serialize;
 
 use super::{LinkKind, UpstreamEra, UpstreamLink};
-use crate::mcp::jsonrpc::{self, Message};
-use crate::runtime::shutdown::ShutdownSignal;
+use crate::support::event::Event;
 use crate::upstream::pool::{Reply, RequestSpec};
+use crate::wire::jsonrpc::{self, Message};
 
 /// The first wait before a listen stream that ended or failed is opened again.
 pub const LISTEN_BACKOFF_MS_MIN: u64 = 500;
@@ -106,9 +106,9 @@ pub(super) struct Listen {
     state: Cell<Option<ListenState>>,
     /// Fired (and replaced) when the session changes: a handshake, a new session, the upstream
     /// going down. The listen task waits on it and reopens for the new session.
-    session_changed: RefCell<Rc<ShutdownSignal>>,
+    session_changed: RefCell<Rc<Event>>,
     /// Set once when the link shuts down: the task ends.
-    stopped: ShutdownSignal,
+    stopped: Event,
     /// The server answered 405 in this session.
     not_offered: Cell<bool>,
     /// Whether a stream was opened in this session (a later one is a reopen).
@@ -144,13 +144,13 @@ impl Listen {
         self.opened_in_session.set(false);
         self.last_event_id.borrow_mut().clear();
         let fired = self.session_changed.replace(Rc::default());
-        fired.start_draining();
+        fired.set();
     }
 
     /// Ends the listen task (the link shuts down).
     pub(super) fn stop(&self) {
-        self.stopped.start_draining();
-        self.session_changed.borrow().start_draining();
+        self.stopped.set();
+        self.session_changed.borrow().set();
     }
 
     pub(super) fn stats(&self, fallback: ListenState) -> ListenStats {
@@ -171,7 +171,7 @@ impl Listen {
 }
 
 /// Resolves when `signal` fires or the link stops.
-async fn changed_or_stopped(signal: &ShutdownSignal, listen: &Listen) {
+async fn changed_or_stopped(signal: &Event, listen: &Listen) {
     future::or(signal.wait(), listen.stopped.wait()).await
 }
 
@@ -184,7 +184,7 @@ impl UpstreamLink {
         };
         let listen = &http.listen;
         let mut backoff_ms = LISTEN_BACKOFF_MS_MIN;
-        while !listen.stopped.is_draining() {
+        while !listen.stopped.is_set() {
             let changed = listen.session_changed.borrow().clone();
             let Some(target) = self.listen_target() else {
                 listen.state.set(None);
@@ -205,7 +205,7 @@ impl UpstreamLink {
             let attempt = async { self.listen_once(&target).await };
             let interrupted = async {
                 changed.wait().await;
-                match listen.stopped.is_draining() {
+                match listen.stopped.is_set() {
                     true => ListenEnd::Stopped,
                     false => ListenEnd::SessionChanged,
                 }

@@ -3,9 +3,10 @@
 //! writing fixed bytes where the server must misbehave. Timeouts are 100s of ms.
 
 use super::*;
+use crate::config::limits::ClientLimits;
 use crate::http::{serve_connection, Handler, HttpLimits, Request, ResponseWriter};
 use crate::refusal::RefusalCounters;
-use crate::runtime::shutdown::ShutdownSignal;
+use crate::support::event::Event;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
@@ -80,7 +81,7 @@ fn start_server(limits: HttpLimits) -> (String, Rc<Seen>) {
     let counts = seen.clone();
     glommio::spawn_local(async move {
         let refusals = Rc::new(RefusalCounters::default());
-        let shutdown = Rc::new(ShutdownSignal::default());
+        let shutdown = Rc::new(Event::default());
         while let Ok(stream) = listener.accept().await {
             counts.accepted.set(counts.accepted.get() + 1);
             let (refusals, shutdown, counts) = (refusals.clone(), shutdown.clone(), counts.clone());

@@ -9,7 +9,7 @@ use hashbrown::HashMap;
 use serde_json::value::RawValue;
 use smallvec::SmallVec;
 
-use crate::mcp::scan::{is_plain_string, object_members, MemberList};
+use crate::wire::scan::{is_plain_string, object_members, MemberList};
 
 /// Members of an object up to which repeated keys are found by comparing every pair; larger
 /// objects use a hash map, so a request with many members costs linear time.

@@ -16,20 +16,20 @@
 //!
 //! Owns nothing: it borrows the request body of the connection that received it.
 
-use crate::http::push_decimal;
+use crate::support::decimal::push_decimal;
+use crate::wire::ids::UpstreamRequestId;
 use std::borrow::Cow;
 
 use serde_json::value::RawValue;
 
-use crate::mcp::jsonrpc::{
+use crate::wire::capabilities::InputCapabilities;
+use crate::wire::jsonrpc::{
     self, META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_LOG_LEVEL, META_PROGRESS_TOKEN,
     META_PROTOCOL_VERSION,
 };
-use crate::mcp::members::{member_key, write_json_str, Members};
-use crate::mcp::version::ProtocolVersion;
-use crate::upstream::catalogue::Kind;
-use crate::upstream::input::InputCapabilities;
-use crate::upstream::pending::UpstreamRequestId;
+use crate::wire::kind::Kind;
+use crate::wire::members::{member_key, write_json_str, Members};
+use crate::wire::version::ProtocolVersion;
 
 /// `"clientInfo"` of the gateway, as the 2026-07-28 era sends it in every request.
 const GATEWAY_CLIENT_INFO: &str = concat!(

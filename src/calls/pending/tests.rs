@@ -1,5 +1,6 @@
 //! Unit tests: ids on the wire, the splice helpers, and each way a request ends or is refused.
 
+use crate::wire::ids::IdForm;
 use serde_json::Value;
 
 use super::*;
@@ -541,4 +542,36 @@ fn memory_ceiling_counts_both_tables_and_two_arenas_of_twice_the_term() {
         ceiling.requests.total() + ceiling.by_client.total()
     );
     assert!(ceiling.total() < 2 << 20, "{}", ceiling.total());
+}
+
+#[test]
+fn pending_ranges_are_the_pending_tables_own() {
+    use crate::calls::pending::PendingError;
+    use crate::config::bounds;
+    let range_of = |limits: PendingLimits| match PendingTable::<u64>::new(limits) {
+        Err(PendingError::Limit { key, min, max, .. }) => (key, i64::from(min), i64::from(max)),
+        Err(error) => panic!("expected a limit error, got {error}"),
+        Ok(_) => panic!("expected a limit error"),
+    };
+    let limits = PendingLimits {
+        pending_max: 0,
+        pending_per_upstream_max: 1,
+        upstreams_count: 1,
+        request_id_bytes_max: 128,
+    };
+    let pending_max = bounds::PENDING_MAX;
+    assert_eq!(
+        range_of(limits),
+        ("pending.pending_max", pending_max.min, pending_max.max)
+    );
+    let limits = PendingLimits {
+        pending_max: 1,
+        request_id_bytes_max: 0,
+        ..limits
+    };
+    let id_bytes = bounds::REQUEST_ID_BYTES_MAX;
+    assert_eq!(
+        range_of(limits),
+        ("pending.request_id_bytes_max", id_bytes.min, id_bytes.max)
+    );
 }

@@ -12,11 +12,11 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use super::{Config, HttpUpstream, Limits, StdioUpstream, Upstream, UpstreamKind};
-use crate::upstream::pending::{PendingLimits, PendingTable};
+use crate::calls::pending::{PendingLimits, PendingTable};
+use crate::config::{Config, HttpUpstream, Limits, StdioUpstream, Upstream, UpstreamKind};
 
 /// The client route the shard's pending table keys requests by.
-type PlanRoute = crate::upstream::inflight::ClientRoute;
+type PlanRoute = crate::calls::inflight::ClientRoute;
 
 /// Output buffer an upstream connection keeps between requests (`http::client`): a larger one
 /// is freed after its request is written.

@@ -11,6 +11,7 @@
 //! strings) must parse after the rewrite to the same value with only `id` and the progress
 //! token changed, and keep the other members' bytes.
 
+use crate::wire::ids::IdForm;
 use std::collections::{HashMap, HashSet};
 
 use proptest::prelude::*;

@@ -20,12 +20,12 @@ use std::task::{Poll, Waker};
 use hashbrown::HashMap;
 use serde_json::value::RawValue;
 
-use crate::mcp::jsonrpc::RpcError;
-use crate::upstream::input::InputRound;
-use crate::upstream::pending::{
+use crate::calls::input_round::InputRound;
+use crate::calls::pending::{
     Expired, PendingError, PendingLimits, PendingRefusal, PendingStats, PendingTable,
-    UpstreamRequestId,
 };
+use crate::wire::ids::UpstreamRequestId;
+use crate::wire::jsonrpc::RpcError;
 
 /// Who a request in flight answers to: a client session (session era) or one stateless request.
 /// Client ids are unique per route, so cancellation by id finds exactly one request.

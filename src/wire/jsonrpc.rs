@@ -22,8 +22,8 @@ use std::fmt;
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
-use crate::mcp::members::{member_key, write_json_str, Members};
-use crate::mcp::scan;
+use crate::wire::members::{member_key, write_json_str, Members};
+use crate::wire::scan;
 
 /// The only `jsonrpc` value accepted and written.
 pub const JSONRPC_VERSION: &str = "2.0";

@@ -1,0 +1,147 @@
+//! One round of input requests a call put to its client: a slot per request, filled by the
+//! client's answers, each charged to the call's event budget while the round lives.
+
+use std::cell::{Cell, RefCell};
+use std::future::poll_fn;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::calls::inflight::CallState;
+use crate::wire::jsonrpc::{self, Message, Outcome, RpcError};
+
+/// The client's answer to one input request: its result, or the error it answered with.
+pub type InputAnswer = Result<Box<RawValue>, RpcError>;
+
+/// The answers to one round of input requests, as they arrive from the client.
+pub struct InputRound {
+    /// The call they serve: its budget holds the answers.
+    call: Rc<CallState>,
+    answers: RefCell<Vec<Option<InputAnswer>>>,
+    /// Bytes of answers charged to the call's budget, released when the round is dropped.
+    charged: Cell<usize>,
+    /// An answer did not fit the call's budget.
+    overflowed: Cell<bool>,
+    waker: Cell<Option<Waker>>,
+}
+
+impl InputRound {
+    pub fn new(call: Rc<CallState>, requests: usize) -> InputRound {
+        InputRound {
+            call,
+            answers: RefCell::new((0..requests).map(|_| None).collect()),
+            charged: Cell::new(0),
+            overflowed: Cell::new(false),
+            waker: Cell::new(None),
+        }
+    }
+
+    /// Takes the client's response `message` to request `slot` of the round.
+    pub fn answer(&self, slot: u32, message: &[u8]) {
+        let answer = match jsonrpc::parse(message) {
+            Ok(Message::Response {
+                outcome: Outcome::Result(result),
+                ..
+            }) => Ok(result.to_owned()),
+            Ok(Message::Response {
+                outcome: Outcome::Error(error),
+                ..
+            }) => Err(client_error(error)),
+            _ => return,
+        };
+        let bytes = answer.as_ref().map_or(0, |result| result.get().len());
+        // Past the budget the answer is dropped, not held: the round ends with an error.
+        match self.call.charge(bytes) {
+            false => self.overflowed.set(true),
+            true => {
+                self.charged.set(self.charged.get() + bytes);
+                if let Some(entry) = self.answers.borrow_mut().get_mut(slot as usize) {
+                    *entry = Some(answer);
+                }
+            }
+        }
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
+
+    /// The answers, in request order; each `Some` once [`InputRound::complete`] said so.
+    pub fn take_answers(&self) -> Vec<Option<InputAnswer>> {
+        self.answers.take()
+    }
+
+    /// Waits until every request is answered or an answer overflowed the budget (`false`).
+    pub async fn complete(&self) -> bool {
+        poll_fn(|cx| {
+            if self.overflowed.get() {
+                return Poll::Ready(false);
+            }
+            if self.answers.borrow().iter().all(Option::is_some) {
+                return Poll::Ready(true);
+            }
+            self.waker.set(Some(cx.waker().clone()));
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+impl Drop for InputRound {
+    fn drop(&mut self) {
+        self.call.release(self.charged.get());
+    }
+}
+
+/// A JSON-RPC error object a client answered with, as an [`RpcError`].
+fn client_error(error: &RawValue) -> RpcError {
+    #[derive(Deserialize)]
+    struct Error {
+        code: i32,
+        message: String,
+    }
+    match serde_json::from_str::<Error>(error.get()) {
+        Ok(error) => RpcError::new(error.code, error.message),
+        Err(e) => RpcError::new(
+            jsonrpc::INTERNAL_ERROR,
+            format!("an unreadable error object: {e}"),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_round_completes_when_every_slot_is_answered_within_the_call_budget() {
+        let call = Rc::new(CallState::new(64));
+        let round = InputRound::new(call.clone(), 2);
+        round.answer(
+            1,
+            br#"{"jsonrpc":"2.0","id":"sgr-0-1","result":{"roots":[]}}"#,
+        );
+        assert!(round.answers.borrow()[0].is_none());
+        round.answer(
+            0,
+            br#"{"jsonrpc":"2.0","id":"sgr-0-0","error":{"code":-1,"message":"no"}}"#,
+        );
+        let answers = round.answers.borrow();
+        assert_eq!(
+            answers[1].as_ref().unwrap().as_ref().unwrap().get(),
+            r#"{"roots":[]}"#
+        );
+        assert_eq!(answers[0].as_ref().unwrap().as_ref().unwrap_err().code, -1);
+        drop(answers);
+        assert!(!round.overflowed.get());
+        let big = format!(
+            r#"{{"jsonrpc":"2.0","id":"sgr-0-2","result":{{"t":"{}"}}}}"#,
+            "x".repeat(64)
+        );
+        round.answer(0, big.as_bytes());
+        assert!(round.overflowed.get());
+        drop(round);
+        assert!(call.charge(64), "a dropped round releases what it charged");
+    }
+}
