@@ -6,7 +6,9 @@
 # syscall counts from strace.
 #
 # Variables read: DURATION, CONNECTIONS, STRACE_DURATION, WARMUP_DURATION (each script sets its
-# defaults before sourcing).
+# defaults before sourcing), and SHARDGATE_BIN: a shardgate binary to measure instead of this
+# tree's release build (e.g. one built from an earlier commit, to compare before and after in
+# one run).
 
 load_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$load_dir/../.." && pwd)
@@ -29,8 +31,13 @@ need wrk wrk
 need strace strace
 need curl curl
 
-(cd "$root" && cargo build --release --quiet) || die "cargo build --release failed"
-binary="$root/target/release/shardgate"
+if [[ -n "${SHARDGATE_BIN:-}" ]]; then
+  [[ -x "$SHARDGATE_BIN" ]] || die "SHARDGATE_BIN=$SHARDGATE_BIN is not an executable file"
+  binary=$SHARDGATE_BIN
+else
+  (cd "$root" && cargo build --release --quiet) || die "cargo build --release failed"
+  binary="$root/target/release/shardgate"
+fi
 
 work=$(mktemp -d)
 started_pids=()
