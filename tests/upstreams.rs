@@ -471,6 +471,10 @@ fn mute_outcome(status: u16, retry_after: Option<&str>, answer: &Value) -> MuteO
         503 => {
             assert!(retry_after.is_some(), "503 without Retry-After: {answer}");
             if message.contains("pending.pending_per_upstream_max") {
+                assert!(
+                    message.contains("upstream mute:"),
+                    "the per-upstream cap must name the upstream: {answer}"
+                );
                 MuteOutcome::RefusedPerUpstreamMax
             } else {
                 assert!(message.contains("pending.pending_max"), "{answer}");

@@ -79,8 +79,12 @@ pub struct Client<'a> {
 pub enum Answer {
     /// At once.
     Now(Result<Box<RawValue>, RpcError>),
-    /// A pending-table cap refused the request (HTTP 503 with Retry-After).
-    Full(PendingRefusal),
+    /// The pending table refused the request: a cap (HTTP 503 with Retry-After) or its id.
+    /// `message` names the value, the key and the upstream.
+    Full {
+        refusal: PendingRefusal,
+        message: String,
+    },
     /// An upstream call is under way: relay its notifications, then its answer.
     Relay(Relay),
 }
@@ -678,7 +682,10 @@ impl Router {
         }
         let registered = match registered {
             Ok(registered) => registered,
-            Err(refusal) => return Answer::Full(refusal),
+            Err(refusal) => {
+                let message = refusal.message(link.name());
+                return Answer::Full { refusal, message };
+            }
         };
         let id = registered.id;
         if client.takes_requests {

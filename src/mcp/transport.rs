@@ -564,8 +564,8 @@ impl Endpoint {
     fn answer(&self, id: &RawValue, answer: Answer, era: Era) -> Result<Reply, Refused> {
         match answer {
             Answer::Now(answer) => Ok(rpc_reply(id, answer, era)),
-            Answer::Full(refusal) => {
-                Err(Refused::invalid(refusal.reason(), refusal.to_string()).with_id(id))
+            Answer::Full { refusal, message } => {
+                Err(Refused::invalid(refusal.reason(), message).with_id(id))
             }
             Answer::Relay(relay) => Ok(Reply::Relay {
                 relay,

@@ -329,21 +329,22 @@ impl PendingRefusal {
     }
 }
 
-impl fmt::Display for PendingRefusal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl PendingRefusal {
+    /// The refusal as the client reads it, naming the value and the config key; the table
+    /// knows upstreams by index only, so the caller names the one the request was for.
+    pub fn message(&self, upstream_name: &str) -> String {
         match *self {
-            Self::ShardFull { pending_max } => write!(
-                f,
+            Self::ShardFull { pending_max } => format!(
                 "too many requests in flight: {pending_max} on this shard \
                  (pending.pending_max); retry later"
             ),
             Self::UpstreamFull {
-                upstream,
                 pending_per_upstream_max,
-            } => write!(
-                f,
-                "too many requests in flight to upstream {upstream}: {pending_per_upstream_max} \
-                 on this shard (pending.pending_per_upstream_max); retry later"
+                ..
+            } => format!(
+                "too many requests in flight to upstream {upstream_name}: \
+                 {pending_per_upstream_max} on this shard (pending.pending_per_upstream_max); \
+                 retry later"
             ),
             Self::IdTooLarge {
                 kind,
@@ -354,18 +355,15 @@ impl fmt::Display for PendingRefusal {
                     IdKind::RequestId => "request id",
                     IdKind::ProgressToken => "progress token",
                 };
-                write!(
-                    f,
+                format!(
                     "{what} of {bytes} bytes exceeds pending.request_id_bytes_max \
                      {request_id_bytes_max}"
                 )
             }
-            Self::IdInFlight => f.write_str("a request with this id is already in flight"),
+            Self::IdInFlight => "a request with this id is already in flight".to_owned(),
         }
     }
 }
-
-impl std::error::Error for PendingRefusal {}
 
 /// A request answered by its upstream, as [`PendingTable::complete`] hands it back.
 #[derive(Clone, Debug, PartialEq, Eq)]
