@@ -26,6 +26,8 @@ pub enum RefusalReason {
     BodyReadTimeout,
     /// The shard already holds `connections_max` connections.
     ConnectionsFull,
+    /// The admin listener already holds `admin.connections_max` connections.
+    AdminConnectionsFull,
     /// The session table is at `sessions_max` even after retiring the oldest generation.
     SessionsFull,
     /// The cross-shard channel to the session's owner is full.
@@ -65,7 +67,7 @@ pub enum RefusalReason {
 
 impl RefusalReason {
     /// Every reason, in declaration order; the index is the counter slot.
-    pub const ALL: [RefusalReason; 25] = [
+    pub const ALL: [RefusalReason; 26] = [
         Self::MalformedHttp,
         Self::AmbiguousFraming,
         Self::UnsupportedTransferEncoding,
@@ -74,6 +76,7 @@ impl RefusalReason {
         Self::HeaderReadTimeout,
         Self::BodyReadTimeout,
         Self::ConnectionsFull,
+        Self::AdminConnectionsFull,
         Self::SessionsFull,
         Self::MeshFull,
         Self::OriginForbidden,
@@ -104,6 +107,7 @@ impl RefusalReason {
             Self::HeaderReadTimeout => "header_read_timeout",
             Self::BodyReadTimeout => "body_read_timeout",
             Self::ConnectionsFull => "connections_full",
+            Self::AdminConnectionsFull => "admin_connections_full",
             Self::SessionsFull => "sessions_full",
             Self::MeshFull => "mesh_full",
             Self::OriginForbidden => "origin_forbidden",
@@ -146,7 +150,11 @@ impl RefusalReason {
             Self::Internal => 500,
             Self::UnsupportedTransferEncoding => 501,
             Self::ResponseTooLarge => 502,
-            Self::ConnectionsFull | Self::SessionsFull | Self::MeshFull | Self::PendingFull => 503,
+            Self::ConnectionsFull
+            | Self::AdminConnectionsFull
+            | Self::SessionsFull
+            | Self::MeshFull
+            | Self::PendingFull => 503,
         }
     }
 

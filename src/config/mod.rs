@@ -90,6 +90,12 @@ pub struct Admin {
     /// Status and metrics listener address; must differ from `server.listen`. Default
     /// `127.0.0.1:9090`.
     pub listen: SocketAddr,
+    /// Open connections of the admin listener (served by shard 0 beside its MCP connections,
+    /// but not counted in `limits.connections_max`); one more is refused
+    /// (`AdminConnectionsFull`). Default 16: probes and scrapers open a connection per request
+    /// and close it, so a flood of MCP connections never fails a liveness probe and idle admin
+    /// connections never take MCP slots. Each may hold the same buffers as an MCP connection.
+    pub connections_max: u32,
 }
 
 /// `[limits]`; all per shard.
@@ -464,6 +470,7 @@ impl Config {
         line("server.drain_timeout_ms", &server.drain_timeout_ms);
         line("server.io_memory_bytes", &server.io_memory_bytes);
         line("admin.listen", &self.admin.listen);
+        line("admin.connections_max", &self.admin.connections_max);
         let limits = &self.limits;
         line("limits.connections_max", &limits.connections_max);
         line("limits.header_bytes_max", &limits.header_bytes_max);

@@ -71,12 +71,14 @@ pub(crate) enum RawCores {
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct RawAdmin {
     pub listen: String,
+    pub connections_max: i64,
 }
 
 impl Default for RawAdmin {
     fn default() -> RawAdmin {
         RawAdmin {
             listen: "127.0.0.1:9090".to_owned(),
+            connections_max: bounds::ADMIN_CONNECTIONS_MAX.default,
         }
     }
 }
@@ -555,7 +557,7 @@ mod tests {
 
     #[test]
     fn field_names_lists_the_derived_fields() {
-        assert_eq!(field_names::<RawAdmin>(), &["listen"]);
+        assert_eq!(field_names::<RawAdmin>(), &["listen", "connections_max"]);
         assert_eq!(
             &field_names::<RawUpstream>()[..3],
             &["name", "kind", "prefix"]

@@ -90,6 +90,7 @@ fn numbers_are_accepted_at_both_range_edges_and_refused_one_past() {
         ("server", "drain_timeout_ms", 0, 600_000, ""),
         ("server", "io_memory_bytes", 65_536, 67_108_864, ""),
         ("limits", "connections_max", 1, 65_536, ""),
+        ("admin", "connections_max", 1, 1_024, ""),
         ("limits", "header_bytes_max", 1_024, 1_048_576, ""),
         ("limits", "keepalive_idle_timeout_ms", 100, 3_600_000, ""),
         ("sessions", "sessions_max", 1, 10_000_000, arena),

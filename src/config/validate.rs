@@ -261,7 +261,14 @@ impl Checker<'_> {
                 format!("{listen} is also server.listen; give the admin listener its own port");
             self.conflict("admin.listen", reason);
         }
-        Admin { listen }
+        Admin {
+            listen,
+            connections_max: self.number(
+                "admin.connections_max",
+                raw.connections_max,
+                bounds::ADMIN_CONNECTIONS_MAX,
+            ),
+        }
     }
 
     fn limits(&mut self, raw: &RawLimits) -> Limits {

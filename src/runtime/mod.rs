@@ -35,7 +35,7 @@ use admin::AdminFront;
 use glommio::channels::local_channel::LocalSender;
 use mesh::{Mesh, MeshMessage};
 use platform::StartupError;
-use shard::{McpFront, Shard};
+use shard::{Front, McpFront, Shard};
 
 /// Writes one line to stderr. A closed stderr (the supervisor went away) must not stop the
 /// gateway from draining and exiting, so write errors are ignored rather than panicking.
@@ -159,21 +159,13 @@ async fn run_shard(plan: ShardPlan) {
         let front = shard.clone();
         glommio::spawn_local(async move {
             front
-                .accept_loop(
-                    admin,
-                    |shard| &shard.drained,
-                    |shard| AdminFront { shard, shards },
-                )
+                .accept_loop(admin, Front::Admin, |shard| AdminFront { shard, shards })
                 .await
         })
         .detach();
     }
     shard
-        .accept_loop(
-            listener,
-            |shard| &shard.shutdown,
-            |shard| McpFront { shard },
-        )
+        .accept_loop(listener, Front::Mcp, |shard| McpFront { shard })
         .await;
     shard.drain().await;
     shard.endpoint.router().shutdown().await;
