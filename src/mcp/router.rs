@@ -22,8 +22,8 @@ use crate::config::Config;
 use crate::mcp::jsonrpc::{self, RpcError};
 use crate::mcp::params::{CallParams, Rewrite, Routing};
 use crate::mcp::version::ProtocolVersion;
-use crate::runtime::log;
 use crate::runtime::shutdown::ShutdownSignal;
+use crate::runtime::{deadline, log};
 use crate::upstream::breaker::Admission;
 use crate::upstream::catalogue::{Catalogue, CatalogueLimits, Kind, Listing, Naming, Omission};
 use crate::upstream::inflight::{
@@ -99,15 +99,26 @@ pub struct Relay {
     client_id: Box<RawValue>,
     /// The id the upstream knows the call by.
     id: UpstreamRequestId,
-    /// The task talking to an `http` upstream; dropping it abandons the exchange.
-    _task: Option<glommio::Task<()>>,
+    /// `request_timeout_ms` after the call was registered: waited for on the shard's deadline
+    /// wheel, so the client's timeout answer comes on time rather than at the next epoch tick.
+    deadline: Instant,
+    /// The task talking to the upstream; dropping it abandons the exchange.
+    task: Option<glommio::Task<()>>,
     done: bool,
 }
 
 impl Relay {
-    /// The next notification for the client, or the call's end.
+    /// The next notification for the client, or the call's end: its answer, or its timeout
+    /// once its deadline passed.
     pub async fn next(&mut self) -> Result<Result<Box<RawValue>, RpcError>, Vec<u8>> {
-        match self.state.next().await {
+        let item = match deadline::race(self.deadline, self.state.next()).await {
+            Some(item) => item,
+            None => {
+                self.time_out();
+                self.state.next().await
+            }
+        };
+        match item {
             CallItem::Event(message) => Err(message),
             CallItem::Done(outcome) => {
                 self.done = true;
@@ -118,6 +129,29 @@ impl Relay {
     }
 }
 
+impl Relay {
+    /// The call's deadline passed before its answer: abandons the exchange, ends the call in
+    /// the pending table (settling it with the timeout) and tells the upstream. A call that had
+    /// already ended is settled already.
+    fn time_out(&mut self) {
+        drop(self.task.take());
+        let router = &self.router;
+        let names = |upstream: u16| router.name_of(upstream);
+        let Some(expired) = router
+            .inflight
+            .expire_call(self.link.index, self.id, &names)
+        else {
+            return;
+        };
+        let link = self.link.clone();
+        glommio::spawn_local(async move {
+            link.cancel(expired.id, "request_timeout_ms passed", expired.route)
+                .await;
+        })
+        .detach();
+    }
+}
+
 impl Drop for Relay {
     fn drop(&mut self) {
         self.router.server_requests.forget_parent(self.id);
@@ -125,6 +159,7 @@ impl Drop for Relay {
             return;
         }
         let now = self.router.now_ms();
+        self.link.abandoned(now);
         if let Some((_, id)) =
             self.router
                 .inflight
@@ -194,6 +229,9 @@ impl RouterState {
             }
             CallFailure::TimedOut(message) => RpcError::new(jsonrpc::INTERNAL_ERROR, message)
                 .with_data(data("request_timeout_ms")),
+            CallFailure::Busy(message) => {
+                RpcError::new(jsonrpc::INTERNAL_ERROR, message).with_data(data("pool_full"))
+            }
             CallFailure::Cancelled => RpcError::new(
                 jsonrpc::INTERNAL_ERROR,
                 format!("the request to upstream {name} was cancelled"),
@@ -661,6 +699,7 @@ impl Router {
         // what the client declared; it reads that from the request's `_meta`.
         let bridged = client.takes_requests && link.speaks_stateless();
         let timeout_ms = link.config.request_timeout_ms;
+        let deadline = Instant::now() + Duration::from_millis(timeout_ms);
         let names = |upstream: u16| state.name_of(upstream);
         let mut timed_out = Vec::new();
         let registered = state.inflight.register(
@@ -715,7 +754,7 @@ impl Router {
                 state: registered.state.clone(),
                 client: client.route,
                 capabilities: client.input_capabilities,
-                deadline: Instant::now() + Duration::from_millis(timeout_ms),
+                deadline,
                 param_headers: client.param_headers.to_vec(),
             },
             bridged,
@@ -728,7 +767,8 @@ impl Router {
             route: client.route,
             client_id: client.id.to_owned(),
             id,
-            _task: Some(task),
+            deadline,
+            task: Some(task),
             done: false,
         })
     }
