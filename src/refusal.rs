@@ -34,6 +34,8 @@ pub enum RefusalReason {
     MeshFull,
     /// `Origin` header not in the allow-list.
     OriginForbidden,
+    /// `Host` header not one the listener answers to (DNS rebinding).
+    HostForbidden,
     /// `Accept` does not list what the transport requires.
     NotAcceptable,
     /// Body was not a valid JSON-RPC message.
@@ -67,7 +69,7 @@ pub enum RefusalReason {
 
 impl RefusalReason {
     /// Every reason, in declaration order; the index is the counter slot.
-    pub const ALL: [RefusalReason; 26] = [
+    pub const ALL: [RefusalReason; 27] = [
         Self::MalformedHttp,
         Self::AmbiguousFraming,
         Self::UnsupportedTransferEncoding,
@@ -80,6 +82,7 @@ impl RefusalReason {
         Self::SessionsFull,
         Self::MeshFull,
         Self::OriginForbidden,
+        Self::HostForbidden,
         Self::NotAcceptable,
         Self::InvalidJsonRpc,
         Self::UnsupportedProtocolVersion,
@@ -111,6 +114,7 @@ impl RefusalReason {
             Self::SessionsFull => "sessions_full",
             Self::MeshFull => "mesh_full",
             Self::OriginForbidden => "origin_forbidden",
+            Self::HostForbidden => "host_forbidden",
             Self::NotAcceptable => "not_acceptable",
             Self::InvalidJsonRpc => "invalid_jsonrpc",
             Self::UnsupportedProtocolVersion => "unsupported_protocol_version",
@@ -141,6 +145,7 @@ impl RefusalReason {
             | Self::ClientInfoTooLarge => 400,
             Self::OriginForbidden => 403,
             Self::NotFound | Self::UnknownSession => 404,
+            Self::HostForbidden => 421,
             Self::MethodNotAllowed => 405,
             Self::NotAcceptable => 406,
             Self::HeaderReadTimeout | Self::BodyReadTimeout => 408,

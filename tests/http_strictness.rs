@@ -396,6 +396,36 @@ fn a_connection_that_sends_nothing_gets_408_at_header_read_timeout_from_accept()
 }
 
 #[test]
+fn a_host_that_is_not_the_loopback_listeners_is_refused_without_an_origin() {
+    // Goal: against DNS rebinding, a loopback listener answers only to its own names, even to
+    // a request that carries no Origin (as a rebound page's fetch may not).
+    let gw = strict_gateway();
+    let port = gw.mcp_addr.rsplit(':').next().expect("a port");
+    let with_host = |host: &str| discover(&gw, 1).without("Host").header("Host", host);
+    let rebound = format!("evil.example:{port}");
+    let refused = gw.call(&with_host(&rebound));
+    assert_refused(&refused, 421);
+    assert!(
+        refused.text().contains(&rebound) && refused.text().contains("server.allowed_hosts"),
+        "the refusal names the Host and the key: {}",
+        refused.text()
+    );
+    for host in [
+        format!("localhost:{port}"),
+        "127.0.0.1".to_owned(),
+        format!("[::1]:{port}"),
+    ] {
+        let response = gw.call(&with_host(&host));
+        assert_eq!(response.status, 200, "Host {host}: {}", response.text());
+    }
+    let status = gw.status();
+    assert_eq!(
+        status["totals"]["refusals"]["host_forbidden"], 1,
+        "{status}"
+    );
+}
+
+#[test]
 fn other_path_is_404() {
     let gw = strict_gateway();
     let request = post("/not-mcp", &stateless_body(1, "server/discover", json!({})));

@@ -74,6 +74,11 @@ pub struct Server {
     /// allowed only on a loopback listener: a page on any site can resolve its own name to a
     /// private address (DNS rebinding), so a reachable gateway must name its origins.
     pub allowed_origins: Vec<String>,
+    /// Exact `Host` values accepted (`name` or `name:port`, compared without case), against DNS
+    /// rebinding even when a request has no `Origin`. Empty (the default) accepts, on a loopback
+    /// listener, only its own names (`localhost`, `127.0.0.1`, `[::1]`, with any port or none),
+    /// and any `Host` on another listener, whose names the gateway cannot know.
+    pub allowed_hosts: Vec<String>,
     /// How long a draining shard waits for in-flight requests before closing them. Default
     /// 10000 ms: longer than a typical tool call, shorter than an orchestrator's kill timeout
     /// (Kubernetes waits 30 s). Reserves no memory.
@@ -467,6 +472,15 @@ impl Config {
         line("server.path", &server.path);
         line("server.cores", &server.cores);
         line("server.allowed_origins", &origins);
+        let hosts = match (
+            server.allowed_hosts.is_empty(),
+            server.listen.ip().is_loopback(),
+        ) {
+            (false, _) => server.allowed_hosts.join(", "),
+            (true, true) => "localhost only".to_owned(),
+            (true, false) => "any".to_owned(),
+        };
+        line("server.allowed_hosts", &hosts);
         line("server.drain_timeout_ms", &server.drain_timeout_ms);
         line("server.io_memory_bytes", &server.io_memory_bytes);
         line("admin.listen", &self.admin.listen);
@@ -572,6 +586,25 @@ impl Server {
             validate::is_localhost_origin(origin)
         } else {
             self.allowed_origins.iter().any(|allowed| allowed == origin)
+        }
+    }
+}
+
+impl Server {
+    /// Whether a request's `Host` header value (`None`: it sent none) names this listener: an
+    /// entry of `allowed_hosts`, compared without case; or, when that list is empty, on a
+    /// loopback listener `localhost`, `127.0.0.1` or `[::1]` with any port or none, and on
+    /// another listener anything.
+    pub fn host_allowed(&self, host: Option<&str>) -> bool {
+        let loopback = self.listen.ip().is_loopback();
+        match host {
+            _ if self.allowed_hosts.is_empty() && !loopback => true,
+            None => false,
+            Some(host) if self.allowed_hosts.is_empty() => validate::is_localhost_authority(host),
+            Some(host) => self
+                .allowed_hosts
+                .iter()
+                .any(|allowed| allowed.eq_ignore_ascii_case(host)),
         }
     }
 }

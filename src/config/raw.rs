@@ -37,6 +37,7 @@ pub(crate) struct RawServer {
     pub path: String,
     pub cores: RawCores,
     pub allowed_origins: Vec<String>,
+    pub allowed_hosts: Vec<String>,
     pub drain_timeout_ms: i64,
     pub io_memory_bytes: i64,
 }
@@ -48,6 +49,7 @@ impl Default for RawServer {
             path: "/mcp".to_owned(),
             cores: RawCores::Word("all".to_owned()),
             allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
             drain_timeout_ms: bounds::DRAIN_TIMEOUT_MS.default,
             io_memory_bytes: bounds::IO_MEMORY_BYTES.default,
         }

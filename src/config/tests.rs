@@ -221,6 +221,57 @@ fn non_loopback_listen_requires_allowed_origins() {
 }
 
 #[test]
+fn malformed_allowed_hosts_are_refused() {
+    let text = "[server]\nallowed_hosts = [\"gw.example:8080\", \"http://gw.example\", \
+                \"gw.example/mcp\", \"[::1]:0\", \"[::1]\"]\n";
+    assert_eq!(
+        keys_of(text),
+        [
+            "server.allowed_hosts[1]",
+            "server.allowed_hosts[2]",
+            "server.allowed_hosts[3]"
+        ]
+    );
+}
+
+#[test]
+fn hosts_are_checked_on_loopback_listens_and_where_a_list_is_given() {
+    let server = |text: &str| Config::from_toml_str(text, "t.toml").unwrap().server;
+    let loopback = server("[server]\nlisten = \"127.0.0.1:8080\"\n");
+    for host in [
+        "localhost",
+        "LOCALHOST:8080",
+        "127.0.0.1:9",
+        "[::1]",
+        "[::1]:8080",
+    ] {
+        assert!(loopback.host_allowed(Some(host)), "{host}");
+    }
+    for host in [
+        "evil.example",
+        "evil.example:8080",
+        "localhost.evil.example",
+        "127.0.0.2",
+    ] {
+        assert!(!loopback.host_allowed(Some(host)), "{host}");
+    }
+    assert!(
+        !loopback.host_allowed(None),
+        "no Host is no name of the listener"
+    );
+
+    let open = "[server]\nlisten = \"0.0.0.0:8080\"\nallowed_origins = [\"https://a.example\"]\n";
+    let anywhere = server(open);
+    assert!(anywhere.host_allowed(Some("evil.example")) && anywhere.host_allowed(None));
+    let listed = server(&format!(
+        "{open}allowed_hosts = [\"gw.example\", \"gw.example:8080\"]\n"
+    ));
+    assert!(listed.host_allowed(Some("GW.example:8080")));
+    assert!(!listed.host_allowed(Some("gw.example:9090")));
+    assert!(!listed.host_allowed(Some("localhost")));
+}
+
+#[test]
 fn malformed_origins_are_refused() {
     let text = "[server]\nallowed_origins = [\"https://ok.example\", \"app.example.com\", \
                 \"https://app.example.com/\", \"https://APP.example.com\", \"http://a:99999\"]\n";

@@ -600,6 +600,7 @@ impl http::Handler for McpFront {
             method: HttpMethod::parse(request.method()),
             headers: McpHeaders {
                 param_headers: &param_headers,
+                host: request.header_str("host"),
                 origin: request.header_str("origin"),
                 accept: request.header_str("accept"),
                 content_type: request.header_str("content-type"),
