@@ -26,12 +26,16 @@ pub enum RefusalReason {
     BodyReadTimeout,
     /// The shard already holds `connections_max` connections.
     ConnectionsFull,
+    /// The admin listener already holds `admin.connections_max` connections.
+    AdminConnectionsFull,
     /// The session table is at `sessions_max` even after retiring the oldest generation.
     SessionsFull,
     /// The cross-shard channel to the session's owner is full.
     MeshFull,
     /// `Origin` header not in the allow-list.
     OriginForbidden,
+    /// `Host` header not one the listener answers to (DNS rebinding).
+    HostForbidden,
     /// `Accept` does not list what the transport requires.
     NotAcceptable,
     /// Body was not a valid JSON-RPC message.
@@ -65,7 +69,7 @@ pub enum RefusalReason {
 
 impl RefusalReason {
     /// Every reason, in declaration order; the index is the counter slot.
-    pub const ALL: [RefusalReason; 25] = [
+    pub const ALL: [RefusalReason; 27] = [
         Self::MalformedHttp,
         Self::AmbiguousFraming,
         Self::UnsupportedTransferEncoding,
@@ -74,9 +78,11 @@ impl RefusalReason {
         Self::HeaderReadTimeout,
         Self::BodyReadTimeout,
         Self::ConnectionsFull,
+        Self::AdminConnectionsFull,
         Self::SessionsFull,
         Self::MeshFull,
         Self::OriginForbidden,
+        Self::HostForbidden,
         Self::NotAcceptable,
         Self::InvalidJsonRpc,
         Self::UnsupportedProtocolVersion,
@@ -104,9 +110,11 @@ impl RefusalReason {
             Self::HeaderReadTimeout => "header_read_timeout",
             Self::BodyReadTimeout => "body_read_timeout",
             Self::ConnectionsFull => "connections_full",
+            Self::AdminConnectionsFull => "admin_connections_full",
             Self::SessionsFull => "sessions_full",
             Self::MeshFull => "mesh_full",
             Self::OriginForbidden => "origin_forbidden",
+            Self::HostForbidden => "host_forbidden",
             Self::NotAcceptable => "not_acceptable",
             Self::InvalidJsonRpc => "invalid_jsonrpc",
             Self::UnsupportedProtocolVersion => "unsupported_protocol_version",
@@ -137,6 +145,7 @@ impl RefusalReason {
             | Self::ClientInfoTooLarge => 400,
             Self::OriginForbidden => 403,
             Self::NotFound | Self::UnknownSession => 404,
+            Self::HostForbidden => 421,
             Self::MethodNotAllowed => 405,
             Self::NotAcceptable => 406,
             Self::HeaderReadTimeout | Self::BodyReadTimeout => 408,
@@ -146,7 +155,11 @@ impl RefusalReason {
             Self::Internal => 500,
             Self::UnsupportedTransferEncoding => 501,
             Self::ResponseTooLarge => 502,
-            Self::ConnectionsFull | Self::SessionsFull | Self::MeshFull | Self::PendingFull => 503,
+            Self::ConnectionsFull
+            | Self::AdminConnectionsFull
+            | Self::SessionsFull
+            | Self::MeshFull
+            | Self::PendingFull => 503,
         }
     }
 

@@ -319,6 +319,113 @@ fn connection_over_connections_max_is_503_and_closed() {
 }
 
 #[test]
+fn a_refused_connection_reads_its_503_when_it_writes_head_and_body_apart() {
+    // Goal: a client that sends its head, then its body (as Python's http.client does for a
+    // body it streams), reads the 503 and its Retry-After rather than a reset or a broken pipe.
+    let gw = Gateway::start(&config_with(&limits(30_000, CONNECTIONS_MAX)), 1);
+    let _held: Vec<Conn> = (0..CONNECTIONS_MAX)
+        .map(|index| {
+            let mut conn = Conn::connect(&gw.mcp_addr);
+            let response = conn.roundtrip(&discover(&gw, index as u64).to_bytes());
+            assert_eq!(response.status, 200, "connection {index}");
+            conn
+        })
+        .collect();
+    let request = discover(&gw, 99).to_bytes();
+    let head_end = request
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head")
+        + 4;
+    let (head, body) = request.split_at(head_end);
+    let mut extra = Conn::connect(&gw.mcp_addr);
+    extra.send(head);
+    // The refusal is written at accept; the body follows once it has arrived.
+    std::thread::sleep(Duration::from_millis(200));
+    use std::io::Write;
+    extra
+        .stream
+        .write_all(body)
+        .expect("the body is read and dropped, not answered with a reset");
+    let response = extra
+        .try_read_response()
+        .expect("the 503 reaches a client that wrote its body after the refusal");
+    assert_refused(&response, 503);
+    assert!(
+        response.header("Retry-After").is_some(),
+        "503 carries Retry-After"
+    );
+    assert!(
+        response.text().contains("limits.connections_max"),
+        "{}",
+        response.text()
+    );
+    assert_closed(&mut extra, "refused at connections_max");
+    let status = gw.status();
+    assert_eq!(
+        status["totals"]["refusals"]["connections_full"], 1,
+        "{status}"
+    );
+}
+
+#[test]
+fn a_connection_that_sends_nothing_gets_408_at_header_read_timeout_from_accept() {
+    // Goal: an idle new connection does not hold its slot for keepalive_idle_timeout_ms
+    // (30 s here): its first head is due header_read_timeout_ms after accept, refused with 408
+    // and counted as a late head.
+    let gw = strict_gateway();
+    let mut idle = Conn::connect(&gw.mcp_addr);
+    let response = idle
+        .try_read_response()
+        .expect("a 408 within the client's read timeout, long before the keep-alive timeout");
+    assert_refused(&response, 408);
+    assert!(
+        response.text().contains("header_read_timeout_ms"),
+        "{}",
+        response.text()
+    );
+    assert_closed(&mut idle, "idle since accept");
+    drop(idle);
+    let status = gw.wait_status(Duration::from_secs(5), "the slot given back", |status| {
+        status["totals"]["connections"] == 0
+    });
+    assert_eq!(
+        status["totals"]["refusals"]["header_read_timeout"], 1,
+        "{status}"
+    );
+}
+
+#[test]
+fn a_host_that_is_not_the_loopback_listeners_is_refused_without_an_origin() {
+    // Goal: against DNS rebinding, a loopback listener answers only to its own names, even to
+    // a request that carries no Origin (as a rebound page's fetch may not).
+    let gw = strict_gateway();
+    let port = gw.mcp_addr.rsplit(':').next().expect("a port");
+    let with_host = |host: &str| discover(&gw, 1).without("Host").header("Host", host);
+    let rebound = format!("evil.example:{port}");
+    let refused = gw.call(&with_host(&rebound));
+    assert_refused(&refused, 421);
+    assert!(
+        refused.text().contains(&rebound) && refused.text().contains("server.allowed_hosts"),
+        "the refusal names the Host and the key: {}",
+        refused.text()
+    );
+    for host in [
+        format!("localhost:{port}"),
+        "127.0.0.1".to_owned(),
+        format!("[::1]:{port}"),
+    ] {
+        let response = gw.call(&with_host(&host));
+        assert_eq!(response.status, 200, "Host {host}: {}", response.text());
+    }
+    let status = gw.status();
+    assert_eq!(
+        status["totals"]["refusals"]["host_forbidden"], 1,
+        "{status}"
+    );
+}
+
+#[test]
 fn other_path_is_404() {
     let gw = strict_gateway();
     let request = post("/not-mcp", &stateless_body(1, "server/discover", json!({})));

@@ -471,6 +471,10 @@ fn mute_outcome(status: u16, retry_after: Option<&str>, answer: &Value) -> MuteO
         503 => {
             assert!(retry_after.is_some(), "503 without Retry-After: {answer}");
             if message.contains("pending.pending_per_upstream_max") {
+                assert!(
+                    message.contains("upstream mute:"),
+                    "the per-upstream cap must name the upstream: {answer}"
+                );
                 MuteOutcome::RefusedPerUpstreamMax
             } else {
                 assert!(message.contains("pending.pending_max"), "{answer}");
@@ -903,4 +907,111 @@ fn an_http_upstream_that_dies_opens_its_breaker_after_breaker_failures() {
     assert_eq!(brk["breaker"], "open", "{brk:#}");
     assert_eq!(brk["breaker_opened_total"], 1, "{brk:#}");
     assert_eq!(brk["breaker_refused_total"], 1, "{brk:#}");
+}
+
+/// Asserts `answer` is the timeout of a call to `upstream` after `timeout_ms`, not a breaker's
+/// refusal or an upstream failure.
+fn assert_timed_out(answer: &Value, upstream: &str, timeout_ms: u64) {
+    assert_eq!(answer["error"]["data"]["upstream"], upstream, "{answer}");
+    assert_eq!(
+        answer["error"]["data"]["reason"], "request_timeout_ms",
+        "{answer}"
+    );
+    let message = error_message(answer);
+    assert!(
+        message.contains(&format!("upstream {upstream}"))
+            && message.contains(&format!("{timeout_ms} ms")),
+        "a timeout names the upstream and its deadline: {answer}"
+    );
+}
+
+/// Sends `calls` slow `tool` calls at once, one connection each; returns their answers.
+fn slow_calls(gw: &Gateway, calls: u64, tool: &str, arguments: &Value) -> Vec<Value> {
+    std::thread::scope(|scope| {
+        let callers: Vec<_> = (1..=calls)
+            .map(|id| scope.spawn(move || stateless_call(gw, id, tool, arguments.clone())))
+            .collect();
+        callers
+            .into_iter()
+            .map(|caller| {
+                let (status, answer) = caller.join().expect("caller");
+                assert_eq!(status, 200, "{answer}");
+                answer
+            })
+            .collect()
+    })
+}
+
+#[test]
+fn slow_builtin_calls_that_time_out_leave_the_breaker_closed() {
+    // Goal: one client's calls to a slow tool, each past request_timeout_ms, do not open the
+    // breaker (3 failures would), so every client's next call still goes through.
+    let gw = Gateway::start(&config_with("[pending]\nrequest_timeout_ms = 200\n"), 1);
+    let answers = slow_calls(&gw, 16, "demo__sleep", &json!({"ms": 5000}));
+    for answer in &answers {
+        assert_timed_out(answer, "demo", 200);
+    }
+    let (status, answer) = stateless_call(&gw, 99, "demo__echo", json!({"text": "after"}));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["result"]["content"][0]["text"], "after", "{answer}");
+    let demo = upstream_status(&gw.status(), 0, "demo");
+    assert_eq!(demo["breaker"], "closed", "{demo:#}");
+    assert_eq!(demo["breaker_opened_total"], 0, "{demo:#}");
+}
+
+#[test]
+fn slow_http_calls_that_time_out_leave_the_breaker_closed() {
+    // Goal: the same for an http upstream, whose exchange times out in the pool: a slow answer
+    // is not a transport failure (a dead upstream still opens it: the test above this one).
+    let py = PythonUpstream::http("slw", false);
+    let config = config_with(&http_upstream(
+        "slw",
+        py.url(),
+        "request_timeout_ms = 300\nbreaker_failures = 3\nbreaker_open_ms = 600000",
+    ));
+    let gw = Gateway::start(&config, 1);
+    let answers = slow_calls(&gw, 8, "slw__slow", &json!({"ms": 3000}));
+    for answer in &answers {
+        assert_timed_out(answer, "slw", 300);
+    }
+    let (status, answer) = stateless_call(&gw, 99, "slw__echo", json!({"text": "after"}));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["result"]["content"][0]["text"], "slw: after",
+        "{answer}"
+    );
+    let slw = upstream_status(&gw.status(), 0, "slw");
+    assert_eq!(slw["breaker"], "closed", "{slw:#}");
+    assert_eq!(slw["breaker_opened_total"], 0, "{slw:#}");
+}
+
+// --- 7. upstream timeouts on the deadline wheel ------------------------------------------------
+
+#[test]
+fn a_request_timeout_answers_at_its_deadline_not_at_the_next_epoch_tick() {
+    // Goal: request_timeout_ms is waited for on the deadline wheel: with a 60 s epoch tick the
+    // client still gets its timeout soon after 500 ms, and the call ended before any tick ran
+    // (the epoch counter is still 0, the pending table already empty).
+    let gw = Gateway::start(
+        &config_with("[epoch]\ntick_ms = 60000\n\n[pending]\nrequest_timeout_ms = 500\n"),
+        1,
+    );
+    let started = Instant::now();
+    let (status, answer) = stateless_call(&gw, 1, "demo__sleep", json!({"ms": 30000}));
+    let answered_after = started.elapsed();
+    assert_eq!(status, 200, "{answer}");
+    assert_timed_out(&answer, "demo", 500);
+    assert!(
+        answered_after >= Duration::from_millis(500),
+        "the timeout came before request_timeout_ms: {answered_after:?}"
+    );
+    // Far below the 60 s tick that would otherwise end it, and clear of any scheduling delay.
+    assert!(
+        answered_after < Duration::from_secs(5),
+        "the timeout waited for an epoch tick: {answered_after:?}"
+    );
+    let shard = &gw.status()["shards"][0];
+    assert_eq!(shard["epoch"], 0, "no epoch tick ran yet: {shard:#}");
+    assert_eq!(shard["pending"]["entries"], 0, "{shard:#}");
+    assert_eq!(shard["pending"]["timeouts_total"], 1, "{shard:#}");
 }

@@ -42,10 +42,16 @@ pub enum ClientRoute {
 pub enum CallFailure {
     /// The upstream answered with a JSON-RPC error, passed to the client as it is.
     Rpc(RpcError),
-    /// The upstream could not be asked or did not answer properly: counts against its breaker.
+    /// The upstream could not be asked or did not answer properly (a transport failure, a
+    /// protocol failure, HTTP 5xx): counts against its breaker.
     Unavailable(String),
-    /// The request's deadline passed (`request_timeout_ms`); counts against the breaker.
+    /// The request's deadline passed (`request_timeout_ms`). Does not count against the
+    /// breaker: a tool may be slow by design, and one client's slow calls must not refuse every
+    /// client's calls.
     TimedOut(String),
+    /// The gateway had no room to send it (the upstream's pool and its queue were full): the
+    /// upstream was not asked, so its breaker learns nothing.
+    Busy(String),
     /// The client cancelled it.
     Cancelled,
 }
@@ -406,7 +412,25 @@ impl InFlight {
         }
     }
 
-    /// The epoch tick: settles requests past their deadline and returns them.
+    /// Ends call `id` to `upstream` when its own deadline passed (its client's wait, on the
+    /// shard's deadline wheel, so on time, where the epoch tick finds it up to a tick late):
+    /// settles it with the timeout and returns it, for the caller to tell its upstream. `None`
+    /// if it had already ended.
+    pub fn expire_call(
+        &self,
+        upstream: u16,
+        id: UpstreamRequestId,
+        names: &dyn Fn(u16) -> String,
+    ) -> Option<TimedOut> {
+        let mut timed_out = Vec::new();
+        self.table.borrow_mut().expire_id(upstream, id, |expired| {
+            self.expire(&expired, names, &mut timed_out)
+        });
+        timed_out.pop()
+    }
+
+    /// The epoch tick: settles requests past their deadline and returns them; a backstop for
+    /// calls nobody waits on (their clients wait on their own deadlines).
     pub fn advance(&self, now_ms: u64, names: &dyn Fn(u16) -> String) -> Vec<TimedOut> {
         let mut timed_out = Vec::new();
         self.table.borrow_mut().advance(now_ms, |expired| {

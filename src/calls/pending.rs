@@ -31,10 +31,13 @@
 //! Refuses ([`PendingRefusal`]): a full shard or upstream (after retiring both generations
 //! early, and without retiring again until the next tick when that freed nothing, so a full
 //! table costs O(1) per refusal), an id or token over `request_id_bytes_max`, and a client id
-//! already in flight on the same route. Deadlines have the epoch tick's granularity: with the
-//! two generations used here, every `advance` examines every request registered before the
+//! already in flight on the same route. Deadlines have the epoch tick's granularity here: with
+//! the two generations used here, every `advance` examines every request registered before the
 //! previous one, so a request is reported by the first tick that comes at or after its
-//! deadline and is not the first tick after its registration.
+//! deadline and is not the first tick after its registration. The request path does not wait
+//! for that: a client waiting for its answer waits on its deadline on the shard's deadline
+//! wheel and ends the request then ([`PendingTable::expire_id`]); the tick is the backstop for
+//! requests nobody waits on.
 //!
 //! ```compile_fail
 //! fn shard_local_only<T: Send>() {}
@@ -267,21 +270,22 @@ impl PendingRefusal {
     }
 }
 
-impl fmt::Display for PendingRefusal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl PendingRefusal {
+    /// The refusal as the client reads it, naming the value and the config key; the table
+    /// knows upstreams by index only, so the caller names the one the request was for.
+    pub fn message(&self, upstream_name: &str) -> String {
         match *self {
-            Self::ShardFull { pending_max } => write!(
-                f,
+            Self::ShardFull { pending_max } => format!(
                 "too many requests in flight: {pending_max} on this shard \
                  (pending.pending_max); retry later"
             ),
             Self::UpstreamFull {
-                upstream,
                 pending_per_upstream_max,
-            } => write!(
-                f,
-                "too many requests in flight to upstream {upstream}: {pending_per_upstream_max} \
-                 on this shard (pending.pending_per_upstream_max); retry later"
+                ..
+            } => format!(
+                "too many requests in flight to upstream {upstream_name}: \
+                 {pending_per_upstream_max} on this shard (pending.pending_per_upstream_max); \
+                 retry later"
             ),
             Self::IdTooLarge {
                 kind,
@@ -292,18 +296,15 @@ impl fmt::Display for PendingRefusal {
                     IdKind::RequestId => "request id",
                     IdKind::ProgressToken => "progress token",
                 };
-                write!(
-                    f,
+                format!(
                     "{what} of {bytes} bytes exceeds pending.request_id_bytes_max \
                      {request_id_bytes_max}"
                 )
             }
-            Self::IdInFlight => f.write_str("a request with this id is already in flight"),
+            Self::IdInFlight => "a request with this id is already in flight".to_owned(),
         }
     }
 }
-
-impl std::error::Error for PendingRefusal {}
 
 /// A request answered by its upstream, as [`PendingTable::complete`] hands it back.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -676,6 +677,39 @@ impl<R: Copy + Eq + Hash + 'static> PendingTable<R> {
     pub fn advance(&mut self, now_ms: u64, mut on_timeout: impl FnMut(Expired<'_, R>)) {
         self.retire(now_ms, &mut on_timeout);
         self.retire_futile = false;
+    }
+
+    /// Ends request `id` to `upstream` as past its deadline, handing it to `on_timeout` as
+    /// [`Self::advance`] does: for a caller whose own wait for it (on the shard's deadline
+    /// wheel) ended at its deadline, before a tick found it. Counted as a timeout. `false` if it
+    /// is not in flight to `upstream`.
+    pub fn expire_id(
+        &mut self,
+        upstream: u16,
+        id: UpstreamRequestId,
+        on_timeout: impl FnOnce(Expired<'_, R>),
+    ) -> bool {
+        // Read at time 0, so whatever the table's millisecond clock says of its deadline: the
+        // caller's clock found it passed (every deadline lies after 0).
+        let Some(entry) = self.requests.get(&id.0, 0) else {
+            return false;
+        };
+        if entry.value.upstream != upstream {
+            return false;
+        }
+        let client_id =
+            ClientIdBytes::from_slice(&entry.payload[..usize::from(entry.value.client_id_bytes)]);
+        let (route, timeout_ms) = (entry.value.route, entry.value.timeout_ms);
+        self.end(id.0);
+        self.books.timeouts_total += 1;
+        on_timeout(Expired {
+            upstream,
+            upstream_id: id,
+            route,
+            client_id: &client_id,
+            timeout_ms,
+        });
+        true
     }
 
     /// Ends the request `upstream` answered under `upstream_id` and says where the answer

@@ -37,6 +37,9 @@ pub const CORES_COUNT: Bound = Bound::new(1, 1, 256);
 /// One entry of `server.cores` as a list of core ids.
 pub const CORE_ID: Bound = Bound::new(0, 0, 4_095);
 
+/// `admin.connections_max`.
+pub const ADMIN_CONNECTIONS_MAX: Bound = Bound::new(16, 1, 1_024);
+
 /// `limits.connections_max`.
 pub const CONNECTIONS_MAX: Bound = Bound::new(256, 1, 65_536);
 /// `limits.header_bytes_max`.
@@ -76,7 +79,7 @@ pub const GENERATIONS: Bound = Bound::new(4, 2, 16);
 /// `epoch.session_arena_bytes_max` when set explicitly (0, the default, means derive it).
 pub const SESSION_ARENA_BYTES_MAX: Bound = Bound::new(65_536, 65_536, 4_294_967_296);
 
-/// `pending.pending_max`; the range is the pending table's own (`upstream::pending`), pinned
+/// `pending.pending_max`; the range is the pending table's own (`calls::pending`), pinned
 /// equal by a test: the top keeps one generation's arena under 4 GiB.
 pub const PENDING_MAX: Bound = Bound::new(1_000, 1, 1_000_000);
 /// `pending.pending_per_upstream_max`; also at most `pending.pending_max`.
@@ -148,6 +151,7 @@ pub const EXIT_POLL_MS: Bound = Bound::new(1_000, 1, 600_000);
 
 // Counts are stored as u32 in the checked config, so their ranges must fit.
 const _: () = assert!(CONNECTIONS_MAX.max <= u32::MAX as i64);
+const _: () = assert!(ADMIN_CONNECTIONS_MAX.max <= u32::MAX as i64);
 const _: () = assert!(HEADERS_COUNT_MAX.max <= u32::MAX as i64);
 const _: () = assert!(MESH_MESSAGES_MAX.max <= u32::MAX as i64);
 const _: () = assert!(FORWARDED_REQUESTS_MAX.max <= u32::MAX as i64);

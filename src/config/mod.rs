@@ -73,6 +73,11 @@ pub struct Server {
     /// allowed only on a loopback listener: a page on any site can resolve its own name to a
     /// private address (DNS rebinding), so a reachable gateway must name its origins.
     pub allowed_origins: Vec<String>,
+    /// Exact `Host` values accepted (`name` or `name:port`, compared without case), against DNS
+    /// rebinding even when a request has no `Origin`. Empty (the default) accepts, on a loopback
+    /// listener, only its own names (`localhost`, `127.0.0.1`, `[::1]`, with any port or none),
+    /// and any `Host` on another listener, whose names the gateway cannot know.
+    pub allowed_hosts: Vec<String>,
     /// How long a draining shard waits for in-flight requests before closing them. Default
     /// 10000 ms: longer than a typical tool call, shorter than an orchestrator's kill timeout
     /// (Kubernetes waits 30 s). Reserves no memory.
@@ -89,6 +94,12 @@ pub struct Admin {
     /// Status and metrics listener address; must differ from `server.listen`. Default
     /// `127.0.0.1:9090`.
     pub listen: SocketAddr,
+    /// Open connections of the admin listener (served by shard 0 beside its MCP connections,
+    /// but not counted in `limits.connections_max`); one more is refused
+    /// (`AdminConnectionsFull`). Default 16: probes and scrapers open a connection per request
+    /// and close it, so a flood of MCP connections never fails a liveness probe and idle admin
+    /// connections never take MCP slots. Each may hold the same buffers as an MCP connection.
+    pub connections_max: u32,
 }
 
 /// `[limits]`; all per shard.
@@ -460,9 +471,19 @@ impl Config {
         line("server.path", &server.path);
         line("server.cores", &server.cores);
         line("server.allowed_origins", &origins);
+        let hosts = match (
+            server.allowed_hosts.is_empty(),
+            server.listen.ip().is_loopback(),
+        ) {
+            (false, _) => server.allowed_hosts.join(", "),
+            (true, true) => "localhost only".to_owned(),
+            (true, false) => "any".to_owned(),
+        };
+        line("server.allowed_hosts", &hosts);
         line("server.drain_timeout_ms", &server.drain_timeout_ms);
         line("server.io_memory_bytes", &server.io_memory_bytes);
         line("admin.listen", &self.admin.listen);
+        line("admin.connections_max", &self.admin.connections_max);
         let limits = &self.limits;
         line("limits.connections_max", &limits.connections_max);
         line("limits.header_bytes_max", &limits.header_bytes_max);
@@ -564,6 +585,25 @@ impl Server {
             validate::is_localhost_origin(origin)
         } else {
             self.allowed_origins.iter().any(|allowed| allowed == origin)
+        }
+    }
+}
+
+impl Server {
+    /// Whether a request's `Host` header value (`None`: it sent none) names this listener: an
+    /// entry of `allowed_hosts`, compared without case; or, when that list is empty, on a
+    /// loopback listener `localhost`, `127.0.0.1` or `[::1]` with any port or none, and on
+    /// another listener anything.
+    pub fn host_allowed(&self, host: Option<&str>) -> bool {
+        let loopback = self.listen.ip().is_loopback();
+        match host {
+            _ if self.allowed_hosts.is_empty() && !loopback => true,
+            None => false,
+            Some(host) if self.allowed_hosts.is_empty() => validate::is_localhost_authority(host),
+            Some(host) => self
+                .allowed_hosts
+                .iter()
+                .any(|allowed| allowed.eq_ignore_ascii_case(host)),
         }
     }
 }

@@ -37,6 +37,7 @@ pub(crate) struct RawServer {
     pub path: String,
     pub cores: RawCores,
     pub allowed_origins: Vec<String>,
+    pub allowed_hosts: Vec<String>,
     pub drain_timeout_ms: i64,
     pub io_memory_bytes: i64,
 }
@@ -48,6 +49,7 @@ impl Default for RawServer {
             path: "/mcp".to_owned(),
             cores: RawCores::Word("all".to_owned()),
             allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
             drain_timeout_ms: bounds::DRAIN_TIMEOUT_MS.default,
             io_memory_bytes: bounds::IO_MEMORY_BYTES.default,
         }
@@ -71,12 +73,14 @@ pub(crate) enum RawCores {
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct RawAdmin {
     pub listen: String,
+    pub connections_max: i64,
 }
 
 impl Default for RawAdmin {
     fn default() -> RawAdmin {
         RawAdmin {
             listen: "127.0.0.1:9090".to_owned(),
+            connections_max: bounds::ADMIN_CONNECTIONS_MAX.default,
         }
     }
 }
@@ -555,7 +559,7 @@ mod tests {
 
     #[test]
     fn field_names_lists_the_derived_fields() {
-        assert_eq!(field_names::<RawAdmin>(), &["listen"]);
+        assert_eq!(field_names::<RawAdmin>(), &["listen", "connections_max"]);
         assert_eq!(
             &field_names::<RawUpstream>()[..3],
             &["name", "kind", "prefix"]

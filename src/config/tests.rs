@@ -90,6 +90,7 @@ fn numbers_are_accepted_at_both_range_edges_and_refused_one_past() {
         ("server", "drain_timeout_ms", 0, 600_000, ""),
         ("server", "io_memory_bytes", 65_536, 67_108_864, ""),
         ("limits", "connections_max", 1, 65_536, ""),
+        ("admin", "connections_max", 1, 1_024, ""),
         ("limits", "header_bytes_max", 1_024, 1_048_576, ""),
         ("limits", "keepalive_idle_timeout_ms", 100, 3_600_000, ""),
         ("sessions", "sessions_max", 1, 10_000_000, arena),
@@ -217,6 +218,57 @@ fn non_loopback_listen_requires_allowed_origins() {
         "[server]\nlisten = \"0.0.0.0:8080\"\nallowed_origins = [\"https://app.example.com\"]\n";
     assert!(Config::from_toml_str(text, "t.toml").is_ok());
     assert!(Config::from_toml_str("[server]\nlisten = \"[::1]:8080\"\n", "t.toml").is_ok());
+}
+
+#[test]
+fn malformed_allowed_hosts_are_refused() {
+    let text = "[server]\nallowed_hosts = [\"gw.example:8080\", \"http://gw.example\", \
+                \"gw.example/mcp\", \"[::1]:0\", \"[::1]\"]\n";
+    assert_eq!(
+        keys_of(text),
+        [
+            "server.allowed_hosts[1]",
+            "server.allowed_hosts[2]",
+            "server.allowed_hosts[3]"
+        ]
+    );
+}
+
+#[test]
+fn hosts_are_checked_on_loopback_listens_and_where_a_list_is_given() {
+    let server = |text: &str| Config::from_toml_str(text, "t.toml").unwrap().server;
+    let loopback = server("[server]\nlisten = \"127.0.0.1:8080\"\n");
+    for host in [
+        "localhost",
+        "LOCALHOST:8080",
+        "127.0.0.1:9",
+        "[::1]",
+        "[::1]:8080",
+    ] {
+        assert!(loopback.host_allowed(Some(host)), "{host}");
+    }
+    for host in [
+        "evil.example",
+        "evil.example:8080",
+        "localhost.evil.example",
+        "127.0.0.2",
+    ] {
+        assert!(!loopback.host_allowed(Some(host)), "{host}");
+    }
+    assert!(
+        !loopback.host_allowed(None),
+        "no Host is no name of the listener"
+    );
+
+    let open = "[server]\nlisten = \"0.0.0.0:8080\"\nallowed_origins = [\"https://a.example\"]\n";
+    let anywhere = server(open);
+    assert!(anywhere.host_allowed(Some("evil.example")) && anywhere.host_allowed(None));
+    let listed = server(&format!(
+        "{open}allowed_hosts = [\"gw.example\", \"gw.example:8080\"]\n"
+    ));
+    assert!(listed.host_allowed(Some("GW.example:8080")));
+    assert!(!listed.host_allowed(Some("gw.example:9090")));
+    assert!(!listed.host_allowed(Some("localhost")));
 }
 
 #[test]

@@ -68,14 +68,20 @@ pub(crate) fn validate(raw: &RawConfig, origin: &str) -> Result<Config, Vec<Conf
 /// Whether `origin` is an `http`/`https` origin on `localhost`, `127.0.0.1` or `[::1]`, with or
 /// without a port.
 pub(crate) fn is_localhost_origin(origin: &str) -> bool {
-    let Some(authority) = origin
+    origin
         .strip_prefix("http://")
         .or_else(|| origin.strip_prefix("https://"))
-    else {
-        return false;
-    };
+        .is_some_and(is_localhost_authority)
+}
+
+/// Whether `authority` (a `Host` value, or an origin after its scheme) is `localhost`,
+/// `127.0.0.1` or `[::1]`, with or without a port; the name compared without case.
+pub(crate) fn is_localhost_authority(authority: &str) -> bool {
     let (host, port) = split_port(authority);
-    ["localhost", "127.0.0.1", "[::1]"].contains(&host) && port.is_none_or(is_port)
+    ["localhost", "127.0.0.1", "[::1]"]
+        .iter()
+        .any(|name| name.eq_ignore_ascii_case(host))
+        && port.is_none_or(is_port)
 }
 
 /// Splits `host[:port]` (host may be a bracketed IPv6 address).
@@ -109,6 +115,12 @@ fn origin_problem(origin: &str) -> Option<&'static str> {
     else {
         return Some("an origin starts with http:// or https://");
     };
+    authority_problem(authority)
+}
+
+/// Why `authority` is not `host[:port]` as a browser sends it (in an origin, or as `Host`),
+/// or `None` if it is.
+fn authority_problem(authority: &str) -> Option<&'static str> {
     let (host, port) = split_port(authority);
     let host_ok = if let Some(inner) = host.strip_prefix('[') {
         inner
@@ -184,6 +196,15 @@ impl Checker<'_> {
                 );
             }
         }
+        for (index, host) in raw.allowed_hosts.iter().enumerate() {
+            if let Some(reason) = authority_problem(host) {
+                self.invalid(
+                    &format!("server.allowed_hosts[{index}]"),
+                    &quoted(host),
+                    reason,
+                );
+            }
+        }
         let listen_valid = !self.has_error("server.listen");
         if listen_valid && raw.allowed_origins.is_empty() && !listen.ip().is_loopback() {
             let reason = format!(
@@ -199,6 +220,7 @@ impl Checker<'_> {
             path: raw.path.clone(),
             cores,
             allowed_origins: raw.allowed_origins.clone(),
+            allowed_hosts: raw.allowed_hosts.clone(),
             drain_timeout_ms: self.number(
                 "server.drain_timeout_ms",
                 raw.drain_timeout_ms,
@@ -262,7 +284,14 @@ impl Checker<'_> {
                 format!("{listen} is also server.listen; give the admin listener its own port");
             self.conflict("admin.listen", reason);
         }
-        Admin { listen }
+        Admin {
+            listen,
+            connections_max: self.number(
+                "admin.connections_max",
+                raw.connections_max,
+                bounds::ADMIN_CONNECTIONS_MAX,
+            ),
+        }
     }
 
     fn limits(&mut self, raw: &RawLimits) -> Limits {

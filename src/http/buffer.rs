@@ -3,7 +3,7 @@
 //! on the connection's shard.
 
 /// Bytes asked of the socket at least per read.
-const READ_BYTES_MIN: usize = 4096;
+pub(super) const READ_BYTES_MIN: usize = 4096;
 
 /// The connection's input: received bytes at the front, grown up to `capacity_max`.
 pub(super) struct InputBuffer {

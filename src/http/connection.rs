@@ -5,7 +5,14 @@
 //! draining starts) → read the head (`header_read_timeout_ms` from its first byte) → send
 //! `100 Continue` if asked → read the body (`body_read_timeout_ms` from the end of the head) →
 //! `Handler::handle` → flush the response → drop the consumed bytes; a pipelined request already
-//! in the buffer starts its head clock now.
+//! in the buffer starts its head clock now. The first request's head clock starts at accept:
+//! a connection that sends nothing gets its 408 after `header_read_timeout_ms`, as a slow head
+//! does, rather than holding its slot for the keep-alive timeout.
+//!
+//! Refusals (the codec's own, and [`refuse_connection`] for a connection its listener will not
+//! serve) are written, then the connection lingers: it half-closes and reads and drops what the
+//! peer still sends, for a bounded time and at most one request's bytes, before it closes, so a
+//! peer still writing its request reads the refusal instead of a reset.
 
 use super::buffer::InputBuffer;
 use super::parse::{Progress, RequestParser, Waiting};
@@ -26,6 +33,10 @@ const OUTPUT_RETAIN_BYTES_MAX: usize = 64 * 1024;
 /// After a refusal, how long at most the peer's remaining bytes are read and dropped so that
 /// closing does not reset the connection before the refusal is read.
 const LINGER_MS_MAX: u64 = 1000;
+/// What a connection refused by [`refuse_connection`] holds while it lingers: its input
+/// buffer, which stays at one read as each read's bytes are dropped before the next, and the
+/// refusal it wrote (a head and a one-line JSON error, well under 1 KiB).
+pub const REFUSED_CONNECTION_BYTES_MAX: u64 = super::buffer::READ_BYTES_MIN as u64 + 1024;
 
 /// What the shard does with a request. Runs on the connection's shard; need not be `Send`.
 #[allow(async_fn_in_trait)]
@@ -69,28 +80,49 @@ pub async fn serve_connection<H: Handler>(
     if shutdown.is_set() {
         return ConnectionEnd::EventWait;
     }
+    // The first request's head is due `header_read_timeout_ms` after accept.
+    let mut first_head_deadline = Some(deadline_in(limits.header_read_timeout_ms));
     let write_timeout = Duration::from_millis(limits.keepalive_idle_timeout_ms);
-    if stream.set_write_timeout(Some(write_timeout)).is_err() {
+    let Some(mut connection) = Connection::new(stream, limits, refusals, shutdown, write_timeout)
+    else {
         return ConnectionEnd::IoError;
-    }
-    let mut connection = Connection {
-        stream,
-        limits,
-        refusals,
-        shutdown,
-        input: InputBuffer::new(limits.input_buffer_bytes_max() as usize),
-        out: Vec::new(),
-        parser: RequestParser::new(limits),
     };
+    let mut parser = RequestParser::new(limits);
     loop {
-        let consumed = match connection.read_request().await {
+        let read = connection.read_request(&mut parser, first_head_deadline.take());
+        let consumed = match read.await {
             Ok(consumed) => consumed,
             Err(end) => return end,
         };
-        if let Some(end) = connection.respond(handler).await {
+        if let Some(end) = connection.respond(&mut parser, handler).await {
             return end;
         }
         connection.input.consume(consumed as usize);
+    }
+}
+
+/// A refusal written before the codec reads anything: a whole response with a JSON (or, if
+/// `headers` name another `Content-Type`, that) body, sent with `Connection: close`.
+pub struct Refusal<'a> {
+    pub status: u16,
+    pub headers: &'a [(&'a str, &'a str)],
+    pub body: &'a [u8],
+}
+
+/// Answers a connection its listener will not serve (it holds its most connections) with
+/// `refusal` and closes it as the codec's own refusals close: after lingering (see the module
+/// doc). The caller has counted the refusal.
+pub async fn refuse_connection(
+    stream: TcpStream,
+    limits: &HttpLimits,
+    refusals: &RefusalCounters,
+    shutdown: &Event,
+    refusal: Refusal<'_>,
+) {
+    let write_timeout = Duration::from_millis(LINGER_MS_MAX);
+    if let Some(mut connection) = Connection::new(stream, limits, refusals, shutdown, write_timeout)
+    {
+        connection.answer_and_linger(refusal).await;
     }
 }
 
@@ -109,22 +141,47 @@ struct Connection<'a> {
     shutdown: &'a Event,
     input: InputBuffer,
     out: Vec<u8>,
-    parser: RequestParser,
 }
 
-impl Connection<'_> {
-    /// Reads until one request is framed; its consumed byte count, or how the connection ends.
-    async fn read_request(&mut self) -> Result<u32, ConnectionEnd> {
+impl<'a> Connection<'a> {
+    /// Takes on `stream`, whose writes may make no progress for `write_timeout` before the peer
+    /// counts as gone; `None` if the socket refuses the option.
+    fn new(
+        stream: TcpStream,
+        limits: &'a HttpLimits,
+        refusals: &'a RefusalCounters,
+        shutdown: &'a Event,
+        write_timeout: Duration,
+    ) -> Option<Connection<'a>> {
+        stream.set_write_timeout(Some(write_timeout)).ok()?;
+        Some(Connection {
+            stream,
+            limits,
+            refusals,
+            shutdown,
+            input: InputBuffer::new(limits.input_buffer_bytes_max() as usize),
+            out: Vec::new(),
+        })
+    }
+
+    /// Reads until `parser` frames one request; its consumed byte count, or how the connection
+    /// ends. `first_head_deadline` is set for the connection's first request: its head is due
+    /// then, counted from accept, and waiting for its first byte is waiting for its head.
+    async fn read_request(
+        &mut self,
+        parser: &mut RequestParser,
+        first_head_deadline: Option<Instant>,
+    ) -> Result<u32, ConnectionEnd> {
         if self.input.filled == 0 {
-            self.wait_first_byte().await?;
+            self.wait_first_byte(first_head_deadline).await?;
         }
         // Each clock starts when the parser first waits for its part (a request that is
-        // whole in its first read reads no clock).
-        let mut head_deadline = None;
+        // whole in its first read reads no clock), the first head's at accept.
+        let mut head_deadline = first_head_deadline;
         let mut body_deadline = None;
         let mut continue_sent = false;
         loop {
-            let progress = match self.parser.advance(self.input.filled()) {
+            let progress = match parser.advance(self.input.filled()) {
                 Ok(progress) => progress,
                 Err(error) => return Err(self.refuse(error).await),
             };
@@ -154,12 +211,21 @@ impl Connection<'_> {
         }
     }
 
-    /// Waits for the first byte of a request: idle timeout, peer close and draining end it.
-    async fn wait_first_byte(&mut self) -> Result<(), ConnectionEnd> {
-        let deadline = deadline_in(self.limits.keepalive_idle_timeout_ms);
+    /// Waits for the first byte of a request: idle timeout, peer close and draining end it;
+    /// for the first request, `first_head_deadline` in place of the idle timeout, refused as a
+    /// late head.
+    async fn wait_first_byte(
+        &mut self,
+        first_head_deadline: Option<Instant>,
+    ) -> Result<(), ConnectionEnd> {
+        let idle_deadline = || deadline_in(self.limits.keepalive_idle_timeout_ms);
+        let deadline = first_head_deadline.unwrap_or_else(idle_deadline);
         match self.read_until(deadline, true).await {
             ReadOutcome::Bytes => Ok(()),
             ReadOutcome::Eof => Err(ConnectionEnd::PeerClosed),
+            ReadOutcome::Deadline if first_head_deadline.is_some() => {
+                Err(self.refuse(late_head(self.limits)).await)
+            }
             ReadOutcome::Deadline => Err(ConnectionEnd::IdleTimeout),
             ReadOutcome::EventWait => Err(ConnectionEnd::EventWait),
             ReadOutcome::Failed => Err(ConnectionEnd::IoError),
@@ -207,9 +273,14 @@ impl Connection<'_> {
         outcome
     }
 
-    /// Hands the framed request to the handler and writes its response; `Some` ends the loop.
-    async fn respond<H: Handler>(&mut self, handler: &H) -> Option<ConnectionEnd> {
-        let Some(request) = self.parser.request(self.input.filled()) else {
+    /// Hands the request `parser` framed to the handler and writes its response; `Some` ends
+    /// the loop.
+    async fn respond<H: Handler>(
+        &mut self,
+        parser: &mut RequestParser,
+        handler: &H,
+    ) -> Option<ConnectionEnd> {
+        let Some(request) = parser.request(self.input.filled()) else {
             return Some(ConnectionEnd::IoError);
         };
         let peer = Peer {
@@ -240,6 +311,18 @@ impl Connection<'_> {
     /// Counts and answers a refusal, then closes gracefully.
     async fn refuse(&mut self, error: HttpError) -> ConnectionEnd {
         self.refusals.count(error.reason);
+        let body = jsonrpc_error_body(&error.message);
+        let refusal = Refusal {
+            status: error.reason.http_status(),
+            headers: &[],
+            body: &body,
+        };
+        self.answer_and_linger(refusal).await;
+        ConnectionEnd::Refused(error.reason)
+    }
+
+    /// Writes `refusal` with `Connection: close`, then lingers and closes.
+    async fn answer_and_linger(&mut self, refusal: Refusal<'_>) {
         self.out.clear();
         let peer = Peer {
             keep_alive: false,
@@ -247,29 +330,31 @@ impl Connection<'_> {
             head_only: false,
         };
         let mut writer = ResponseWriter::new(&mut self.stream, &mut self.out, self.shutdown, peer);
-        let body = jsonrpc_error_body(&error.message);
-        let written = writer.json(error.reason.http_status(), &[], &body);
+        let written = writer.json(refusal.status, refusal.headers, refusal.body);
         if written.is_ok() && self.stream.write_all(&self.out).await.is_ok() {
             self.linger().await;
         }
         self.out.clear();
-        ConnectionEnd::Refused(error.reason)
     }
 
-    /// Half-closes, then reads and drops what the peer still sends, for a bounded time, so the
-    /// close does not reset the connection before the peer has read our answer.
+    /// Half-closes, then reads and drops what the peer still sends, for a bounded time and at
+    /// most one request's bytes, so the close does not reset the connection before the peer has
+    /// read our answer.
     async fn linger(&mut self) {
         if self.stream.shutdown(Shutdown::Write).await.is_err() {
             return;
         }
         let limit = self.limits.header_read_timeout_ms.min(LINGER_MS_MAX);
         let deadline = deadline_in(limit);
+        let mut dropped_bytes: usize = 0;
+        let dropped_bytes_max = self.limits.input_buffer_bytes_max() as usize;
         // The clock is read each round: a peer that keeps sending never lets a read wait.
-        while Instant::now() < deadline {
+        while Instant::now() < deadline && dropped_bytes < dropped_bytes_max {
             self.input.filled = 0;
             if !matches!(self.read_until(deadline, false).await, ReadOutcome::Bytes) {
                 return;
             }
+            dropped_bytes += self.input.filled;
         }
     }
 }

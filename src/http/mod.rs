@@ -31,7 +31,10 @@ mod response;
 #[cfg(test)]
 mod connection_tests;
 
-pub use connection::{serve_connection, ConnectionEnd, Handler};
+pub use connection::{
+    refuse_connection, serve_connection, ConnectionEnd, Handler, Refusal,
+    REFUSED_CONNECTION_BYTES_MAX,
+};
 pub use parse::{Parsed, Progress, Request, RequestParser, Waiting, CHUNK_LINE_BYTES_MAX};
 pub use response::{reason_phrase, ResponseWriter, SseStream};
 

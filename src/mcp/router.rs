@@ -25,7 +25,7 @@ use crate::calls::pending::{PendingLimits, PendingRefusal};
 use crate::config::Config;
 use crate::support::clock::ShardClock;
 use crate::support::event::Event;
-use crate::support::log;
+use crate::support::{deadline, log};
 use crate::upstream::breaker::Admission;
 use crate::upstream::catalogue::{Catalogue, CatalogueLimits, Listing, Naming, Omission};
 use crate::upstream::input::{BridgedCall, InputBridge, InputStats};
@@ -83,8 +83,12 @@ pub struct Client<'a> {
 pub enum Answer {
     /// At once.
     Now(Result<Box<RawValue>, RpcError>),
-    /// A pending-table cap refused the request (HTTP 503 with Retry-After).
-    Full(PendingRefusal),
+    /// The pending table refused the request: a cap (HTTP 503 with Retry-After) or its id.
+    /// `message` names the value, the key and the upstream.
+    Full {
+        refusal: PendingRefusal,
+        message: String,
+    },
     /// An upstream call is under way: relay its notifications, then its answer.
     Relay(Relay),
 }
@@ -99,15 +103,26 @@ pub struct Relay {
     client_id: Box<RawValue>,
     /// The id the upstream knows the call by.
     id: UpstreamRequestId,
-    /// The task talking to an `http` upstream; dropping it abandons the exchange.
-    _task: Option<glommio::Task<()>>,
+    /// `request_timeout_ms` after the call was registered: waited for on the shard's deadline
+    /// wheel, so the client's timeout answer comes on time rather than at the next epoch tick.
+    deadline: Instant,
+    /// The task talking to the upstream; dropping it abandons the exchange.
+    task: Option<glommio::Task<()>>,
     done: bool,
 }
 
 impl Relay {
-    /// The next notification for the client, or the call's end.
+    /// The next notification for the client, or the call's end: its answer, or its timeout
+    /// once its deadline passed.
     pub async fn next(&mut self) -> Result<Result<Box<RawValue>, RpcError>, Vec<u8>> {
-        match self.state.next().await {
+        let item = match deadline::race(self.deadline, self.state.next()).await {
+            Some(item) => item,
+            None => {
+                self.time_out();
+                self.state.next().await
+            }
+        };
+        match item {
             CallItem::Event(message) => Err(message),
             CallItem::Done(outcome) => {
                 self.done = true;
@@ -118,6 +133,29 @@ impl Relay {
     }
 }
 
+impl Relay {
+    /// The call's deadline passed before its answer: abandons the exchange, ends the call in
+    /// the pending table (settling it with the timeout) and tells the upstream. A call that had
+    /// already ended is settled already.
+    fn time_out(&mut self) {
+        drop(self.task.take());
+        let router = &self.router;
+        let names = |upstream: u16| router.name_of(upstream);
+        let Some(expired) = router
+            .inflight
+            .expire_call(self.link.index, self.id, &names)
+        else {
+            return;
+        };
+        let link = self.link.clone();
+        glommio::spawn_local(async move {
+            link.cancel(expired.id, "request_timeout_ms passed", expired.route)
+                .await;
+        })
+        .detach();
+    }
+}
+
 impl Drop for Relay {
     fn drop(&mut self) {
         self.router.server_requests.forget_parent(self.id);
@@ -125,6 +163,7 @@ impl Drop for Relay {
             return;
         }
         let now = self.router.now_ms();
+        self.link.abandoned(now);
         if let Some((_, id)) =
             self.router
                 .inflight
@@ -194,6 +233,9 @@ impl RouterState {
             }
             CallFailure::TimedOut(message) => RpcError::new(jsonrpc::INTERNAL_ERROR, message)
                 .with_data(data("request_timeout_ms")),
+            CallFailure::Busy(message) => {
+                RpcError::new(jsonrpc::INTERNAL_ERROR, message).with_data(data("pool_full"))
+            }
             CallFailure::Cancelled => RpcError::new(
                 jsonrpc::INTERNAL_ERROR,
                 format!("the request to upstream {name} was cancelled"),
@@ -661,6 +703,7 @@ impl Router {
         // what the client declared; it reads that from the request's `_meta`.
         let bridged = client.takes_requests && link.speaks_stateless();
         let timeout_ms = link.config.request_timeout_ms;
+        let deadline = Instant::now() + Duration::from_millis(timeout_ms);
         let names = |upstream: u16| state.name_of(upstream);
         let mut timed_out = Vec::new();
         let registered = state.inflight.register(
@@ -682,7 +725,10 @@ impl Router {
         }
         let registered = match registered {
             Ok(registered) => registered,
-            Err(refusal) => return Answer::Full(refusal),
+            Err(refusal) => {
+                let message = refusal.message(link.name());
+                return Answer::Full { refusal, message };
+            }
         };
         let id = registered.id;
         if client.takes_requests {
@@ -712,7 +758,7 @@ impl Router {
                 state: registered.state.clone(),
                 client: client.route,
                 capabilities: client.input_capabilities,
-                deadline: Instant::now() + Duration::from_millis(timeout_ms),
+                deadline,
                 param_headers: client.param_headers.to_vec(),
             },
             bridged,
@@ -725,7 +771,8 @@ impl Router {
             route: client.route,
             client_id: client.id.to_owned(),
             id,
-            _task: Some(task),
+            deadline,
+            task: Some(task),
             done: false,
         })
     }

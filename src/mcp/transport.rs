@@ -1,5 +1,5 @@
 //! The MCP endpoint's HTTP rules, both eras, in the order a request meets them:
-//! `Origin` → HTTP method → `Content-Type`/`Accept` → JSON-RPC envelope → era → era rules → route.
+//! `Host` → `Origin` → HTTP method → `Content-Type`/`Accept` → JSON-RPC envelope → era → era rules → route.
 //!
 //! This room decides; it performs no I/O. It answers with a [`Reply`] the caller writes to the
 //! client, or, for a session owned by another shard, with [`Reply::Forward`] so the runtime can
@@ -48,6 +48,7 @@ impl HttpMethod {
 /// The request headers the MCP rules read (already decoded to UTF-8; absent when not valid).
 #[derive(Default, Clone, Copy)]
 pub struct McpHeaders<'a> {
+    pub host: Option<&'a str>,
     pub origin: Option<&'a str>,
     pub accept: Option<&'a str>,
     pub content_type: Option<&'a str>,
@@ -258,6 +259,16 @@ impl Endpoint {
 
     fn check_transport(&self, request: &McpRequest<'_>) -> Result<(), Refused> {
         let h = &request.headers;
+        if !self.config.server.host_allowed(h.host) {
+            return Err(Refused::invalid(
+                RefusalReason::HostForbidden,
+                format!(
+                    "host {:?} is not a name of this listener (server.allowed_hosts; a loopback \
+                     listener answers to localhost, 127.0.0.1 and [::1] unless it lists others)",
+                    h.host.unwrap_or("")
+                ),
+            ));
+        }
         if let Some(origin) = h.origin.filter(|o| !self.config.server.origin_allowed(o)) {
             return Err(Refused::invalid(
                 RefusalReason::OriginForbidden,
@@ -564,8 +575,8 @@ impl Endpoint {
     fn answer(&self, id: &RawValue, answer: Answer, era: Era) -> Result<Reply, Refused> {
         match answer {
             Answer::Now(answer) => Ok(rpc_reply(id, answer, era)),
-            Answer::Full(refusal) => {
-                Err(Refused::invalid(refusal.reason(), refusal.to_string()).with_id(id))
+            Answer::Full { refusal, message } => {
+                Err(Refused::invalid(refusal.reason(), message).with_id(id))
             }
             Answer::Relay(relay) => Ok(Reply::Relay {
                 relay,

@@ -34,7 +34,7 @@ use glommio::channels::local_channel::LocalSender;
 use mesh::{Mesh, MeshMessage};
 use plan::{Plan, PlanTerm};
 use platform::StartupError;
-use shard::{McpFront, Shard};
+use shard::{Front, McpFront, Shard};
 
 /// Where the gateway listens once every shard is up.
 pub struct Ready {
@@ -151,21 +151,13 @@ async fn run_shard(plan: ShardPlan) {
         let front = shard.clone();
         glommio::spawn_local(async move {
             front
-                .accept_loop(
-                    admin,
-                    |shard| &shard.drained,
-                    |shard| AdminFront { shard, shards },
-                )
+                .accept_loop(admin, Front::Admin, |shard| AdminFront { shard, shards })
                 .await
         })
         .detach();
     }
     shard
-        .accept_loop(
-            listener,
-            |shard| &shard.shutdown,
-            |shard| McpFront { shard },
-        )
+        .accept_loop(listener, Front::Mcp, |shard| McpFront { shard })
         .await;
     shard.drain().await;
     shard.endpoint.router().shutdown().await;

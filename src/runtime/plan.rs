@@ -14,6 +14,7 @@ use std::fmt;
 
 use crate::calls::pending::{PendingLimits, PendingTable};
 use crate::config::{Config, HttpUpstream, Limits, StdioUpstream, Upstream, UpstreamKind};
+use crate::http::REFUSED_CONNECTION_BYTES_MAX;
 
 /// The client route the shard's pending table keys requests by.
 type PlanRoute = crate::calls::inflight::ClientRoute;
@@ -149,6 +150,18 @@ pub fn plan(config: &Config, shards: u16, terms: &[PlanTerm]) -> Plan {
                 limits.mesh_messages_max, message.per_shard_bytes, message.explanation
             ),
         },
+        // A refused connection lingers until the peer has read its 503; at most as many at
+        // once as the listener serves.
+        PlanTerm {
+            name: "refused connections".into(),
+            per_shard_bytes: u64::from(limits.connections_max)
+                .saturating_mul(REFUSED_CONNECTION_BYTES_MAX),
+            explanation: format!(
+                "limits.connections_max {} lingering refusals × {REFUSED_CONNECTION_BYTES_MAX} \
+                 bytes: one read of what the peer still sends and the 503 written",
+                limits.connections_max
+            ),
+        },
         pending_term(config),
         relay_buffers_term(config),
     ];
@@ -169,7 +182,23 @@ pub fn plan(config: &Config, shards: u16, terms: &[PlanTerm]) -> Plan {
     Plan {
         shards,
         terms: rows,
-        process_terms: Vec::new(),
+        process_terms: vec![admin_term(config, connection_bytes)],
+    }
+}
+
+/// The admin listener, on shard 0 only: `admin.connections_max` connections, each with an MCP
+/// connection's buffers (the codec's limits are the same), and as many refusals lingering.
+fn admin_term(config: &Config, connection_bytes: u64) -> PlanTerm {
+    let connections_max = config.admin.connections_max;
+    let bytes = connection_bytes.saturating_add(REFUSED_CONNECTION_BYTES_MAX);
+    PlanTerm {
+        name: "admin connections".into(),
+        per_shard_bytes: u64::from(connections_max).saturating_mul(bytes),
+        explanation: format!(
+            "once per process (shard 0): admin.connections_max {connections_max} × \
+             ({connection_bytes} bytes of connection buffers as above + \
+             {REFUSED_CONNECTION_BYTES_MAX} bytes of a lingering refusal)"
+        ),
     }
 }
 
@@ -396,17 +425,21 @@ mod tests {
         let limits = &config.limits;
         let connections = 256 * 2 * (16_384 + 262_144 + 1_048_576);
         let mesh = 2 * u64::from(limits.mesh_messages_max) * 64;
-        let pending = plan.terms[3].per_shard_bytes;
+        let refused = 256 * REFUSED_CONNECTION_BYTES_MAX;
+        let pending = plan.terms[4].per_shard_bytes;
         let relayed = 1000 * 65_536;
-        let per_shard = 1_048_576 + connections + mesh + pending + relayed + 1000;
+        let per_shard = 1_048_576 + connections + refused + mesh + pending + relayed + 1000;
         assert_eq!(plan.per_shard_bytes(), per_shard);
-        assert_eq!(plan.total_bytes(), 2 * per_shard);
+        // The admin listener's connections, once: 16 of an MCP connection's buffers and refusal.
+        let admin = 16 * (connections / 256 + REFUSED_CONNECTION_BYTES_MAX);
+        assert_eq!(plan.total_bytes(), 2 * per_shard + admin);
         let names: Vec<&str> = plan.terms.iter().map(|term| term.name.as_ref()).collect();
         assert_eq!(
             names,
             [
                 "glommio io_memory",
                 "connection buffers",
+                "refused connections",
                 "mesh",
                 "pending table",
                 "relayed notifications",
@@ -418,7 +451,7 @@ mod tests {
     #[test]
     fn mesh_term_grows_with_the_shard_count() {
         let config = Config::default();
-        let mesh_bytes = |shards| plan(&config, shards, &[message_term()]).terms[2].per_shard_bytes;
+        let mesh_bytes = |shards| plan(&config, shards, &[message_term()]).terms[3].per_shard_bytes;
         assert_eq!(mesh_bytes(1) * 16, mesh_bytes(16));
         assert_eq!(mesh_bytes(1), 256 * 64);
     }
@@ -531,7 +564,8 @@ mod tests {
     fn rendered_plan_has_a_row_per_term_and_both_totals() {
         let plan = plan(&Config::default(), 2, &[message_term(), session_term()]);
         let text = plan.to_string();
-        assert_eq!(text.lines().count(), 2 + 6 + 2, "{text}");
+        // Header lines, seven terms, the per-shard total, the admin row and the total.
+        assert_eq!(text.lines().count(), 2 + 7 + 1 + 1 + 1, "{text}");
         assert!(text.contains("session table"), "{text}");
         assert!(text.contains("sessions_max 10 × 100 bytes"), "{text}");
         let total = format!("({} bytes)", plan.total_bytes());

@@ -1,9 +1,10 @@
 //! One shard: everything a pinned executor owns, and the tasks it runs.
 //!
 //! A shard owns its listener (SO_REUSEPORT, shared port), its connections (at most
-//! `limits.connections_max`), its session table, its refusal counters, its end of the mesh and
-//! its epoch clock. None of it is `Send`: it lives in an `Rc` on the executor's thread, and only
-//! [`MeshMessage`]s leave it.
+//! `limits.connections_max`; shard 0 also serves the admin listener's, at most
+//! `admin.connections_max` apart from those), its session table, its refusal counters, its end of
+//! the mesh and its epoch clock. None of it is `Send`: it lives in an `Rc` on the executor's
+//! thread, and only [`MeshMessage`]s leave it.
 
 use std::cell::{Cell, RefCell};
 use std::io::ErrorKind;
@@ -39,6 +40,79 @@ use serde_json::value::RawValue;
 /// lives: bounds how late such a stream notices a DELETE or expiry, for one mesh round trip.
 const FORWARDED_STREAM_CHECK: Duration = Duration::from_secs(1);
 
+/// A listener a shard serves: the MCP endpoint (every shard) or the admin endpoint (shard 0).
+/// Each has its own bound on open connections and its own refusal when full, so a flood of MCP
+/// connections cannot make a liveness probe fail, nor idle admin connections take MCP slots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Front {
+    /// At most `limits.connections_max`; stops accepting when the shard starts draining.
+    Mcp,
+    /// At most `admin.connections_max`; stops accepting once the shard has drained, so
+    /// `/readyz` can answer 503 meanwhile.
+    Admin,
+}
+
+impl Front {
+    /// The signal that stops the front's accepting and closes its idle connections.
+    fn stop(self) -> fn(&Shard) -> &Event {
+        match self {
+            Front::Mcp => |shard| &shard.shutdown,
+            Front::Admin => |shard| &shard.drained,
+        }
+    }
+}
+
+/// A front's open connections, and its refused connections still lingering until the peer has
+/// read the 503; each at most the front's bound.
+#[derive(Default)]
+struct Slots {
+    open: Cell<u32>,
+    refusing: Cell<u32>,
+}
+
+/// Which count of [`Slots`] a connection holds.
+#[derive(Clone, Copy)]
+enum Count {
+    Open,
+    Refusing,
+}
+
+/// One connection's place in its front's count: taken at accept (before its task first runs,
+/// so a burst of accepts sees it), given back when its task ends, however it ends.
+struct Held {
+    shard: Rc<Shard>,
+    front: Front,
+    count: Count,
+}
+
+impl Held {
+    fn take(shard: Rc<Shard>, front: Front, count: Count) -> Held {
+        let held = Held {
+            shard,
+            front,
+            count,
+        };
+        let counter = held.counter();
+        counter.set(counter.get() + 1);
+        held
+    }
+
+    fn counter(&self) -> &Cell<u32> {
+        let (slots, _) = self.shard.slots(self.front);
+        match self.count {
+            Count::Open => &slots.open,
+            Count::Refusing => &slots.refusing,
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let counter = self.counter();
+        counter.set(counter.get() - 1);
+    }
+}
+
 /// The state of one shard. Created on its executor, never leaves it.
 pub struct Shard {
     pub id: u8,
@@ -56,7 +130,9 @@ pub struct Shard {
     /// ticket): set when the origin's client left. At most the origins' forwarded requests.
     forwarded_relays: RefCell<HashMap<(u8, Ticket), Rc<Event>>>,
     pub http_limits: HttpLimits,
-    connections: Cell<u32>,
+    connections: Slots,
+    /// The admin listener's (shard 0 only).
+    admin_connections: Slots,
     /// Open GET and `subscriptions/listen` streams; each holds one of the connections.
     notification_streams: Cell<u32>,
     clock: ShardClock,
@@ -113,7 +189,8 @@ impl Shard {
             drained: Event::default(),
             mesh,
             forwarded_relays: RefCell::new(HashMap::new()),
-            connections: Cell::new(0),
+            connections: Slots::default(),
+            admin_connections: Slots::default(),
             notification_streams: Cell::new(0),
             clock,
         })
@@ -125,18 +202,28 @@ impl Shard {
     }
 
     pub fn connections(&self) -> u32 {
-        self.connections.get()
+        self.connections.open.get()
     }
 
-    /// Accepts until the signal `stop` picks is set, then drops the listener so new connects
-    /// are refused. Each connection is served by the handler `make_handler` builds for it, and
-    /// closes once idle after the same signal.
+    /// The open connections of `front` and their bound.
+    fn slots(&self, front: Front) -> (&Slots, u32) {
+        match front {
+            Front::Mcp => (&self.connections, self.config.limits.connections_max),
+            Front::Admin => (&self.admin_connections, self.config.admin.connections_max),
+        }
+    }
+
+    /// Accepts `front`'s connections until its stop signal (see [`Front`]), then drops the
+    /// listener so new connects are refused. Each connection is served by the handler
+    /// `make_handler` builds for it, and closes once idle after the same signal; one over the
+    /// front's bound is refused.
     pub async fn accept_loop<H: http::Handler + 'static>(
         self: &Rc<Self>,
         listener: TcpListener,
-        stop: fn(&Shard) -> &Event,
+        front: Front,
         make_handler: impl Fn(Rc<Shard>) -> H,
     ) {
+        let stop = front.stop();
         loop {
             let accepted = future::or(async { Some(listener.accept().await) }, async {
                 stop(self).wait().await;
@@ -152,65 +239,86 @@ impl Shard {
                     continue;
                 }
             };
-            let shard = self.clone();
-            if self.connections.get() >= self.config.limits.connections_max {
-                glommio::spawn_local(async move { shard.refuse_connection(stream).await }).detach();
-                continue;
+            let (slots, connections_max) = self.slots(front);
+            if slots.open.get() < connections_max {
+                let held = Held::take(self.clone(), front, Count::Open);
+                let handler = make_handler(self.clone());
+                glommio::spawn_local(async move {
+                    let shard = &held.shard;
+                    let limits = &shard.http_limits;
+                    let refusals = &shard.refusals;
+                    http::serve_connection(stream, limits, &handler, refusals, stop(shard)).await;
+                })
+                .detach();
+            } else if slots.refusing.get() < connections_max {
+                let held = Held::take(self.clone(), front, Count::Refusing);
+                glommio::spawn_local(async move {
+                    held.shard.refuse_connection(stream, front).await;
+                    drop(held);
+                })
+                .detach();
+            } else {
+                // As many refusals linger as the front serves connections; past that, one is
+                // counted and its connection closed unanswered.
+                self.connection_refusal(front);
             }
-            self.connections.set(self.connections.get() + 1);
-            let handler = make_handler(shard.clone());
-            glommio::spawn_local(async move {
-                http::serve_connection(
-                    stream,
-                    &shard.http_limits,
-                    &handler,
-                    &shard.refusals,
-                    stop(&shard),
-                )
-                .await;
-                shard.connections.set(shard.connections.get() - 1);
-            })
-            .detach();
         }
         drop(listener);
     }
 
-    /// Answers 503 to a connection over `limits.connections_max`, then closes it.
-    async fn refuse_connection(&self, stream: TcpStream) {
-        use futures_lite::io::AsyncWriteExt;
-        let reply = self.endpoint.refusal_reply(
-            RefusalReason::ConnectionsFull,
-            format!(
-                "shard {} holds {} connections (limits.connections_max); retry later",
-                self.id, self.config.limits.connections_max
+    /// Counts the refusal of one connection over `front`'s bound and words its answer.
+    fn connection_refusal(&self, front: Front) -> HttpReply {
+        match front {
+            Front::Mcp => self.endpoint.refusal_reply(
+                RefusalReason::ConnectionsFull,
+                format!(
+                    "shard {} holds {} connections (limits.connections_max); retry later",
+                    self.id, self.config.limits.connections_max
+                ),
+                &self.refusals,
             ),
-            &self.refusals,
-        );
-        // Written directly: the connection is refused before the HTTP codec takes it on.
-        let body = reply.json.unwrap_or_default();
-        let mut bytes = format!(
-            "HTTP/1.1 {} {}\r\n",
-            reply.status,
-            http::reason_phrase(reply.status)
-        );
-        for (name, value) in &reply.headers {
-            bytes.push_str(&format!("{name}: {value}\r\n"));
+            Front::Admin => {
+                self.refusals.count(RefusalReason::AdminConnectionsFull);
+                let message = format!(
+                    "the admin listener holds {} connections (admin.connections_max); retry \
+                     later\n",
+                    self.config.admin.connections_max
+                );
+                let retry_after = self.config.sessions.retry_after_s.to_string();
+                HttpReply {
+                    status: RefusalReason::AdminConnectionsFull.http_status(),
+                    headers: vec![
+                        ("Retry-After", retry_after),
+                        ("Content-Type", "text/plain; charset=utf-8".to_owned()),
+                    ],
+                    json: Some(message.into_bytes()),
+                }
+            }
         }
-        bytes.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        ));
-        let mut bytes = bytes.into_bytes();
-        bytes.extend_from_slice(&body);
-        let mut stream = stream;
-        let _ = stream.write_all(&bytes).await;
-        let _ = stream.close().await;
+    }
+
+    /// Answers 503 to a connection over `front`'s bound, then closes it as the codec closes
+    /// its own refusals, so a client still writing its request reads the 503.
+    async fn refuse_connection(&self, stream: TcpStream, front: Front) {
+        let reply = self.connection_refusal(front);
+        let headers: Vec<(&str, &str)> = reply
+            .headers
+            .iter()
+            .map(|(name, value)| (*name, value.as_str()))
+            .collect();
+        let refusal = http::Refusal {
+            status: reply.status,
+            headers: &headers,
+            body: reply.json.as_deref().unwrap_or_default(),
+        };
+        let stop = front.stop()(self);
+        http::refuse_connection(stream, &self.http_limits, &self.refusals, stop, refusal).await;
     }
 
     /// Waits until every connection has finished, or `server.drain_timeout_ms` has passed.
     pub async fn drain(&self) {
         let deadline = Instant::now() + Duration::from_millis(self.config.server.drain_timeout_ms);
-        while self.connections.get() > 0 && Instant::now() < deadline {
+        while self.connections.open.get() > 0 && Instant::now() < deadline {
             glommio::timer::sleep(Duration::from_millis(20)).await;
         }
         self.drained.set();
@@ -378,7 +486,8 @@ impl Shard {
             shard: self.id,
             core: self.core,
             draining: self.shutdown.is_set(),
-            connections: self.connections.get(),
+            connections: self.connections.open.get(),
+            admin_connections: (self.id == 0).then(|| self.admin_connections.open.get()),
             notification_streams: self.notification_streams.get(),
             connections_max: self.config.limits.connections_max,
             sessions: table.entries,
@@ -492,6 +601,7 @@ impl http::Handler for McpFront {
             method: HttpMethod::parse(request.method()),
             headers: McpHeaders {
                 param_headers: &param_headers,
+                host: request.header_str("host"),
                 origin: request.header_str("origin"),
                 accept: request.header_str("accept"),
                 content_type: request.header_str("content-type"),

@@ -9,8 +9,11 @@ pub struct ShardStatus {
     pub shard: u8,
     pub core: usize,
     pub draining: bool,
+    /// Open MCP connections; the admin listener's are apart, in `admin_connections`.
     pub connections: u32,
     pub connections_max: u32,
+    /// Open admin connections, on shard 0 (which serves the admin listener); `None` elsewhere.
+    pub admin_connections: Option<u32>,
     /// Open GET and `subscriptions/listen` streams (part of `connections`).
     pub notification_streams: u32,
     pub sessions: u32,

@@ -3,8 +3,12 @@
 //! through (half-open). That probe's success closes it; its failure opens it for another
 //! `open_ms`.
 //!
-//! A failure is the upstream not answering (connect refused, timeout, broken response, a dead
-//! child); a JSON-RPC error it sends is an answer and counts as a success.
+//! A failure is the upstream failing to answer: a transport failure (connect refused or timed
+//! out, the connection broken, a dead child), a protocol failure (a response that breaks the
+//! rules or the limits) or an HTTP 5xx. A JSON-RPC error it sends is an answer and counts as a
+//! success. A call that outlives its deadline is inconclusive: a tool may be slow by design, so
+//! timeouts neither count as failures nor reset the count, and a client's slow calls cannot open
+//! the breaker for every client (a dead upstream still fails its connects and reads).
 //!
 //! State: three integers and the counters, shard-local; no timer (the clock is passed in).
 
@@ -96,6 +100,15 @@ impl Breaker {
         self.state = BreakerState::Closed;
     }
 
+    /// An admitted call ended without saying whether the upstream works (its deadline passed,
+    /// or the client cancelled it): the count stands, and a half-open probe gives its place to
+    /// the next call.
+    pub fn inconclusive(&mut self, now_ms: u64) {
+        if self.state == BreakerState::HalfOpen {
+            self.state = BreakerState::Open { until_ms: now_ms };
+        }
+    }
+
     /// An admitted call failed.
     pub fn failed(&mut self, now_ms: u64) {
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
@@ -166,6 +179,31 @@ mod tests {
         breaker.succeeded();
         assert_eq!(breaker.admit(1_002), Admission::Pass);
         assert_eq!(breaker.state(), BreakerState::Closed);
+    }
+
+    #[test]
+    fn timeouts_neither_open_it_nor_reset_the_count() {
+        let mut breaker = Breaker::new(2, 1_000);
+        for _ in 0..10 {
+            breaker.inconclusive(0);
+        }
+        assert_eq!(breaker.state(), BreakerState::Closed);
+        breaker.failed(0);
+        breaker.inconclusive(0);
+        breaker.failed(0);
+        assert_eq!(breaker.state(), BreakerState::Open { until_ms: 1_000 });
+    }
+
+    #[test]
+    fn an_inconclusive_probe_lets_the_next_call_probe() {
+        let mut breaker = Breaker::new(1, 1_000);
+        breaker.failed(0);
+        assert_eq!(breaker.admit(1_000), Admission::Probe);
+        breaker.inconclusive(1_200);
+        assert_eq!(breaker.admit(1_200), Admission::Probe);
+        breaker.succeeded();
+        assert_eq!(breaker.state(), BreakerState::Closed);
+        assert_eq!(breaker.opened_total(), 1);
     }
 
     #[test]

@@ -54,7 +54,7 @@ use crate::support::log;
 use crate::upstream::breaker::{Admission, Breaker};
 use crate::upstream::builtin::Demo;
 use crate::upstream::input::BridgedCall;
-use crate::upstream::pool::{Reply, RequestSpec, UpstreamPool};
+use crate::upstream::pool::{Reply, RequestSpec, UpstreamErrorKind, UpstreamPool};
 use crate::upstream::sessions::{ClientSessionStats, ClientSessions, Lookup, SESSION_ID_BYTES_MAX};
 use crate::upstream::stdio::{StdioError, StdioSpec, StdioUpstream};
 use crate::wire::ids::{IdForm, UpstreamRequestId};
@@ -532,16 +532,24 @@ impl UpstreamLink {
         self.breaker.borrow_mut().admit(now_ms)
     }
 
-    /// Feeds a call's outcome to the breaker: only an upstream that did not answer counts.
+    /// Feeds a call's outcome to the breaker: only an upstream that failed to answer counts
+    /// against it; a timeout or a cancellation says nothing either way (see `breaker`).
     pub fn record(&self, outcome: &CallOutcome, now_ms: u64) {
         let mut breaker = self.breaker.borrow_mut();
         match outcome {
-            Err(CallFailure::Unavailable(_)) | Err(CallFailure::TimedOut(_)) => {
-                breaker.failed(now_ms)
+            Err(CallFailure::Unavailable(_)) => breaker.failed(now_ms),
+            Err(CallFailure::TimedOut(_)) | Err(CallFailure::Cancelled) => {
+                breaker.inconclusive(now_ms)
             }
-            Err(CallFailure::Cancelled) => {}
+            Err(CallFailure::Busy(_)) => {}
             Ok(_) | Err(CallFailure::Rpc(_)) => breaker.succeeded(),
         }
+    }
+
+    /// A call given up before its outcome (the client left): its breaker probe, if it was one,
+    /// gives its place to the next call.
+    pub fn abandoned(&self, now_ms: u64) {
+        self.breaker.borrow_mut().inconclusive(now_ms);
     }
 
     /// Sends a client's request under `id` and returns the answer. Notifications about it go
@@ -1311,11 +1319,17 @@ impl UpstreamLink {
         let deadline = Instant::now() + Duration::from_millis(timeout_ms);
         let unavailable =
             |reason: String| CallFailure::Unavailable(format!("upstream {upstream}: {reason}"));
-        let reply = http
-            .pool
-            .request(&spec)
-            .await
-            .map_err(|e| unavailable(e.to_string()))?;
+        let reply = http.pool.request(&spec).await.map_err(|e| match e.kind {
+            // Waiting for a connection or for the answer past the deadline: a slow upstream,
+            // not a failing one.
+            UpstreamErrorKind::Timeout => CallFailure::TimedOut(format!(
+                "upstream {upstream} did not answer {method} within {timeout_ms} ms \
+                 (request_timeout_ms): {}",
+                e.message
+            )),
+            UpstreamErrorKind::PoolFull => CallFailure::Busy(format!("upstream {upstream}: {e}")),
+            _ => unavailable(e.to_string()),
+        })?;
         let session_sent = matches!(
             era,
             UpstreamEra::Session {
@@ -1334,6 +1348,15 @@ impl UpstreamLink {
                 }
                 if id.is_empty() && (status == 202 || status == 200) {
                     return Ok(Ok(empty_result()));
+                }
+                if status >= 500 {
+                    let said = match answer_of(&response.body, id) {
+                        Some(Err(error)) => format!(": {}", error.message),
+                        _ => String::new(),
+                    };
+                    return Err(unavailable(format!(
+                        "{method} answered HTTP {status}{said}"
+                    )));
                 }
                 if response.body.is_empty() {
                     return Err(unavailable(format!(
@@ -1711,7 +1734,7 @@ const SESSION_EXPIRED: &str = "\u{0}session expired";
 fn failure_text(failure: &CallFailure) -> String {
     match failure {
         CallFailure::Rpc(e) => format!("answered error {}: {}", e.code, e.message),
-        CallFailure::Unavailable(m) | CallFailure::TimedOut(m) => m.clone(),
+        CallFailure::Unavailable(m) | CallFailure::TimedOut(m) | CallFailure::Busy(m) => m.clone(),
         CallFailure::Cancelled => "cancelled".to_owned(),
     }
 }

@@ -344,7 +344,7 @@ fn register_refuses_ids_over_request_id_bytes_max() {
         }
     );
     assert_eq!(
-        refused.to_string(),
+        refused.message("beta"),
         "request id of 33 bytes exceeds pending.request_id_bytes_max 32"
     );
     let refused = table
@@ -380,9 +380,11 @@ fn register_refuses_at_pending_per_upstream_max_naming_the_key() {
         Some("pending.pending_per_upstream_max")
     );
     assert_eq!(refused.reason(), RefusalReason::PendingFull);
-    assert!(refused
-        .to_string()
-        .contains("pending.pending_per_upstream_max"));
+    let message = refused.message("beta");
+    assert!(
+        message.contains("upstream beta:") && message.contains("pending.pending_per_upstream_max"),
+        "{message}"
+    );
     register(&mut table, 0, 1, "9", 0).expect("other upstreams keep working");
     assert_eq!(table.stats().per_upstream, vec![1, 4, 0]);
 }
@@ -395,7 +397,7 @@ fn register_refuses_at_pending_max_naming_the_key() {
     }
     let refused = register(&mut table, 2, 1, "99", 0).expect_err("shard full");
     assert_eq!(refused, PendingRefusal::ShardFull { pending_max: 8 });
-    assert!(refused.to_string().contains("pending.pending_max"));
+    assert!(refused.message("beta").contains("pending.pending_max"));
     assert_eq!(table.stats().refusals[0], ("pending_max", 1));
     assert_eq!(table.len(), 8);
 }
