@@ -293,10 +293,8 @@ impl UpstreamLink {
                     env: stdio.env.clone(),
                     cwd: stdio.cwd.clone(),
                 };
-                let child = StdioUpstream::start(spec, stdio.limits)
-                    .map_err(|e| format!("upstream {name}: {e}"))?;
                 LinkKind::Stdio(StdioLink {
-                    child,
+                    child: StdioUpstream::start(spec, stdio.limits),
                     control: RefCell::new(HashMap::new()),
                     ready: Cell::new(false),
                 })
