@@ -18,7 +18,7 @@
 //! its largest request (shrunk back to 64 KiB); per waiter one small `Rc`.
 //!
 //! Refuses, each as an [`UpstreamError`] naming the upstream URL and the limit: a full pool and
-//! queue, a connect that fails or times out, a response over its limits or malformed, a
+//! queue, a host name that does not resolve, a connect that fails or times out, a response over its limits or malformed, a
 //! connection closed before the response was whole, and an exchange past its `timeout_ms`.
 //! An idle connection the server closed (or that carries bytes nobody asked for) is dropped
 //! when taken and never handed to a caller, unless it came back less than
@@ -60,38 +60,41 @@ pub struct PoolLimits {
     pub client: ClientLimits,
 }
 
-/// An `http://host[:port][/path]` upstream URL, its address resolved once when parsed.
+/// An `http://host[:port][/path]` upstream URL. An IP address is known when parsed; a host
+/// name is resolved by the pool at its first connect ([`UpstreamPool`]), so a name that does
+/// not resolve yet makes the upstream down, not the gateway unable to start.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UpstreamUrl {
     text: String,
     authority: String,
-    address: SocketAddr,
+    /// The host without IPv6 brackets, and the port (80 when the URL names none).
+    host: String,
+    port: u16,
+    /// The host as an IP address, when it is one.
+    literal: Option<SocketAddr>,
     path: String,
 }
 
 impl UpstreamUrl {
-    /// Parses and resolves `url`. Name resolution blocks, so this runs at startup or reload,
-    /// never on a request path; the first address is used. Refuses what [`Self::check_syntax`]
-    /// refuses, and names that do not resolve.
+    /// Parses `url`, refusing what [`Self::check_syntax`] refuses. Resolves nothing.
     pub fn parse(url: &str) -> Result<UpstreamUrl, String> {
         let (authority, path) = Self::check_syntax(url)?;
-        let has_port = authority
-            .rsplit_once(':')
-            .is_some_and(|(_, port)| !port.contains(']'));
-        let target = if has_port {
-            authority.to_string()
-        } else {
-            format!("{authority}:80")
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((host, port)) if !port.contains(']') => (host, port.parse().ok()),
+            _ => (authority, Some(80)),
         };
-        let address = target
-            .to_socket_addrs()
-            .map_err(|e| format!("upstream url {url:?}: cannot resolve {target}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("upstream url {url:?}: {target} has no address"))?;
+        let port = port.ok_or_else(|| format!("upstream url {url:?} has no valid port"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let literal = host
+            .parse::<std::net::IpAddr>()
+            .ok()
+            .map(|ip| SocketAddr::new(ip, port));
         Ok(UpstreamUrl {
             text: url.to_string(),
             authority: authority.to_string(),
-            address,
+            host: host.to_string(),
+            port,
+            literal,
             path: path.to_string(),
         })
     }
@@ -149,9 +152,14 @@ impl UpstreamUrl {
         &self.text
     }
 
-    /// The address connections go to.
-    pub fn address(&self) -> SocketAddr {
-        self.address
+    /// The host the URL names (an IPv6 address without its brackets).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The port connections go to.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// The request target every request uses (`/mcp`).
@@ -169,6 +177,8 @@ impl fmt::Display for UpstreamUrl {
 /// Why a request to an upstream failed, as a closed set; `as_str` is a fixed label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UpstreamErrorKind {
+    /// The URL's host name did not resolve to an address.
+    ResolveFailed,
     /// The connect was refused or failed.
     ConnectFailed,
     /// The connect did not complete within `connect_timeout_ms`.
@@ -191,6 +201,7 @@ impl UpstreamErrorKind {
     /// Fixed label for counters and logs.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::ResolveFailed => "resolve_failed",
             Self::ConnectFailed => "connect_failed",
             Self::ConnectTimeout => "connect_timeout",
             Self::PoolFull => "pool_full",
@@ -350,6 +361,9 @@ struct State {
 
 struct Shared {
     url: UpstreamUrl,
+    /// Where connections go: the URL's IP address, or its host name once resolved (kept for
+    /// the pool's life, as a URL's address was when it was resolved at start-up).
+    address: Cell<Option<SocketAddr>>,
     limits: PoolLimits,
     state: RefCell<State>,
 }
@@ -377,6 +391,7 @@ impl UpstreamPool {
         };
         UpstreamPool {
             shared: Rc::new(Shared {
+                address: Cell::new(url.literal),
                 url,
                 limits: *limits,
                 state: RefCell::new(state),
@@ -568,16 +583,48 @@ impl UpstreamPool {
         Ok(slot.fill(dialed?))
     }
 
+    /// The address to connect to. A host name is resolved on the executor's blocking thread
+    /// (name resolution blocks; the shard goes on meanwhile), once it resolves for good; a
+    /// failure is counted as a failed connect and tried again at the next connect.
+    async fn address(&self) -> Result<SocketAddr, UpstreamError> {
+        let shared = &self.shared;
+        if let Some(address) = shared.address.get() {
+            return Ok(address);
+        }
+        let (host, port) = (shared.url.host.clone(), shared.url.port);
+        let resolved = glommio::executor()
+            .spawn_blocking(move || {
+                (host.as_str(), port)
+                    .to_socket_addrs()
+                    .map(|mut a| a.next())
+            })
+            .await;
+        let host = shared.url.host();
+        let failed = |detail: fmt::Arguments<'_>| {
+            shared.state.borrow_mut().stats.connect_failures_total += 1;
+            UpstreamError::new(UpstreamErrorKind::ResolveFailed, &shared.url, detail)
+        };
+        match resolved {
+            Ok(Some(address)) => {
+                shared.address.set(Some(address));
+                Ok(address)
+            }
+            Ok(None) => Err(failed(format_args!("host {host} resolves to no address"))),
+            Err(error) => Err(failed(format_args!("cannot resolve host {host}: {error}"))),
+        }
+    }
+
     /// Connects to the upstream within `connect_timeout_ms` and before `deadline`, counting
     /// the attempt.
     async fn dial(&self, deadline: Instant) -> Result<Box<Pooled>, UpstreamError> {
+        let address = self.address().await?;
         let shared = &self.shared;
         let limits = &shared.limits;
         let remaining = deadline.saturating_duration_since(Instant::now());
         let timeout = Duration::from_millis(limits.connect_timeout_ms)
             .min(remaining)
             .max(Duration::from_millis(1));
-        let connected = TcpStream::connect_timeout(shared.url.address, timeout).await;
+        let connected = TcpStream::connect_timeout(address, timeout).await;
         let mut state = shared.state.borrow_mut();
         let stream = match connected {
             Ok(stream) => stream,
