@@ -250,7 +250,7 @@ fn ping_returns_empty_object() {
 }
 
 #[test]
-fn request_without_session_id_is_400() {
+fn request_without_session_id_is_400_naming_both_ways_in() {
     let gw = gateway();
     let response = gw.post(&rpc(2, "tools/list", json!({})));
     assert_eq!(response.status, 400, "{}", response.text());
@@ -259,10 +259,17 @@ fn request_without_session_id_is_400() {
         .as_str()
         .unwrap_or("")
         .to_owned();
-    assert!(
-        message.to_ascii_lowercase().contains("mcp-session-id"),
-        "message: {message}"
-    );
+    // The session era's way in, and the 2026-07-28 era's, which needs no session.
+    for named in [
+        "Mcp-Session-Id",
+        "initialize",
+        "MCP-Protocol-Version: 2026-07-28",
+        "_meta",
+        "io.modelcontextprotocol/protocolVersion",
+        "io.modelcontextprotocol/clientCapabilities",
+    ] {
+        assert!(message.contains(named), "names {named}: {message}");
+    }
 }
 
 #[test]

@@ -51,7 +51,6 @@ mod proptests;
 #[cfg(test)]
 mod tests;
 
-use crate::wire::ids::UpstreamRequestId;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 
@@ -61,6 +60,7 @@ use smallvec::SmallVec;
 
 use crate::epoch::{EpochTable, MemoryCeiling, RemovalCause, Removed, TableError, TableLimits};
 use crate::refusal::RefusalReason;
+use crate::wire::ids::UpstreamRequestId;
 
 pub use rewrite::{restore_progress_token, restore_response_id, rewrite_request_id, RewriteError};
 

@@ -1,40 +1,43 @@
 //! An `http` upstream's URL, checked and resolved once when the config is read.
 
 use std::fmt;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 
-/// An `http://host[:port][/path]` upstream URL, its address resolved once when parsed.
+/// An `http://host[:port][/path]` upstream URL. An IP address is known when parsed; a host
+/// name is resolved by the pool at its first connect (`upstream::pool`), so a name that does
+/// not resolve yet makes the upstream down, not the gateway unable to start.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UpstreamUrl {
     text: String,
     authority: String,
-    address: SocketAddr,
+    /// The host without IPv6 brackets, and the port (80 when the URL names none).
+    host: String,
+    port: u16,
+    /// The host as an IP address, when it is one.
+    literal: Option<SocketAddr>,
     path: String,
 }
 
 impl UpstreamUrl {
-    /// Parses and resolves `url`. Name resolution blocks, so this runs at startup or reload,
-    /// never on a request path; the first address is used. Refuses what [`Self::check_syntax`]
-    /// refuses, and names that do not resolve.
+    /// Parses `url`, refusing what [`Self::check_syntax`] refuses. Resolves nothing.
     pub fn parse(url: &str) -> Result<UpstreamUrl, String> {
         let (authority, path) = Self::check_syntax(url)?;
-        let has_port = authority
-            .rsplit_once(':')
-            .is_some_and(|(_, port)| !port.contains(']'));
-        let target = if has_port {
-            authority.to_string()
-        } else {
-            format!("{authority}:80")
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((host, port)) if !port.contains(']') => (host, port.parse().ok()),
+            _ => (authority, Some(80)),
         };
-        let address = target
-            .to_socket_addrs()
-            .map_err(|e| format!("upstream url {url:?}: cannot resolve {target}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("upstream url {url:?}: {target} has no address"))?;
+        let port = port.ok_or_else(|| format!("upstream url {url:?} has no valid port"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let literal = host
+            .parse::<std::net::IpAddr>()
+            .ok()
+            .map(|ip| SocketAddr::new(ip, port));
         Ok(UpstreamUrl {
             text: url.to_string(),
             authority: authority.to_string(),
-            address,
+            host: host.to_string(),
+            port,
+            literal,
             path: path.to_string(),
         })
     }
@@ -92,9 +95,19 @@ impl UpstreamUrl {
         &self.text
     }
 
-    /// The address connections go to.
-    pub fn address(&self) -> SocketAddr {
-        self.address
+    /// The host the URL names (an IPv6 address without its brackets).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The host as an IP address with the port, when the URL names an address (no resolving).
+    pub fn literal(&self) -> Option<SocketAddr> {
+        self.literal
+    }
+
+    /// The port connections go to.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// `host[:port]` as written, for the `Host` header.

@@ -340,14 +340,19 @@ impl Endpoint {
         self.session_era(request, &message, sessions, now_ms).await
     }
 
-    /// Finds the session a session-era request names; `Err(Forward)` style replies are returned
-    /// as `Ok(Err(owner))` so callers can forward.
-    fn owned_session(&self, h: &McpHeaders<'_>) -> Result<Result<SessionId, u8>, Refused> {
+    /// Finds the session a session-era request (`method`) names; `Err(Forward)` style replies
+    /// are returned as `Ok(Err(owner))` so callers can forward.
+    fn owned_session(
+        &self,
+        h: &McpHeaders<'_>,
+        method: HttpMethod,
+    ) -> Result<Result<SessionId, u8>, Refused> {
         let Some(text) = h.session_id else {
-            return Err(Refused::invalid(
-                RefusalReason::MissingSession,
-                "missing Mcp-Session-Id header: send initialize first and echo the session id",
-            ));
+            let message = match method {
+                HttpMethod::Post => missing_session_on_post(),
+                _ => MISSING_SESSION.to_owned(),
+            };
+            return Err(Refused::invalid(RefusalReason::MissingSession, message));
         };
         let id = SessionId::parse(text)
             .filter(|id| id.shard < self.shards)
@@ -365,7 +370,7 @@ impl Endpoint {
         sessions: &RefCell<SessionTable>,
         now_ms: u64,
     ) -> Result<Reply, Refused> {
-        let id = match self.owned_session(&request.headers)? {
+        let id = match self.owned_session(&request.headers, request.method)? {
             Ok(id) => id,
             Err(owner) => return Ok(Reply::Forward { owner }),
         };
@@ -413,7 +418,7 @@ impl Endpoint {
                 return self.initialize(id, *params, sessions, now_ms);
             }
         }
-        let id = match self.owned_session(h)? {
+        let id = match self.owned_session(h, HttpMethod::Post)? {
             Ok(id) => id,
             Err(owner) => return Ok(Reply::Forward { owner }),
         };
@@ -660,6 +665,22 @@ fn supported_list() -> String {
         .map(|v| v.as_str())
         .collect();
     versions.join(", ")
+}
+
+/// A GET or DELETE without a session: both exist only in the session era.
+const MISSING_SESSION: &str =
+    "missing Mcp-Session-Id header: send initialize first and echo the session id it returns";
+
+/// The refusal of a POST without a session: either era's way in.
+fn missing_session_on_post() -> String {
+    let version = ProtocolVersion::V2026_07_28.as_str();
+    format!(
+        "{MISSING_SESSION}; or use protocol version {version}, which needs no session: send the \
+         header MCP-Protocol-Version: {version} and, in params._meta, {} \"{version}\" and {} \
+         (server/discover says what this server offers)",
+        jsonrpc::META_PROTOCOL_VERSION,
+        jsonrpc::META_CLIENT_CAPABILITIES
+    )
 }
 
 fn unknown_session(text: &str) -> Refused {

@@ -23,8 +23,6 @@
 //! per-call budget as the call's waiting events; time, the call's deadline. Past a bound the
 //! call ends with an error naming the key.
 
-use crate::calls::input_round::InputRound;
-use crate::wire::capabilities::InputCapabilities;
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::rc::Rc;
@@ -35,8 +33,10 @@ use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use crate::calls::inflight::{CallFailure, CallState, ClientRoute, ServerRequests};
+use crate::calls::input_round::InputRound;
 use crate::support::deadline;
 use crate::upstream::link::{CallOutcome, UpstreamLink};
+use crate::wire::capabilities::InputCapabilities;
 use crate::wire::ids::UpstreamRequestId;
 use crate::wire::jsonrpc::{self, RpcError};
 use crate::wire::members::Members;

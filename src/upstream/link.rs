@@ -54,7 +54,7 @@ use crate::support::log;
 use crate::upstream::breaker::{Admission, Breaker};
 use crate::upstream::builtin::Demo;
 use crate::upstream::input::BridgedCall;
-use crate::upstream::pool::{Reply, RequestSpec, UpstreamErrorKind, UpstreamPool};
+use crate::upstream::pool::{Reply, RequestSpec, Response, UpstreamErrorKind, UpstreamPool};
 use crate::upstream::sessions::{ClientSessionStats, ClientSessions, Lookup, SESSION_ID_BYTES_MAX};
 use crate::upstream::stdio::{StdioError, StdioSpec, StdioUpstream};
 use crate::wire::ids::{IdForm, UpstreamRequestId};
@@ -293,10 +293,8 @@ impl UpstreamLink {
                     env: stdio.env.clone(),
                     cwd: stdio.cwd.clone(),
                 };
-                let child = StdioUpstream::start(spec, stdio.limits)
-                    .map_err(|e| format!("upstream {name}: {e}"))?;
                 LinkKind::Stdio(StdioLink {
-                    child,
+                    child: StdioUpstream::start(spec, stdio.limits),
                     control: RefCell::new(HashMap::new()),
                     ready: Cell::new(false),
                 })
@@ -1365,10 +1363,7 @@ impl UpstreamLink {
                 }
                 match answer_of(&response.body, id) {
                     Some(answer) => Ok(answer),
-                    None => Err(unavailable(format!(
-                        "{method} answered HTTP {status} without a JSON-RPC response to it: {}",
-                        String::from_utf8_lossy(&response.body[..response.body.len().min(160)])
-                    ))),
+                    None => Err(unavailable(self.not_an_answer(method, &response))),
                 }
             }
             Reply::Stream(mut stream) => {
@@ -1417,6 +1412,29 @@ impl UpstreamLink {
                 }
             }
         }
+    }
+
+    /// Why a buffered response to `method` is no JSON-RPC answer to it: its status, media type
+    /// and size, a one-line excerpt of the body, and for a 404 the key that is likely wrong.
+    fn not_an_answer(&self, method: &str, response: &Response) -> String {
+        let status = response.head.status();
+        let media = response
+            .head
+            .header_str("content-type")
+            .unwrap_or("no Content-Type");
+        let hint = match status {
+            404 => format!(
+                " (is upstreams[{}].url the server's MCP endpoint?)",
+                self.index
+            ),
+            _ => String::new(),
+        };
+        format!(
+            "{method} answered HTTP {status} ({media}, {} bytes), not a JSON-RPC response to it: \
+             {}{hint}",
+            response.body.len(),
+            body_excerpt(&response.body)
+        )
     }
 
     /// Passes on what the upstream sent during call `parent`: notifications to its client
@@ -1728,6 +1746,46 @@ fn version_of(era: &UpstreamEra) -> &'static str {
     }
 }
 
+/// Bytes of a response body quoted in an error message at most.
+const BODY_EXCERPT_BYTES_MAX: usize = 200;
+
+/// The start of `body` as one line: invalid UTF-8 replaced, each run of whitespace and control
+/// characters (newlines too) one space, cut to [`BODY_EXCERPT_BYTES_MAX`] bytes with `...`
+/// when longer.
+fn body_excerpt(body: &[u8]) -> String {
+    // Enough of the body for the excerpt even if every byte were a replacement character.
+    let lossy = String::from_utf8_lossy(&body[..body.len().min(4 * BODY_EXCERPT_BYTES_MAX)]);
+    let text: String = lossy
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let mut excerpt = String::with_capacity(BODY_EXCERPT_BYTES_MAX + 3);
+    for word in text.split_whitespace() {
+        let separator = usize::from(!excerpt.is_empty());
+        if excerpt.len() + separator + word.len() > BODY_EXCERPT_BYTES_MAX {
+            let room = BODY_EXCERPT_BYTES_MAX.saturating_sub(excerpt.len() + separator);
+            let mut end = room.min(word.len());
+            while !word.is_char_boundary(end) {
+                end -= 1;
+            }
+            if separator == 1 && end > 0 {
+                excerpt.push(' ');
+            }
+            excerpt.push_str(&word[..end]);
+            excerpt.push_str("...");
+            return excerpt;
+        }
+        if separator == 1 {
+            excerpt.push(' ');
+        }
+        excerpt.push_str(word);
+    }
+    if body.len() > 4 * BODY_EXCERPT_BYTES_MAX {
+        excerpt.push_str("...");
+    }
+    excerpt
+}
+
 /// The marker `http_exchange` returns for a 404 on a request that carried a session id.
 const SESSION_EXPIRED: &str = "\u{0}session expired";
 
@@ -1952,6 +2010,31 @@ mod tests {
         assert_eq!(ttl.ttl_ms.get(), None);
         assert!(!ttl.is_stale(now + Duration::from_millis(LIST_TTL_MS_MAX)));
         assert_eq!(ttl.refreshes_total.get(), 5);
+    }
+
+    #[test]
+    fn a_body_excerpt_is_one_line_of_at_most_body_excerpt_bytes_max() {
+        let page = format!(
+            "<!DOCTYPE html>\n<html>\n  <head><title>404 Not Found</title></head>\n<body>{}</body>",
+            "x ".repeat(300)
+        );
+        let excerpt = body_excerpt(page.as_bytes());
+        assert!(excerpt.starts_with("<!DOCTYPE html> <html> <head><title>404 Not Found</title>"));
+        assert!(!excerpt.contains('\n'), "{excerpt}");
+        assert!(excerpt.ends_with("..."), "{excerpt}");
+        assert!(
+            excerpt.len() <= BODY_EXCERPT_BYTES_MAX + 3,
+            "{}",
+            excerpt.len()
+        );
+        assert_eq!(body_excerpt(b"  not\x1b found \r\n"), "not found");
+        // One long word is cut on a character boundary.
+        let long = "é".repeat(BODY_EXCERPT_BYTES_MAX);
+        let excerpt = body_excerpt(long.as_bytes());
+        assert_eq!(
+            excerpt,
+            format!("{}...", "é".repeat(BODY_EXCERPT_BYTES_MAX / 2))
+        );
     }
 
     #[test]

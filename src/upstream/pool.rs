@@ -18,11 +18,23 @@
 //! its largest request (shrunk back to 64 KiB); per waiter one small `Rc`.
 //!
 //! Refuses, each as an [`UpstreamError`] naming the upstream URL and the limit: a full pool and
-//! queue, a connect that fails or times out, a response over its limits or malformed, a
+//! queue, a host name that does not resolve, a connect that fails or times out, a response over its limits or malformed, a
 //! connection closed before the response was whole, and an exchange past its `timeout_ms`.
 //! An idle connection the server closed (or that carries bytes nobody asked for) is dropped
 //! when taken and never handed to a caller, unless it came back less than
 //! [`QUIET_CHECK_IDLE_MIN`] ago (see there for the race that leaves).
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use glommio::net::TcpStream;
 
 use crate::config::limits::PoolLimits;
 use crate::config::url::UpstreamUrl;
@@ -30,19 +42,12 @@ use crate::http::client::{
     ClientConnection, ClientError, ClientErrorKind, ResponseHead, SseEvent, SseReader,
 };
 use crate::support::deadline;
-use glommio::net::TcpStream;
-use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
-use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
-use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
 
 /// Why a request to an upstream failed, as a closed set; `as_str` is a fixed label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UpstreamErrorKind {
+    /// The URL's host name did not resolve to an address.
+    ResolveFailed,
     /// The connect was refused or failed.
     ConnectFailed,
     /// The connect did not complete within `connect_timeout_ms`.
@@ -65,6 +70,7 @@ impl UpstreamErrorKind {
     /// Fixed label for counters and logs.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::ResolveFailed => "resolve_failed",
             Self::ConnectFailed => "connect_failed",
             Self::ConnectTimeout => "connect_timeout",
             Self::PoolFull => "pool_full",
@@ -224,6 +230,9 @@ struct State {
 
 struct Shared {
     url: UpstreamUrl,
+    /// Where connections go: the URL's IP address, or its host name once resolved (kept for
+    /// the pool's life, as a URL's address was when it was resolved at start-up).
+    address: Cell<Option<SocketAddr>>,
     limits: PoolLimits,
     state: RefCell<State>,
 }
@@ -251,6 +260,7 @@ impl UpstreamPool {
         };
         UpstreamPool {
             shared: Rc::new(Shared {
+                address: Cell::new(url.literal()),
                 url,
                 limits: *limits,
                 state: RefCell::new(state),
@@ -442,16 +452,48 @@ impl UpstreamPool {
         Ok(slot.fill(dialed?))
     }
 
+    /// The address to connect to. A host name is resolved on the executor's blocking thread
+    /// (name resolution blocks; the shard goes on meanwhile), once it resolves for good; a
+    /// failure is counted as a failed connect and tried again at the next connect.
+    async fn address(&self) -> Result<SocketAddr, UpstreamError> {
+        let shared = &self.shared;
+        if let Some(address) = shared.address.get() {
+            return Ok(address);
+        }
+        let (host, port) = (shared.url.host().to_owned(), shared.url.port());
+        let resolved = glommio::executor()
+            .spawn_blocking(move || {
+                (host.as_str(), port)
+                    .to_socket_addrs()
+                    .map(|mut a| a.next())
+            })
+            .await;
+        let host = shared.url.host();
+        let failed = |detail: fmt::Arguments<'_>| {
+            shared.state.borrow_mut().stats.connect_failures_total += 1;
+            UpstreamError::new(UpstreamErrorKind::ResolveFailed, &shared.url, detail)
+        };
+        match resolved {
+            Ok(Some(address)) => {
+                shared.address.set(Some(address));
+                Ok(address)
+            }
+            Ok(None) => Err(failed(format_args!("host {host} resolves to no address"))),
+            Err(error) => Err(failed(format_args!("cannot resolve host {host}: {error}"))),
+        }
+    }
+
     /// Connects to the upstream within `connect_timeout_ms` and before `deadline`, counting
     /// the attempt.
     async fn dial(&self, deadline: Instant) -> Result<Box<Pooled>, UpstreamError> {
+        let address = self.address().await?;
         let shared = &self.shared;
         let limits = &shared.limits;
         let remaining = deadline.saturating_duration_since(Instant::now());
         let timeout = Duration::from_millis(limits.connect_timeout_ms)
             .min(remaining)
             .max(Duration::from_millis(1));
-        let connected = TcpStream::connect_timeout(shared.url.address(), timeout).await;
+        let connected = TcpStream::connect_timeout(address, timeout).await;
         let mut state = shared.state.borrow_mut();
         let stream = match connected {
             Ok(stream) => stream,

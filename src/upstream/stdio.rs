@@ -10,16 +10,20 @@
 //! Inbound messages arrive in order through [`StdioUpstream::recv`], meant for one dispatcher
 //! task that routes answers to pending requests by id. When a child ends (it exits, closes its
 //! stdout, writes a line over `message_bytes_max`, or its socket fails), `recv` yields
-//! [`StdioError::Exited`] after the last message that child wrote: every request sent to it
-//! that has no answer yet will never get one. Sends still queued or blocked for that child get
-//! the same error. While the next child waits out its backoff, `send` fails fast with
-//! [`StdioError::NotRunning`].
+//! [`StdioError::Exited`] after the last message that child wrote, with its exit code and its
+//! last stderr lines ([`tail`]): every request sent to it that has no answer yet will never get
+//! one. Sends still queued or blocked for that child get the same error. While the next child
+//! waits out its backoff, `send` fails fast with [`StdioError::NotRunning`], which says how the
+//! last one ended. A command that cannot be started (a wrong `command` or `cwd`, the first time
+//! or later) is tried again after the same backoff: the upstream exists, down, until a child
+//! runs.
 //!
 //! Limits ([`StdioLimits`]): a message is at most `message_bytes_max` bytes either way; memory per
 //! upstream per shard is at most `(inbound_messages_max + outbound_messages_max + 1) ×
-//! message_bytes_max + stderr_line_bytes_max` plus one 64 KiB read buffer, plus one message per
-//! `send` waiting for room in a full queue (the pending table's cap bounds those). Refused: sends over
-//! the limit or containing a newline (they would break the framing), sends while no child runs.
+//! message_bytes_max + stderr_line_bytes_max` plus one 64 KiB read buffer and the stderr tail
+//! (`tail::STDERR_TAIL_BYTES_MAX`), plus one message per `send` waiting for room in a full queue
+//! (the pending table's cap bounds those). Refused: sends over the limit or containing a newline
+//! (they would break the framing), sends while no child runs.
 //!
 //! Stopping: [`StdioUpstream::shutdown`] (or dropping the upstream) closes the child's stdin, then
 //! after `kill_grace_ms` sends SIGTERM to its process group, after another `kill_grace_ms`
@@ -31,10 +35,10 @@
 
 mod child;
 mod lines;
+pub mod tail;
 #[cfg(test)]
 mod tests;
 
-use crate::config::limits::StdioLimits;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io;
@@ -50,9 +54,11 @@ use glommio::net::UnixStream;
 use glommio::timer::sleep;
 use glommio::Task;
 
+use crate::config::limits::StdioLimits;
 use crate::support::event::Event;
 use child::{Backoff, ChildGuard, Spawned};
 use lines::LineSplitter;
+use tail::StderrTail;
 
 /// Size of the buffer stdout is read into; lines longer than this are assembled across reads.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
@@ -124,14 +130,20 @@ pub enum StdioError {
     MessageTooLarge { bytes: usize, bytes_max: u32 },
     /// `send` got a message containing `\n`, which would split it into two on the wire.
     EmbeddedNewline { offset: usize },
-    /// No child is running: the last one ended and the next waits out its restart backoff.
-    NotRunning,
+    /// No child is running: the next start waits out its restart backoff. `last` says how the
+    /// last attempt ended (an [`StdioError::Exited`] child or a failed [`StdioError::Spawn`]),
+    /// when there was one.
+    NotRunning { last: Option<Box<StdioError>> },
     /// The child a message was for ended with exit `code` (128 + signal if killed); no answer
-    /// will come from it.
-    Exited { code: i32, cause: EndCause },
+    /// will come from it. `stderr` holds the last lines it wrote there.
+    Exited {
+        code: i32,
+        cause: EndCause,
+        stderr: StderrTail,
+    },
     /// The upstream was shut down or dropped.
     ShutDown,
-    /// The first child could not be started (later failures are retried with backoff).
+    /// A child could not be started; the supervisor tries again after the restart backoff.
     Spawn { command: String, reason: String },
 }
 
@@ -146,8 +158,23 @@ impl fmt::Display for StdioError {
                 f,
                 "message contains a newline at byte {offset}; stdio messages are single lines"
             ),
-            Self::NotRunning => f.write_str("child not running; it restarts after a backoff"),
-            Self::Exited { code, cause } => write!(f, "child {cause} (exit code {code})"),
+            Self::NotRunning { last: None } => {
+                f.write_str("child not running; it starts after a backoff")
+            }
+            Self::NotRunning { last: Some(last) } => {
+                write!(f, "{last}; the next try follows a backoff")
+            }
+            Self::Exited {
+                code,
+                cause,
+                stderr,
+            } => {
+                write!(f, "child {cause} (exit code {code})")?;
+                match stderr.is_empty() {
+                    true => Ok(()),
+                    false => write!(f, "; its last stderr lines: {stderr}"),
+                }
+            }
             Self::ShutDown => f.write_str("stdio upstream shut down"),
             Self::Spawn { command, reason } => write!(f, "cannot start `{command}`: {reason}"),
         }
@@ -194,6 +221,9 @@ struct Shared {
     stats: Cell<StdioStats>,
     /// The running child, `None` between children and after shutdown.
     current: RefCell<Option<Rc<Incarnation>>>,
+    /// How the last child ended, or why the last start failed: what `send` reports while no
+    /// child runs.
+    last_end: RefCell<Option<StdioError>>,
     stop: Event,
 }
 
@@ -206,18 +236,14 @@ struct Incarnation {
 }
 
 impl StdioUpstream {
-    /// Starts the first child of `spec` and its supervisor task on the current glommio executor.
-    /// Fails if that first child cannot be started (a wrong command or `cwd`); later failures to
-    /// restart are logged and retried with backoff.
-    pub fn start(spec: StdioSpec, limits: StdioLimits) -> Result<Self, StdioError> {
+    /// Starts the supervisor task of `spec` on the current glommio executor, which starts the
+    /// first child before this returns. A child that cannot be started (a wrong command or
+    /// `cwd`) is logged and tried again after the restart backoff; meanwhile `send` says why.
+    pub fn start(spec: StdioSpec, limits: StdioLimits) -> Self {
         Self::start_with_log(spec, limits, crate::support::log)
     }
 
-    fn start_with_log(
-        spec: StdioSpec,
-        limits: StdioLimits,
-        log: LogSink,
-    ) -> Result<Self, StdioError> {
+    fn start_with_log(spec: StdioSpec, limits: StdioLimits, log: LogSink) -> Self {
         assert!(limits.message_bytes_max > 0, "message_bytes_max is 0");
         assert!(
             limits.stderr_line_bytes_max > 0,
@@ -233,10 +259,6 @@ impl StdioUpstream {
             limits.restart_backoff_ms <= limits.restart_backoff_max_ms,
             "restart_backoff_ms is over restart_backoff_max_ms"
         );
-        let first = child::spawn(&spec).map_err(|error| StdioError::Spawn {
-            command: spec.command.clone(),
-            reason: error.to_string(),
-        })?;
         let (inbound_tx, inbound) =
             local_channel::new_bounded(limits.inbound_messages_max as usize);
         let shared = Rc::new(Shared {
@@ -245,14 +267,17 @@ impl StdioUpstream {
             log,
             stats: Cell::new(StdioStats::default()),
             current: RefCell::new(None),
+            last_end: RefCell::new(None),
             stop: Event::default(),
         });
-        let supervisor = glommio::spawn_local(supervise(shared.clone(), inbound_tx, first));
-        Ok(Self {
+        // glommio runs a spawned task at once up to its first wait: the first child is started
+        // (or its failure recorded) before this returns.
+        let supervisor = glommio::spawn_local(supervise(shared.clone(), inbound_tx));
+        Self {
             shared,
             inbound,
             supervisor: Cell::new(Some(supervisor)),
-        })
+        }
     }
 
     /// Queues one message (without its newline) for the running child. `Ok` means queued in
@@ -319,10 +344,10 @@ impl StdioUpstream {
 
     fn not_running(&self) -> StdioError {
         if self.shared.stop.is_set() {
-            StdioError::ShutDown
-        } else {
-            StdioError::NotRunning
+            return StdioError::ShutDown;
         }
+        let last = self.shared.last_end.borrow().clone().map(Box::new);
+        StdioError::NotRunning { last }
     }
 }
 
@@ -354,7 +379,7 @@ impl Shared {
 }
 
 /// Runs children one after another until the upstream stops.
-async fn supervise(shared: Rc<Shared>, inbound: LocalSender<Inbound>, first: Spawned) {
+async fn supervise(shared: Rc<Shared>, inbound: LocalSender<Inbound>) {
     let limits = shared.limits;
     let mut backoff = Backoff::new(
         limits.restart_backoff_ms,
@@ -365,13 +390,19 @@ async fn supervise(shared: Rc<Shared>, inbound: LocalSender<Inbound>, first: Spa
         splitter: LineSplitter::new(limits.message_bytes_max as usize),
         chunk: vec![0; READ_CHUNK_BYTES],
     };
-    let mut next = Some(first);
+    let mut next = start_child(&shared, &mut backoff, Duration::ZERO).await;
+    let mut started_total = 0u64;
     while let Some(spawned) = next.take() {
+        if started_total > 0 {
+            shared.update(|s| s.restarts_total += 1);
+        }
+        started_total += 1;
         let started = Instant::now();
         let ended = run_child(&shared, &inbound, spawned, &mut stdout).await;
         if shared.stop.is_set() {
             break;
         }
+        shared.last_end.replace(Some(ended.clone()));
         let stopped = async {
             shared.stop.wait().await;
             false
@@ -380,37 +411,42 @@ async fn supervise(shared: Rc<Shared>, inbound: LocalSender<Inbound>, first: Spa
         if !or(delivered, stopped).await {
             break;
         }
-        next = restart(&shared, &mut backoff, started.elapsed()).await;
+        let delay = backoff.delay_after(started.elapsed());
+        next = start_child(&shared, &mut backoff, delay).await;
     }
 }
 
-/// Waits out the backoff and starts the next child, retrying failed starts; `None` on stop.
-async fn restart(shared: &Shared, backoff: &mut Backoff, uptime: Duration) -> Option<Spawned> {
-    let mut delay = backoff.delay_after(uptime);
+/// Waits `delay` (none for the first child), then starts a child, trying again after the
+/// backoff while that fails; `None` on stop.
+async fn start_child(shared: &Shared, backoff: &mut Backoff, delay: Duration) -> Option<Spawned> {
+    let mut delay = delay;
     loop {
-        let waited = async {
-            sleep(delay).await;
-            true
-        };
-        let stopped = async {
-            shared.stop.wait().await;
-            false
-        };
-        if !or(waited, stopped).await {
-            return None;
+        if !delay.is_zero() {
+            let waited = async {
+                sleep(delay).await;
+                true
+            };
+            let stopped = async {
+                shared.stop.wait().await;
+                false
+            };
+            if !or(waited, stopped).await {
+                return None;
+            }
         }
         match child::spawn(&shared.spec) {
-            Ok(spawned) => {
-                shared.update(|s| s.restarts_total += 1);
-                return Some(spawned);
-            }
+            Ok(spawned) => return Some(spawned),
             Err(error) => {
                 delay = backoff.delay_after(Duration::ZERO);
+                let failed = StdioError::Spawn {
+                    command: shared.spec.command.clone(),
+                    reason: error.to_string(),
+                };
                 shared.log(format_args!(
-                    "cannot restart `{}`: {error}; next try in {} ms",
-                    shared.spec.command,
-                    delay.as_millis(),
+                    "{failed}; next try in {} ms",
+                    delay.as_millis()
                 ));
+                shared.last_end.replace(Some(failed));
             }
         }
     }
@@ -445,11 +481,12 @@ async fn run_child(
     });
     shared.current.replace(Some(incarnation.clone()));
     shared.update(|s| s.running = true);
+    let tail = Rc::new(RefCell::new(StderrTail::default()));
     let stderr_task = glommio::spawn_local(pump_stderr(
         stderr,
         limits.stderr_line_bytes_max as usize,
-        shared.log,
-        shared.spec.name.clone(),
+        (shared.log, shared.spec.name.clone()),
+        tail.clone(),
     ));
     stdout.splitter.reset();
     let cause = or(
@@ -464,10 +501,20 @@ async fn run_child(
     )
     .await;
     shared.current.replace(None);
-    let ended = stop_child(shared, &mut child, &writer, cause).await;
+    let (code, cause) = stop_child(shared, &mut child, &writer, cause).await;
+    // What it wrote on stderr before it ended says why: read to its end first.
+    or(stderr_task, sleep(Duration::from_millis(STDERR_LINGER_MS))).await;
+    let stderr = match cause {
+        EndCause::Shutdown => StderrTail::default(),
+        _ => tail.take(),
+    };
+    let ended = StdioError::Exited {
+        code,
+        cause,
+        stderr,
+    };
     incarnation.ended.replace(Some(ended.clone()));
     close_queue(queued).await;
-    or(stderr_task, sleep(Duration::from_millis(STDERR_LINGER_MS))).await;
     ended
 }
 
@@ -480,7 +527,8 @@ async fn close_queue(queued: LocalReceiver<Vec<u8>>) {
     drop(queued);
 }
 
-/// Stops and reaps a child whose run ended with `cause`; counts and logs the end.
+/// Stops and reaps a child whose run ended with `cause`; counts and logs the end, and returns
+/// its exit code and how it ended.
 ///
 /// For a shutdown this follows the MCP stdio transport: close the child's stdin and give it
 /// `kill_grace_ms` to exit, then SIGTERM, then SIGKILL after another `kill_grace_ms`. A child
@@ -491,7 +539,7 @@ async fn stop_child(
     child: &mut ChildGuard,
     writer: &UnixStream,
     cause: EndCause,
-) -> StdioError {
+) -> (i32, EndCause) {
     let grace = Shared::duration(shared.limits.kill_grace_ms);
     let settle = match cause {
         EndCause::Shutdown => {
@@ -503,8 +551,14 @@ async fn stop_child(
         _ => Duration::from_millis(EXIT_SETTLE_MS),
     };
     let stopped = child.stop(settle, grace).await;
+    // A child that exited by itself closes its stdout, or resets the socket when it left
+    // unread input there: either way it exited, and its exit code says how.
     let cause = match cause {
-        EndCause::StdoutClosed if !stopped.signalled => EndCause::Exited,
+        EndCause::StdoutClosed | EndCause::ReadFailed(_) | EndCause::WriteFailed(_)
+            if !stopped.signalled =>
+        {
+            EndCause::Exited
+        }
         other => other,
     };
     shared.update(|s| {
@@ -514,12 +568,13 @@ async fn stop_child(
             s.oversize_lines += 1;
         }
     });
-    let ended = StdioError::Exited {
-        code: stopped.code,
-        cause,
-    };
-    shared.log(format_args!("pid {}: {ended}", child.pid()));
-    ended
+    // Its stderr lines are in the log already, each as it came.
+    shared.log(format_args!(
+        "pid {}: child {cause} (exit code {})",
+        child.pid(),
+        stopped.code
+    ));
+    (stopped.code, cause)
 }
 
 impl StdoutReader {
@@ -591,24 +646,36 @@ async fn watch_exit(child: &mut ChildGuard, exit_poll_ms: u32) -> EndCause {
     EndCause::Exited
 }
 
-/// Logs each stderr line of a child, cut to `line_bytes_max`, until end-of-file.
-async fn pump_stderr(mut stderr: UnixStream, line_bytes_max: usize, log: LogSink, name: String) {
+/// Logs each stderr line of a child, cut to `line_bytes_max`, and keeps the last ones in
+/// `tail`, until end-of-file (where an unfinished last line counts as one).
+async fn pump_stderr(
+    mut stderr: UnixStream,
+    line_bytes_max: usize,
+    (log, name): (LogSink, String),
+    tail: Rc<RefCell<StderrTail>>,
+) {
     let mut splitter = LineSplitter::new(line_bytes_max);
     let mut chunk = vec![0; line_bytes_max.clamp(512, 8192)];
     loop {
-        let read = match stderr.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(read) => read,
+        let (mut rest, ended): (&[u8], bool) = match stderr.read(&mut chunk).await {
+            Ok(0) | Err(_) => (b"\n", true),
+            Ok(read) => (&chunk[..read], false),
         };
-        let mut rest = &chunk[..read];
         while let Some(line) = splitter.next_line(&mut rest) {
+            if ended && line.bytes.is_empty() && line.dropped_bytes == 0 {
+                break;
+            }
             let text = stderr_text(line.bytes, line.dropped_bytes > 0);
+            tail.borrow_mut().push(&text);
             match line.dropped_bytes {
                 0 => log(format_args!("upstream {name}: stderr: {text}")),
                 dropped => log(format_args!(
                     "upstream {name}: stderr: {text}... ({dropped} bytes over stderr_line_bytes_max {line_bytes_max} cut)"
                 )),
             }
+        }
+        if ended {
+            return;
         }
         glommio::yield_if_needed().await;
     }

@@ -16,13 +16,13 @@
 //!
 //! Owns nothing: it borrows the request body of the connection that received it.
 
-use crate::support::decimal::push_decimal;
-use crate::wire::ids::UpstreamRequestId;
 use std::borrow::Cow;
 
 use serde_json::value::RawValue;
 
+use crate::support::decimal::push_decimal;
 use crate::wire::capabilities::InputCapabilities;
+use crate::wire::ids::UpstreamRequestId;
 use crate::wire::jsonrpc::{
     self, META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_LOG_LEVEL, META_PROGRESS_TOKEN,
     META_PROTOCOL_VERSION,

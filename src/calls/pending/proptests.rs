@@ -11,13 +11,13 @@
 //! strings) must parse after the rewrite to the same value with only `id` and the progress
 //! token changed, and keep the other members' bytes.
 
-use crate::wire::ids::IdForm;
 use std::collections::{HashMap, HashSet};
 
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
 use super::*;
+use crate::wire::ids::IdForm;
 
 const PENDING_MAX: u32 = 6;
 const PER_UPSTREAM_MAX: u32 = 4;

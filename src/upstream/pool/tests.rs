@@ -75,7 +75,12 @@ struct Seen {
 
 /// Starts our own HTTP server on a loopback port; its base URL and what it sees.
 fn start_server(limits: HttpLimits) -> (String, Rc<Seen>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    start_server_on("127.0.0.1:0".parse().expect("an address"), limits)
+}
+
+/// Starts our own HTTP server on `address`; its base URL and what it sees.
+fn start_server_on(address: std::net::SocketAddr, limits: HttpLimits) -> (String, Rc<Seen>) {
+    let listener = TcpListener::bind(address).expect("bind loopback");
     let base = format!("http://{}", listener.local_addr().expect("local address"));
     let seen = Rc::new(Seen::default());
     let counts = seen.clone();
@@ -482,6 +487,47 @@ fn connect_to_a_port_without_listener_fails_naming_the_url() {
 }
 
 #[test]
+fn a_host_that_does_not_resolve_fails_the_connect_naming_the_host_once() {
+    run(|| async {
+        // `.invalid` never resolves (RFC 6761).
+        let url = "http://no-such-host.invalid:8000/mcp";
+        let pool = pool(url, &LIMITS);
+        let error = failure(&pool, &post(b"{}")).await;
+        assert_eq!(error.kind, UpstreamErrorKind::ResolveFailed, "{error}");
+        let text = error.to_string();
+        assert!(
+            text.starts_with(&format!(
+                "resolve_failed: upstream {url}: cannot resolve host no-such-host.invalid: "
+            )),
+            "{text}"
+        );
+        assert_eq!(text.matches(url).count(), 1, "{text}");
+        assert_eq!(pool.stats().connect_failures_total, 1);
+        // Tried again at the next connect.
+        let again = failure(&pool, &post(b"{}")).await;
+        assert_eq!(again.kind, UpstreamErrorKind::ResolveFailed);
+        assert_eq!(pool.stats().connect_failures_total, 2);
+    });
+}
+
+#[test]
+fn a_host_name_is_resolved_at_the_first_connect() {
+    run(|| async {
+        // Listen where `localhost` resolves first (127.0.0.1 or ::1, as the hosts file says).
+        let first = ("localhost", 0)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next());
+        let (base, _seen) = start_server_on(first.expect("localhost resolves"), SERVER_LIMITS);
+        let port = base.rsplit(':').next().expect("a port");
+        let pool = pool(&format!("http://localhost:{port}/echo"), &LIMITS);
+        let response = buffered(&pool, b"{\"ok\":1}").await.expect("answered");
+        assert_eq!(response.body, b"{\"ok\":1}");
+        assert_eq!(pool.stats().connects_total, 1);
+    });
+}
+
+#[test]
 fn connect_to_a_full_backlog_times_out_at_connect_timeout_ms() {
     run(|| async {
         // std listens with a backlog of 128; once its accept queue is full the kernel drops
@@ -567,9 +613,17 @@ fn refused_request_keeps_its_connection() {
 #[test]
 fn upstream_urls_are_plain_http_with_a_host() {
     let url = UpstreamUrl::parse("http://127.0.0.1:8000/mcp").expect("valid");
-    assert_eq!((url.path(), url.address().port()), ("/mcp", 8000));
+    assert_eq!(
+        (url.path(), url.host(), url.port()),
+        ("/mcp", "127.0.0.1", 8000)
+    );
     let url = UpstreamUrl::parse("http://127.0.0.1").expect("valid");
-    assert_eq!((url.path(), url.address().port()), ("/", 80));
+    assert_eq!((url.path(), url.port()), ("/", 80));
+    let url = UpstreamUrl::parse("http://[::1]:9/").expect("valid");
+    assert_eq!((url.host(), url.port()), ("::1", 9));
+    // A name is resolved at the first connect, not here.
+    let url = UpstreamUrl::parse("http://no-such-host.invalid:8000/mcp").expect("valid");
+    assert_eq!(url.host(), "no-such-host.invalid");
     for bad in [
         "https://127.0.0.1/mcp",
         "http:///mcp",

@@ -54,7 +54,16 @@ fn quick() -> StdioLimits {
 }
 
 fn start(spec: StdioSpec, limits: StdioLimits) -> StdioUpstream {
-    StdioUpstream::start_with_log(spec, limits, capture).expect("child starts")
+    StdioUpstream::start_with_log(spec, limits, capture)
+}
+
+/// The end of a child that wrote nothing on stderr.
+fn exited(code: i32, cause: EndCause) -> StdioError {
+    StdioError::Exited {
+        code,
+        cause,
+        stderr: StderrTail::default(),
+    }
 }
 
 /// Whether `pid` is still our child (running or a zombie), from `/proc/<pid>/stat`.
@@ -196,13 +205,7 @@ fn exiting_child_is_restarted_after_a_doubling_backoff() {
         let mut ends = Vec::new();
         while ends.len() < 4 {
             let ended = recv_within(&upstream, 2_000).await.unwrap_err();
-            assert_eq!(
-                ended,
-                StdioError::Exited {
-                    code: 3,
-                    cause: EndCause::Exited
-                }
-            );
+            assert_eq!(ended, exited(3, EndCause::Exited));
             ends.push(Instant::now());
         }
         // Child k+1 starts backoff_k after child k ended: 50, 100, 200 ms.
@@ -236,15 +239,19 @@ fn child_killed_mid_request_gives_the_waiter_exited_and_is_restarted() {
         sleep(Duration::from_millis(50)).await;
         kill("-KILL", first);
         let ended = recv_within(&upstream, 2_000).await.unwrap_err();
+        assert_eq!(ended, exited(137, EndCause::Exited));
+        assert_reaped(first).await;
+        let not_running = upstream.send(b"{}").await.unwrap_err();
         assert_eq!(
-            ended,
-            StdioError::Exited {
-                code: 137,
-                cause: EndCause::Exited
+            not_running,
+            StdioError::NotRunning {
+                last: Some(Box::new(exited(137, EndCause::Exited)))
             }
         );
-        assert_reaped(first).await;
-        assert_eq!(upstream.send(b"{}").await, Err(StdioError::NotRunning));
+        assert!(
+            not_running.to_string().contains("exit code 137"),
+            "{not_running}"
+        );
         sleep(Duration::from_millis(400)).await;
         let second = upstream.pid().expect("restarted after the backoff");
         assert_ne!(second, first);
@@ -301,10 +308,7 @@ fn oversize_line_restarts_the_child_and_is_counted() {
         let ended = recv_within(&upstream, 2_000).await.unwrap_err();
         assert_eq!(
             ended,
-            StdioError::Exited {
-                code: 143,
-                cause: EndCause::MessageTooLarge { bytes_max: 1_000 }
-            }
+            exited(143, EndCause::MessageTooLarge { bytes_max: 1_000 })
         );
         assert_reaped(first).await;
         // The restarted child speaks again.
@@ -327,13 +331,7 @@ fn exit_is_seen_even_while_a_grandchild_holds_stdout_open() {
         let upstream = start(sh("sleep 1 & exit 5"), limits);
         let pid = upstream.pid().unwrap();
         let ended = recv_within(&upstream, 1_000).await.unwrap_err();
-        assert_eq!(
-            ended,
-            StdioError::Exited {
-                code: 5,
-                cause: EndCause::Exited
-            }
-        );
+        assert_eq!(ended, exited(5, EndCause::Exited));
         assert!(!is_our_child(pid));
         upstream.shutdown().await;
     });
@@ -378,22 +376,107 @@ fn dropping_the_upstream_stops_and_reaps_its_child() {
 }
 
 #[test]
-fn a_command_that_cannot_start_is_an_error_naming_it() {
+fn a_command_that_cannot_start_is_reported_by_send_and_tried_again_after_the_backoff() {
     on_executor(async {
+        let dir = std::env::temp_dir().join(format!("shardgate-stdio-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let program = dir.join("late-server");
+        let _ = std::fs::remove_file(&program);
         let spec = StdioSpec {
-            command: "/nonexistent/mcp-server".to_owned(),
+            command: program.to_str().unwrap().to_owned(),
+            args: Vec::new(),
             ..sh("")
         };
-        let Err(error) = StdioUpstream::start_with_log(spec, quick(), capture) else {
-            panic!("a missing program starts");
+        let upstream = start(spec, quick());
+        assert_eq!(upstream.pid(), None);
+        let error = upstream.send(b"{}").await.unwrap_err();
+        let StdioError::NotRunning { last: Some(last) } = &error else {
+            panic!("{error:?}");
         };
-        assert!(matches!(error, StdioError::Spawn { .. }));
+        assert!(matches!(**last, StdioError::Spawn { .. }), "{last:?}");
+        let text = error.to_string();
         assert!(
-            error
-                .to_string()
-                .starts_with("cannot start `/nonexistent/mcp-server`"),
-            "{error}"
+            text.starts_with(&format!("cannot start `{}`", program.display()))
+                && text.contains("No such file or directory"),
+            "{text}"
         );
+        assert!(logged().iter().any(|l| l.contains("next try in")));
+        // Once the program exists, a later try starts it.
+        std::fs::write(&program, "#!/bin/sh\nexec cat\n").unwrap();
+        Command::new("chmod")
+            .arg("+x")
+            .arg(&program)
+            .status()
+            .unwrap();
+        for _ in 0..200 {
+            if upstream.pid().is_some() {
+                break;
+            }
+            sleep(Duration::from_millis(10)).await;
+        }
+        assert!(upstream.pid().is_some(), "started after the backoff");
+        assert_eq!(upstream.stats().restarts_total, 0, "the first child to run");
+        upstream.send(b"ping").await.unwrap();
+        assert_eq!(recv_within(&upstream, 2_000).await.unwrap(), b"ping");
+        upstream.shutdown().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}
+
+#[test]
+fn a_child_that_exits_is_reported_with_its_exit_code_and_last_stderr_lines() {
+    on_executor(async {
+        let script =
+            r#"echo starting >&2; echo 'missing API_KEY' >&2; printf 'no newline' >&2; exit 1"#;
+        let upstream = start(sh(script), quick());
+        let ended = recv_within(&upstream, 2_000).await.unwrap_err();
+        let StdioError::Exited {
+            code: 1,
+            cause: EndCause::Exited,
+            stderr,
+        } = &ended
+        else {
+            panic!("{ended:?}");
+        };
+        assert_eq!(
+            stderr.to_string(),
+            r#""starting", "missing API_KEY", "no newline""#
+        );
+        assert_eq!(
+            ended.to_string(),
+            r#"child exited (exit code 1); its last stderr lines: "starting", "missing API_KEY", "no newline""#
+        );
+        upstream.shutdown().await;
+    });
+}
+
+#[test]
+fn a_child_that_exits_leaving_input_unread_is_reported_as_its_exit_not_a_read_failure() {
+    on_executor(async {
+        // The unread request makes its exit reset the socket rather than close it.
+        let upstream = start(
+            sh("sleep 0.2; echo 'fatal: bad config' >&2; exit 2"),
+            quick(),
+        );
+        upstream
+            .send(br#"{"jsonrpc":"2.0","id":1,"method":"initialize"}"#)
+            .await
+            .unwrap();
+        let ended = recv_within(&upstream, 2_000).await.unwrap_err();
+        let text = ended.to_string();
+        assert!(
+            matches!(
+                ended,
+                StdioError::Exited {
+                    code: 2,
+                    cause: EndCause::Exited,
+                    ..
+                }
+            ),
+            "{ended:?}"
+        );
+        assert!(text.contains("fatal: bad config"), "{text}");
+        upstream.shutdown().await;
     });
 }
 
