@@ -439,8 +439,8 @@ mod tests {
             [
                 "glommio io_memory",
                 "connection buffers",
-                "refused connections",
                 "mesh",
+                "refused connections",
                 "pending table",
                 "relayed notifications",
                 "session table"
@@ -451,7 +451,7 @@ mod tests {
     #[test]
     fn mesh_term_grows_with_the_shard_count() {
         let config = Config::default();
-        let mesh_bytes = |shards| plan(&config, shards, &[message_term()]).terms[3].per_shard_bytes;
+        let mesh_bytes = |shards| plan(&config, shards, &[message_term()]).terms[2].per_shard_bytes;
         assert_eq!(mesh_bytes(1) * 16, mesh_bytes(16));
         assert_eq!(mesh_bytes(1), 256 * 64);
     }
