@@ -38,6 +38,7 @@ pub(crate) struct RawServer {
     pub cores: RawCores,
     pub allowed_origins: Vec<String>,
     pub drain_timeout_ms: i64,
+    pub startup_timeout_ms: i64,
     pub io_memory_bytes: i64,
 }
 
@@ -49,6 +50,7 @@ impl Default for RawServer {
             cores: RawCores::Word("all".to_owned()),
             allowed_origins: Vec::new(),
             drain_timeout_ms: bounds::DRAIN_TIMEOUT_MS.default,
+            startup_timeout_ms: bounds::STARTUP_TIMEOUT_MS.default,
             io_memory_bytes: bounds::IO_MEMORY_BYTES.default,
         }
     }
