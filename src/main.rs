@@ -1,6 +1,9 @@
 //! The `shardgate` command line: `serve`, `check`, `plan`.
 //!
-//! Exit codes: 0 success, 1 the gateway failed at run time, 2 bad usage or configuration.
+//! Exit codes (the usage text lists them): 0 success; 1 `serve` could not start or failed at
+//! run time (an upstream, this machine, a port), and `check` found it would not start; 2 bad
+//! usage or configuration (a file that does not validate, cores this process cannot use,
+//! upstreams whose merged names collide), for `serve` and `check` alike.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,7 +16,14 @@ const USAGE: &str = "\
 usage:
   shardgate [serve] [--config PATH] [--cores N|all] serve MCP (default config: tuning/default.toml, built in)
   shardgate check --config PATH                     validate a config, print a summary, probe upstreams
-  shardgate plan [--config PATH] [--cores N|all]    print the memory ceiling per shard and in total";
+  shardgate plan [--config PATH] [--cores N|all]    print the memory ceiling per shard and in total
+
+exit status of serve and check (check's predicts serve's):
+  0  ok: serve starts (optional upstreams that are down are reported, and join when they answer)
+  1  serve cannot start: a required upstream is down or not up within server.startup_timeout_ms,
+     or this machine cannot run it (io_uring, RLIMIT_MEMLOCK, a listen port in use)
+  2  the configuration is wrong: it does not validate, names cores this process cannot use,
+     or two upstreams offer the same merged tool or prompt name";
 
 /// Parsed command line.
 struct Args {
@@ -107,16 +117,24 @@ fn run(args: Args) -> Result<(), ExitCode> {
     match args.command.as_str() {
         "check" => {
             println!("{}", config.summary());
-            // A down upstream is reported, not an error: the server may simply not run yet.
-            let (upstreams, collisions) =
-                runtime::probe_upstreams(Arc::new(config)).map_err(|e| {
-                    shardgate::support::log(format_args!("check: {e}"));
-                    ExitCode::from(1)
-                })?;
-            for line in upstreams {
+            let shards = cores_for(&args, &config)?.len();
+            let probe = runtime::probe_upstreams(Arc::new(config), shards).map_err(|e| {
+                shardgate::support::log(format_args!("check: serve would not start: {e}"));
+                ExitCode::from(1)
+            })?;
+            for line in &probe.lines {
                 println!("{line}");
             }
-            collisions.map_err(|e| {
+            // In the order serve meets them: it stops at a required upstream before it can
+            // compare names.
+            if !probe.required_down.is_empty() {
+                shardgate::support::log(format_args!(
+                    "check: serve would not start: required upstream(s) {} not up",
+                    probe.required_down.join(", ")
+                ));
+                return Err(ExitCode::from(1));
+            }
+            probe.collisions.map_err(|e| {
                 shardgate::support::log(format_args!("invalid configuration:\n{e}"));
                 ExitCode::from(2)
             })
@@ -136,7 +154,7 @@ fn run(args: Args) -> Result<(), ExitCode> {
             })
             .map_err(|e| {
                 shardgate::support::log(format_args!("{e}"));
-                ExitCode::from(1)
+                ExitCode::from(e.exit_code())
             })
         }
     }

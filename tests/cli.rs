@@ -1,8 +1,9 @@
 //! Goal: the command line keeps its contract: `check` accepts a valid file (exit 0, summary) and
 //! rejects a bad one with exit 2 and a message naming the file, the key, the value and the
-//! allowed range; unknown keys are named; it reports each upstream reached or not (a down one
-//! is no error) and rejects merged names that collide; `plan` prints per-shard and total memory lines whose
-//! total follows the config; usage errors exit 2.
+//! allowed range; unknown keys are named; it reports each upstream reached or not (a down
+//! optional one is no error, a down required one exits 1, as `serve` would) and rejects merged
+//! names that collide; `plan` prints per-shard and total memory lines whose total follows the
+//! config; usage errors exit 2; the usage text lists the exit codes.
 //!
 //! Method: write config files into a temporary directory, run the binary to completion and
 //! assert the exit code and the text on stdout/stderr.
@@ -208,11 +209,22 @@ fn no_command_serves_with_the_embedded_default_and_help_exits_0() {
     assert_eq!(status.and_then(|s| s.code()), Some(0));
     let help = run_cli(&["--help"]);
     assert_eq!(help.status.code(), Some(0));
-    assert!(output_text(&help).contains("usage"));
+    let help = output_text(&help);
+    assert!(help.contains("usage"), "{help}");
+    for code in [
+        "  0  ok",
+        "  1  serve cannot start",
+        "  2  the configuration is wrong",
+    ] {
+        assert!(
+            help.contains(code),
+            "the usage lists exit code {code:?}: {help}"
+        );
+    }
 }
 
 #[test]
-fn check_reports_each_upstream_reached_or_not_and_a_down_one_is_no_error() {
+fn check_reports_each_upstream_reached_or_not_and_exits_1_for_a_down_required_one() {
     // A port nothing listens on: bound by the kernel's choice, then released.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -224,7 +236,11 @@ fn check_reports_each_upstream_reached_or_not_and_a_down_one_is_no_error() {
          required = false\n\n\
          [[upstreams]]\nname = \"needed\"\nkind = \"http\"\nurl = \"http://127.0.0.1:{closed}/mcp\"\n"
     )));
-    assert_eq!(code, Some(0), "a down upstream fails no check: {text}");
+    assert_eq!(
+        code,
+        Some(1),
+        "serve would not start without `needed`: {text}"
+    );
     let line = |name: &str| {
         text.lines()
             .find(|line| line.starts_with(&format!("upstream {name}: ")))
@@ -238,7 +254,7 @@ fn check_reports_each_upstream_reached_or_not_and_a_down_one_is_no_error() {
     let away = line("away");
     assert!(
         away.contains("connection refused")
-            && away.ends_with("(optional: serve starts without it)"),
+            && away.ends_with("(optional: serve starts without it and adds it once it answers)"),
         "{away}"
     );
     let needed = line("needed");

@@ -819,6 +819,65 @@ fn an_optional_upstream_that_is_down_drops_out_and_the_gateway_stays_ready() {
 }
 
 #[test]
+fn an_optional_stdio_upstream_whose_command_appears_later_joins_the_merged_lists() {
+    // The command is a script that does not exist yet: the gateway starts without it, the
+    // child is tried again with its backoff, and once it runs its tools join the lists.
+    let dir = common::TempDir::new("late");
+    let script = dir.0.join("late-server");
+    let config = config_with(&format!(
+        "[[upstreams]]\nname = \"late\"\nkind = \"stdio\"\ncommand = {}\nrequired = false\n\
+         restart_backoff_max_ms = 500\n",
+        toml::Value::String(script.to_str().expect("utf-8 path").to_owned())
+    ));
+    let gw = Gateway::start(&config, 1);
+    let late = upstream_status(&gw.status(), 0, "late");
+    assert_eq!(late["up"], false, "{late:#}");
+    assert!(
+        late["last_error"]
+            .as_str()
+            .is_some_and(|why| why.contains("cannot start")),
+        "{late:#}"
+    );
+    let tool_names = |gw: &Gateway| -> Vec<String> {
+        let listed = gw
+            .stateless(&stateless_body(1, "tools/list", json!({})))
+            .json();
+        listed["result"]["tools"]
+            .as_array()
+            .unwrap_or_else(|| panic!("tools/list: {listed}"))
+            .iter()
+            .map(|tool| tool["name"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    assert!(!tool_names(&gw)
+        .iter()
+        .any(|name| name.starts_with("late__")));
+    let (program, args) = python_stdio_command("late");
+    let quoted: Vec<String> = std::iter::once(program)
+        .chain(args)
+        .map(|arg| format!("'{arg}'"))
+        .collect();
+    std::fs::write(&script, format!("#!/bin/sh\nexec {}\n", quoted.join(" "))).unwrap();
+    let made_executable = Command::new("chmod")
+        .arg("+x")
+        .arg(&script)
+        .status()
+        .unwrap();
+    assert!(made_executable.success());
+    gw.wait_status(SETTLE_DEADLINE, "late up", |s| {
+        upstream_status(s, 0, "late")["up"] == true
+    });
+    assert!(
+        tool_names(&gw).iter().any(|name| name == "late__echo"),
+        "{:?}",
+        tool_names(&gw)
+    );
+    let (status, answer) = stateless_call(&gw, 2, "late__echo", json!({"text": "at last"}));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["result"]["content"][0]["text"], "late: at last");
+}
+
+#[test]
 fn a_required_upstream_that_is_down_stops_the_gateway_at_startup() {
     let url = closed_port_url();
     let text = failed_start(

@@ -30,6 +30,8 @@ impl Bound {
 
 /// `server.drain_timeout_ms`.
 pub const DRAIN_TIMEOUT_MS: Bound = Bound::new(10_000, 0, 600_000);
+/// `server.startup_timeout_ms`.
+pub const STARTUP_TIMEOUT_MS: Bound = Bound::new(60_000, 100, 3_600_000);
 /// `server.io_memory_bytes`.
 pub const IO_MEMORY_BYTES: Bound = Bound::new(1_048_576, 65_536, 67_108_864);
 /// `server.cores` as a count.

@@ -82,6 +82,12 @@ pub struct Server {
     /// 10000 ms: longer than a typical tool call, shorter than an orchestrator's kill timeout
     /// (Kubernetes waits 30 s). Reserves no memory.
     pub drain_timeout_ms: u64,
+    /// How long `serve` (and `check`) wait at start-up for the upstreams, which are connected
+    /// all at once: a required upstream not up by then stops the start (exit 1) naming it; an
+    /// optional one is never waited for by `serve`, and joins the merged lists when it comes
+    /// up. Default 60000 ms: room for a stdio server started through `npx` or `uvx`, whose
+    /// first run downloads it. Reserves no memory.
+    pub startup_timeout_ms: u64,
     /// glommio `io_memory` registered with io_uring per shard (locked memory). Default 1 MiB
     /// (glommio's own default is 10 MiB): enough for socket and timer traffic, and two shards fit
     /// under a common 8 MiB `RLIMIT_MEMLOCK`. Reserves exactly this much locked memory per shard.
@@ -204,9 +210,10 @@ pub struct Upstream {
     pub prefix: String,
     /// `separator`: between prefix and name. Default `__`; unused when the prefix is empty.
     pub separator: String,
-    /// `required`: when true (the default) the gateway does not start, and `/readyz` is not
-    /// ready, while this upstream cannot be reached; when false it drops out of the lists and
-    /// its calls get an error naming it, while the others keep working.
+    /// `required`: when true (the default) the gateway does not start (it is not up within
+    /// `server.startup_timeout_ms`), and `/readyz` is not ready, while this upstream cannot be
+    /// reached; when false it never stops or holds up the start: it drops out of the lists and
+    /// its calls get an error naming it until it is up, while the others keep working.
     pub required: bool,
     /// `request_timeout_ms`: how long one request may wait for this upstream's answer.
     /// Default `pending.request_timeout_ms`, range 100..=86400000. Holds a pending slot that
@@ -481,6 +488,7 @@ impl Config {
         };
         line("server.allowed_hosts", &hosts);
         line("server.drain_timeout_ms", &server.drain_timeout_ms);
+        line("server.startup_timeout_ms", &server.startup_timeout_ms);
         line("server.io_memory_bytes", &server.io_memory_bytes);
         line("admin.listen", &self.admin.listen);
         line("admin.connections_max", &self.admin.connections_max);

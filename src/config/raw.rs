@@ -39,6 +39,7 @@ pub(crate) struct RawServer {
     pub allowed_origins: Vec<String>,
     pub allowed_hosts: Vec<String>,
     pub drain_timeout_ms: i64,
+    pub startup_timeout_ms: i64,
     pub io_memory_bytes: i64,
 }
 
@@ -51,6 +52,7 @@ impl Default for RawServer {
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
             drain_timeout_ms: bounds::DRAIN_TIMEOUT_MS.default,
+            startup_timeout_ms: bounds::STARTUP_TIMEOUT_MS.default,
             io_memory_bytes: bounds::IO_MEMORY_BYTES.default,
         }
     }

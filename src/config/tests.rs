@@ -88,6 +88,7 @@ fn numbers_are_accepted_at_both_range_edges_and_refused_one_past() {
     let arena = "[epoch]\nsession_arena_bytes_max = 65536\n";
     let cases: &[(&str, &str, i64, i64, &str)] = &[
         ("server", "drain_timeout_ms", 0, 600_000, ""),
+        ("server", "startup_timeout_ms", 100, 3_600_000, ""),
         ("server", "io_memory_bytes", 65_536, 67_108_864, ""),
         ("limits", "connections_max", 1, 65_536, ""),
         ("admin", "connections_max", 1, 1_024, ""),

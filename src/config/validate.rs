@@ -226,6 +226,11 @@ impl Checker<'_> {
                 raw.drain_timeout_ms,
                 bounds::DRAIN_TIMEOUT_MS,
             ),
+            startup_timeout_ms: self.number(
+                "server.startup_timeout_ms",
+                raw.startup_timeout_ms,
+                bounds::STARTUP_TIMEOUT_MS,
+            ),
             io_memory_bytes: self.number(
                 "server.io_memory_bytes",
                 raw.io_memory_bytes,

@@ -15,6 +15,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use glommio::task::JoinHandle;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
@@ -77,6 +78,26 @@ pub struct Client<'a> {
     /// What a session-era client declared it answers (sampling, elicitation, roots): a
     /// 2026-07-28 upstream may ask it for those through the input bridge.
     pub input_capabilities: InputCapabilities,
+}
+
+/// Why a shard's router cannot start.
+#[derive(Debug)]
+pub enum StartFailure {
+    /// A required upstream is down or was not up within `server.startup_timeout_ms`; the
+    /// message names it.
+    RequiredDown(String),
+    /// Two upstreams that are up offer one merged tool or prompt name: a configuration mistake.
+    Collision(String),
+}
+
+/// What `check` learned by connecting to every upstream.
+pub struct Probe {
+    /// One line per upstream: what it offers, or why it is not up.
+    pub lines: Vec<String>,
+    /// The required upstreams that are not up: `serve` would not start.
+    pub required_down: Vec<String>,
+    /// Whether merged names collide, naming them.
+    pub collisions: Result<(), String>,
 }
 
 /// How the router answers.
@@ -199,6 +220,8 @@ pub struct RouterState {
     lists_changed: RefCell<Rc<Event>>,
     /// Which lists changed at the last firing, in [`Kind::ALL`] order.
     changed_kinds: Cell<[bool; 4]>,
+    /// Start-up is over: an upstream that comes up now arrived late.
+    serving: Cell<bool>,
 }
 
 /// Shard-local router. Built once per shard from the config.
@@ -333,6 +356,7 @@ impl Router {
             clock,
             lists_changed: RefCell::new(Rc::default()),
             changed_kinds: Cell::new([false; 4]),
+            serving: Cell::new(false),
         };
         Ok(Router {
             state: Rc::new(state),
@@ -358,48 +382,100 @@ impl Router {
         self.state.input.stats()
     }
 
-    /// Connects every upstream and builds the catalogue. A required upstream that cannot be
-    /// reached is an error naming it; an optional one is logged and left out until it answers.
-    pub async fn start(&self) -> Result<(), String> {
-        for link in &self.state.links {
-            match link.refresh().await {
-                Ok(()) => {}
-                Err(reason) if link.config.required => {
-                    return Err(format!(
-                        "{reason} (required upstream; set required = false to start without it)"
-                    ))
-                }
-                Err(reason) => log(format_args!(
-                    "{reason}; serving without it until it answers"
-                )),
+    /// Connects every upstream at once and builds the catalogue once every required one is
+    /// up, within `startup_timeout_ms` (`server.startup_timeout_ms`). A required upstream that
+    /// cannot be reached, or is not up by then, is an error naming it. Optional ones are not
+    /// waited for: those up by then are in the first catalogue; the others are logged, keep
+    /// connecting, and join the merged lists when they come up (clients hear
+    /// `notifications/*/list_changed`), as an upstream that recovers does; one that fails is
+    /// retried each epoch tick.
+    pub async fn start(&self, startup_timeout_ms: u64) -> Result<(), StartFailure> {
+        let arrivals = self.connect_all(true);
+        let deadline = Instant::now() + Duration::from_millis(startup_timeout_ms);
+        for (link, arrival) in self.state.links.iter().zip(arrivals) {
+            if !link.config.required {
+                continue;
+            }
+            if let Err(reason) = arrived(link, arrival, deadline, startup_timeout_ms).await {
+                return Err(StartFailure::RequiredDown(format!(
+                    "{reason} (required upstream; set required = false to start without it)"
+                )));
             }
         }
+        for link in self.state.links.iter().filter(|l| l.is_connecting()) {
+            log(format_args!(
+                "upstream {}: still connecting; serving without it until it answers",
+                link.name()
+            ));
+        }
         self.state.rebuild(true);
-        self.collisions()
+        self.state.serving.set(true);
+        self.collisions().map_err(StartFailure::Collision)
     }
 
-    /// For `check`: connects to every upstream once, as start-up does, and says for each what
-    /// it offers or why it cannot be reached, then whether merged names collide. Unlike
-    /// [`Router::start`], a down upstream is no error: the config may be right and the server
-    /// simply not running yet.
-    pub async fn probe(&self) -> (Vec<String>, Result<(), String>) {
+    /// For `check`: connects to every upstream at once, as start-up does, waits for each up to
+    /// `startup_timeout_ms`, and says for each what it offers or why it is not up, then
+    /// whether merged names collide. `required_down` names the required upstreams that would
+    /// stop `serve`.
+    pub async fn probe(&self, startup_timeout_ms: u64) -> Probe {
+        let arrivals = self.connect_all(false);
+        let deadline = Instant::now() + Duration::from_millis(startup_timeout_ms);
         let mut lines = Vec::with_capacity(self.state.links.len());
-        for link in &self.state.links {
-            let line = match link.refresh().await {
+        let mut required_down = Vec::new();
+        for (link, arrival) in self.state.links.iter().zip(arrivals) {
+            let line = match arrived(link, arrival, deadline, startup_timeout_ms).await {
                 Ok(()) => format!(
                     "upstream {}: reachable, offers {}",
                     link.name(),
                     offered(&link.cached_lists())
                 ),
                 Err(reason) if link.config.required => {
+                    required_down.push(link.name().to_owned());
                     format!("{reason} (required: serve refuses to start until it answers)")
                 }
-                Err(reason) => format!("{reason} (optional: serve starts without it)"),
+                Err(reason) => format!(
+                    "{reason} (optional: serve starts without it and adds it once it answers)"
+                ),
             };
             lines.push(line);
         }
         self.state.rebuild(true);
-        (lines, self.collisions())
+        Probe {
+            lines,
+            required_down,
+            collisions: self.collisions(),
+        }
+    }
+
+    /// Starts the first connection of every upstream, all at once, each in a task of its own
+    /// that outlives the wait for it: an upstream still connecting when start-up stops waiting
+    /// joins the catalogue when it comes up. Returns each task's outcome, in link order. With
+    /// `report`, an optional upstream's failure, and its arrival after start-up, are logged.
+    fn connect_all(&self, report: bool) -> Vec<JoinHandle<Result<(), String>>> {
+        let connect = |link: &Rc<UpstreamLink>| {
+            let (link, state) = (link.clone(), self.state.clone());
+            glommio::spawn_local(async move {
+                let outcome = link.refresh().await;
+                match &outcome {
+                    Ok(()) => {
+                        if report && state.serving.get() {
+                            log(format_args!(
+                                "upstream {}: up; it joins the merged lists",
+                                link.name()
+                            ));
+                        }
+                        state.rebuild(true);
+                    }
+                    Err(reason) if report && !link.config.required => log(format_args!(
+                        "{reason}; serving without it until it answers (retried each epoch tick)"
+                    )),
+                    Err(_) => {}
+                }
+                outcome
+            })
+            .detach()
+        };
+        self.state.links.iter().map(connect).collect()
     }
 
     /// Two upstreams offering one merged tool or prompt name (possible with empty prefixes) is
@@ -682,9 +758,7 @@ impl Router {
         let link = state.links[usize::from(route.upstream)].clone();
         let now = state.now_ms();
         if !link.is_up() {
-            let why = link
-                .last_error()
-                .unwrap_or_else(|| format!("upstream {} is down", link.name()));
+            let why = link.down_reason();
             return Answer::Now(Err(state.client_error(&link, CallFailure::Unavailable(why))));
         }
         if let Admission::Refused { retry_in_ms } = link.admit(now) {
@@ -790,9 +864,7 @@ impl Router {
                     .is_some_and(|rest| rest.starts_with(link.config.separator.as_str()))
         });
         if let Some(link) = down {
-            let why = link
-                .last_error()
-                .unwrap_or_else(|| format!("upstream {} is down", link.name()));
+            let why = link.down_reason();
             return state.client_error(link, CallFailure::Unavailable(why));
         }
         let (what, list) = match kind {
@@ -851,6 +923,28 @@ impl Router {
         raw(format!(
             r#"{{"supportedVersions":{supported},"capabilities":{capabilities},"serverInfo":{info},"instructions":{instructions},"ttlMs":{DISCOVER_TTL_MS},"cacheScope":"public","_meta":{{"io.modelcontextprotocol/serverInfo":{info}}}}}"#
         ))
+    }
+}
+
+/// Waits until `deadline` for `link`'s first connection (`arrival`): `Err` says why it is not
+/// up, naming the link.
+async fn arrived(
+    link: &UpstreamLink,
+    arrival: JoinHandle<Result<(), String>>,
+    deadline: Instant,
+    startup_timeout_ms: u64,
+) -> Result<(), String> {
+    match deadline::race(deadline, arrival).await {
+        Some(Some(outcome)) => outcome,
+        Some(None) => Err(format!(
+            "upstream {}: its connection task stopped",
+            link.name()
+        )),
+        None => Err(format!(
+            "upstream {}: not up within server.startup_timeout_ms {startup_timeout_ms} ms \
+             (its handshake is still under way; raise that key if it is only slow)",
+            link.name()
+        )),
     }
 }
 

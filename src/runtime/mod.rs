@@ -25,7 +25,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::config::{self, Config};
 use crate::epoch::{index_bytes, EpochTable};
-use crate::mcp::router::Router;
+use crate::mcp::router::{Probe, Router, StartFailure};
 use crate::mcp::session::Session;
 use crate::support::clock::ShardClock;
 use crate::upstream::sessions;
@@ -192,8 +192,16 @@ async fn start_shard(plan: &ShardPlan) -> Result<Started, StartupError> {
     .map_err(fail)?;
     let shard = Rc::new(shard);
     // Dispatchers first: a stdio upstream's handshake answer arrives through its dispatcher.
-    shard.endpoint.router().spawn_dispatchers();
-    shard.endpoint.router().start().await.map_err(fail)?;
+    let router = shard.endpoint.router();
+    router.spawn_dispatchers();
+    if let Err(failure) = router.start(plan.config.server.startup_timeout_ms).await {
+        // Its children stop now: glommio drops no task of an executor that returned.
+        router.shutdown().await;
+        return Err(match failure {
+            StartFailure::RequiredDown(message) => fail(message),
+            StartFailure::Collision(message) => StartupError::NamesCollide(message),
+        });
+    }
     let bind = |key: &'static str, addr: SocketAddr| {
         listener::bind_shared(addr).map_err(|error| StartupError::Bind { key, addr, error })
     };
@@ -218,12 +226,22 @@ async fn start_shard(plan: &ShardPlan) -> Result<Started, StartupError> {
     Ok((shard, listener, admin))
 }
 
-/// What `check` learns by connecting once to each upstream, from one unpinned thread: a line
-/// per upstream (what it offers, or why it cannot be reached), and whether merged names
-/// collide. `Err` when the probe itself cannot run.
-pub fn probe_upstreams(config: Arc<Config>) -> Result<(Vec<String>, Result<(), String>), String> {
+/// What `check` learns, from one unpinned thread: first what `serve` checks of this machine
+/// before it starts shards (io_uring, RLIMIT_MEMLOCK for `shards` shards, both listen
+/// addresses free), then, by connecting to every upstream at once as a shard's start does,
+/// a line per upstream (what it offers, or why it is not up), which required ones are down,
+/// and whether merged names collide. `Err` names a machine problem that would stop `serve`
+/// (exit 1), or says the probe itself could not run.
+pub fn probe_upstreams(config: Arc<Config>, shards: usize) -> Result<Probe, String> {
     platform::check_io_uring().map_err(|e| e.to_string())?;
-    platform::check_memlock(config.server.io_memory_bytes, 1).map_err(|e| e.to_string())?;
+    platform::check_memlock(config.server.io_memory_bytes, shards).map_err(|e| e.to_string())?;
+    for (key, addr) in [
+        ("server.listen", config.server.listen),
+        ("admin.listen", config.admin.listen),
+    ] {
+        // A port 0 reservation is released at once: `serve` picks its own.
+        platform::resolve_listen(key, addr).map_err(|e| e.to_string())?;
+    }
     let io_memory = config.server.io_memory_bytes as usize;
     LocalExecutorBuilder::new(Placement::Unbound)
         .name("check")
@@ -232,7 +250,7 @@ pub fn probe_upstreams(config: Arc<Config>) -> Result<(Vec<String>, Result<(), S
             let router = Router::new(&config, 0, ShardClock::start())?;
             // A stdio upstream's handshake answer arrives through its dispatcher.
             router.spawn_dispatchers();
-            let probed = router.probe().await;
+            let probed = router.probe(config.server.startup_timeout_ms).await;
             router.shutdown().await;
             Ok(probed)
         })

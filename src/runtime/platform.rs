@@ -26,8 +26,10 @@ pub enum StartupError {
         addr: SocketAddr,
         error: std::io::Error,
     },
-    /// A shard failed while starting.
+    /// A shard failed while starting (a required upstream down, among others).
     Shard { shard: usize, message: String },
+    /// Two upstreams offer one merged tool or prompt name: the configuration is wrong.
+    NamesCollide(String),
 }
 
 impl fmt::Display for StartupError {
@@ -72,6 +74,18 @@ impl fmt::Display for StartupError {
                  change {key} or stop the other process"
             ),
             Self::Shard { shard, message } => write!(f, "shard {shard} failed to start: {message}"),
+            Self::NamesCollide(message) => write!(f, "invalid configuration:\n{message}"),
+        }
+    }
+}
+
+impl StartupError {
+    /// The exit status `serve` ends with: 2 when the configuration is wrong (as for a file that
+    /// does not validate), 1 when this machine or an upstream keeps it from starting.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::CoreUnavailable { .. } | Self::TooFewCores { .. } | Self::NamesCollide(_) => 2,
+            _ => 1,
         }
     }
 }

@@ -549,6 +549,7 @@ impl Shard {
                     kind: link.config.kind.as_str(),
                     required: link.config.required,
                     up: stats.up,
+                    connecting: stats.connecting,
                     last_error: stats.last_error,
                     breaker: stats.breaker,
                     breaker_opened_total: stats.breaker_opened_total,

@@ -66,6 +66,9 @@ pub struct UpstreamStatus {
     pub required: bool,
     /// Its last handshake succeeded and nothing since said it went away.
     pub up: bool,
+    /// A handshake or a refresh of its lists is under way (down and connecting: an optional
+    /// upstream start-up did not wait for, or a retry).
+    pub connecting: bool,
     pub last_error: Option<String>,
     /// `closed`, `open` or `half_open`.
     pub breaker: &'static str,

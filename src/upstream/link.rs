@@ -238,6 +238,8 @@ struct StdioLink {
 /// Counters of one link for `/status`.
 pub struct LinkStats {
     pub up: bool,
+    /// A handshake or a refresh of its lists is under way.
+    pub connecting: bool,
     pub breaker: &'static str,
     pub breaker_opened_total: u64,
     pub breaker_refused_total: u64,
@@ -333,6 +335,24 @@ impl UpstreamLink {
     /// Why the upstream is down, when it is.
     pub fn last_error(&self) -> Option<String> {
         self.last_error.borrow().clone()
+    }
+
+    /// Why it is not up, for a call refused because it is not: its last failure, or that its
+    /// handshake is under way.
+    pub fn down_reason(&self) -> String {
+        self.last_error()
+            .unwrap_or_else(|| match self.connecting.get() {
+                true => format!(
+                    "upstream {} is connecting: its handshake is under way",
+                    self.name()
+                ),
+                false => format!("upstream {} is down", self.name()),
+            })
+    }
+
+    /// Whether a handshake or a refresh of its lists is under way.
+    pub fn is_connecting(&self) -> bool {
+        self.connecting.get()
     }
 
     /// Whether the upstream declared capability `name` (`tools`, `logging`, …).
@@ -730,10 +750,7 @@ impl UpstreamLink {
     }
 
     fn restarting(&self) -> CallFailure {
-        let why = self
-            .last_error()
-            .unwrap_or_else(|| format!("upstream {} is starting", self.name()));
-        CallFailure::Unavailable(why)
+        CallFailure::Unavailable(self.down_reason())
     }
 
     async fn http_handshake(&self, http: &HttpLink) -> Result<Value, String> {
@@ -1691,6 +1708,7 @@ impl UpstreamLink {
         let breaker = self.breaker.borrow();
         LinkStats {
             up: self.is_up(),
+            connecting: self.is_connecting(),
             breaker: breaker.state().as_str(),
             breaker_opened_total: breaker.opened_total(),
             breaker_refused_total: breaker.refused_total(),
