@@ -36,6 +36,8 @@ pub enum RefusalReason {
     NotAcceptable,
     /// Body was not a valid JSON-RPC message.
     InvalidJsonRpc,
+    /// Body nested objects and arrays deeper than `limits.json_depth_max`.
+    JsonTooDeep,
     /// `MCP-Protocol-Version` (or `_meta` version) not supported.
     UnsupportedProtocolVersion,
     /// A session-era request without `Mcp-Session-Id`.
@@ -65,7 +67,7 @@ pub enum RefusalReason {
 
 impl RefusalReason {
     /// Every reason, in declaration order; the index is the counter slot.
-    pub const ALL: [RefusalReason; 25] = [
+    pub const ALL: [RefusalReason; 26] = [
         Self::MalformedHttp,
         Self::AmbiguousFraming,
         Self::UnsupportedTransferEncoding,
@@ -79,6 +81,7 @@ impl RefusalReason {
         Self::OriginForbidden,
         Self::NotAcceptable,
         Self::InvalidJsonRpc,
+        Self::JsonTooDeep,
         Self::UnsupportedProtocolVersion,
         Self::MissingSession,
         Self::UnknownSession,
@@ -109,6 +112,7 @@ impl RefusalReason {
             Self::OriginForbidden => "origin_forbidden",
             Self::NotAcceptable => "not_acceptable",
             Self::InvalidJsonRpc => "invalid_jsonrpc",
+            Self::JsonTooDeep => "json_too_deep",
             Self::UnsupportedProtocolVersion => "unsupported_protocol_version",
             Self::MissingSession => "missing_session",
             Self::UnknownSession => "unknown_session",
@@ -130,6 +134,7 @@ impl RefusalReason {
             Self::MalformedHttp
             | Self::AmbiguousFraming
             | Self::InvalidJsonRpc
+            | Self::JsonTooDeep
             | Self::UnsupportedProtocolVersion
             | Self::MissingSession
             | Self::HeaderMismatch

@@ -9,7 +9,7 @@ use hashbrown::HashMap;
 use serde_json::value::RawValue;
 use smallvec::SmallVec;
 
-use crate::mcp::scan::{is_plain_string, object_members, MemberList};
+use crate::mcp::scan::{is_plain_string, object_members, MemberList, DEPTH_CEILING};
 
 /// Members of an object up to which repeated keys are found by comparing every pair; larger
 /// objects use a hash map, so a request with many members costs linear time.
@@ -21,10 +21,17 @@ pub struct Members<'a> {
 }
 
 impl<'a> Members<'a> {
-    /// `None` unless `raw` is a JSON object.
+    /// `None` unless `raw` is a JSON object. What is read here is part of a message whose scan
+    /// held it to `limits.json_depth_max` already, which is at most [`DEPTH_CEILING`]: this
+    /// scan goes that deep, so it never refuses for depth.
     pub fn read(raw: &'a RawValue) -> Option<Members<'a>> {
+        Self::read_text(raw.get())
+    }
+
+    /// [`Members::read`] of JSON text.
+    pub fn read_text(text: &'a str) -> Option<Members<'a>> {
         let mut members = Members {
-            members: object_members(raw.get())?,
+            members: object_members(text, DEPTH_CEILING).ok()?,
         };
         members.resolve_repeats();
         Some(members)
@@ -85,6 +92,7 @@ pub fn write_json_str(out: &mut Vec<u8>, text: &str) {
         out.extend_from_slice(text.as_bytes());
         out.push(b'"');
     } else {
+        // Writing to a `Vec` cannot fail, and every `str` serializes.
         serde_json::to_writer(&mut *out, text).expect("a string serializes");
     }
 }

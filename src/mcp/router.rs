@@ -19,7 +19,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use crate::config::Config;
-use crate::mcp::jsonrpc::{self, RpcError};
+use crate::mcp::jsonrpc::{self, Outcome, RpcError};
 use crate::mcp::params::{CallParams, Rewrite, Routing};
 use crate::mcp::version::ProtocolVersion;
 use crate::runtime::log;
@@ -29,7 +29,7 @@ use crate::upstream::catalogue::{Catalogue, CatalogueLimits, Kind, Listing, Nami
 use crate::upstream::inflight::{
     CallFailure, CallItem, CallState, ClientRoute, InFlight, ServerRequests,
 };
-use crate::upstream::input::{BridgedCall, InputBridge, InputCapabilities, InputStats};
+use crate::upstream::input::{self, BridgedCall, InputBridge, InputCapabilities, InputStats};
 use crate::upstream::link::{CallRequest, SessionScope, UpstreamLink, SESSION_CLOSE_TIMEOUT_MS};
 use crate::upstream::pending::{PendingLimits, PendingRefusal, UpstreamRequestId};
 
@@ -73,6 +73,14 @@ pub struct Client<'a> {
     /// What a session-era client declared it answers (sampling, elicitation, roots): a
     /// 2026-07-28 upstream may ask it for those through the input bridge.
     pub input_capabilities: InputCapabilities,
+}
+
+/// What a client answered a request of an upstream with.
+pub enum ClientAnswer<'a> {
+    /// Its response: the outcome read from it, and the message as it came.
+    Sent(&'a Outcome<'a>, &'a [u8]),
+    /// A response the gateway refused (nested too deep): the error it stands for.
+    Refused(RpcError),
 }
 
 /// How the router answers.
@@ -179,9 +187,10 @@ impl RouterState {
     /// The JSON-RPC error a client gets for a call that ended without an answer.
     fn client_error(&self, link: &UpstreamLink, failure: CallFailure) -> RpcError {
         let name = link.name();
+        // A `Value` always prints as valid JSON.
         let data = |reason: &str| {
             RawValue::from_string(json!({ "upstream": name, "reason": reason }).to_string())
-                .expect("valid JSON")
+                .expect("a Value prints as valid JSON")
         };
         match failure {
             CallFailure::Rpc(error) => error,
@@ -258,7 +267,13 @@ impl Router {
             .iter()
             .enumerate()
             .map(|(index, upstream)| {
-                UpstreamLink::new(index as u16, upstream, config.sessions.sessions_max).map(Rc::new)
+                UpstreamLink::new(
+                    index as u16,
+                    upstream,
+                    config.sessions.sessions_max,
+                    config.limits.json_depth_max,
+                )
+                .map(Rc::new)
             })
             .collect::<Result<Vec<_>, String>>()?;
         let pending = &config.pending;
@@ -515,7 +530,8 @@ impl Router {
         Value::Object(capabilities).to_string()
     }
 
-    fn instructions(&self) -> String {
+    /// The `instructions` of `initialize` and `server/discover`, as a JSON string.
+    fn instructions_json(&self) -> String {
         let names: Vec<String> = self
             .state
             .links
@@ -530,10 +546,12 @@ impl Router {
                 ),
             })
             .collect();
-        format!(
+        let text = format!(
             "shardgate serves the tools, prompts and resources of these MCP servers as one: {}.",
             names.join(", ")
-        )
+        );
+        // Every `str` serializes.
+        serde_json::to_string(&text).expect("a string serializes")
     }
 
     /// The `initialize` result for a session-era client at the negotiated `version`.
@@ -543,7 +561,7 @@ impl Router {
             version.as_str(),
             self.capabilities_json(),
             self.server_info,
-            serde_json::to_string(&self.instructions()).expect("a string serializes"),
+            self.instructions_json(),
         ))
     }
 
@@ -581,20 +599,31 @@ impl Router {
     /// A client's answer to a request relayed from an upstream: back to that upstream under
     /// the id it gave, or to the call that asked it for a 2026-07-28 upstream's input. An
     /// answer nobody waits for (its call ended) is dropped.
-    pub fn client_response(&self, route: ClientRoute, id: &RawValue, message: &[u8]) {
+    pub fn client_response(&self, route: ClientRoute, id: &RawValue, answer: ClientAnswer<'_>) {
         let state = &self.state;
         if let Some((round, slot)) = state.server_requests.take_input(route, id.get()) {
-            round.answer(slot, message);
+            let answer = match answer {
+                ClientAnswer::Sent(outcome, _) => input::answer_of(outcome),
+                ClientAnswer::Refused(error) => Err(error),
+            };
+            round.answer(slot, answer);
             return;
         }
         let Some(request) = state.server_requests.take(route, id.get()) else {
             return;
         };
-        let Ok(restored) = crate::upstream::pending::restore_response_id(
-            message,
-            request.upstream_id.get().as_bytes(),
-        ) else {
-            return;
+        let upstream_id = &request.upstream_id;
+        let restored = match answer {
+            ClientAnswer::Sent(_, message) => {
+                let id = upstream_id.get().as_bytes();
+                match crate::upstream::pending::restore_response_id(message, id) {
+                    Ok(restored) => restored,
+                    Err(_) => return,
+                }
+            }
+            ClientAnswer::Refused(error) => {
+                jsonrpc::error_bytes(Some(upstream_id), error.code, &error.message, None)
+            }
         };
         let link = state.links[usize::from(request.upstream)].clone();
         glommio::spawn_local(async move { link.respond(&restored, request.client).await }).detach();
@@ -627,6 +656,9 @@ impl Router {
     /// A routed method (`tools/call`, `prompts/get`, `resources/read`,
     /// `completion/complete`) whose params the caller already read.
     pub fn call_routed(&self, method: &str, params: &CallParams<'_>, client: Client<'_>) -> Answer {
+        let Some(method) = ROUTED_METHODS.into_iter().find(|m| *m == method) else {
+            return Answer::Now(Err(RpcError::method_not_found(method)));
+        };
         let state = &self.state;
         let Routing { kind, merged, .. } = params.routing();
         let route = state.routes.borrow().route(*kind, merged);
@@ -700,7 +732,7 @@ impl Router {
             BridgedCall {
                 link: link.clone(),
                 id,
-                method: call_method(method),
+                method,
                 params: upstream_params,
                 // The stateless era mirrors `params.name` or `params.uri` in `Mcp-Name`.
                 name: (method != "completion/complete").then_some(route.original),
@@ -795,20 +827,11 @@ impl Router {
         let supported = ProtocolVersion::SUPPORTED_JSON;
         let capabilities = self.capabilities_json();
         let info = &self.server_info;
-        let instructions =
-            serde_json::to_string(&self.instructions()).expect("a string serializes");
+        let instructions = self.instructions_json();
         raw(format!(
             r#"{{"supportedVersions":{supported},"capabilities":{capabilities},"serverInfo":{info},"instructions":{instructions},"ttlMs":{DISCOVER_TTL_MS},"cacheScope":"public","_meta":{{"io.modelcontextprotocol/serverInfo":{info}}}}}"#
         ))
     }
-}
-
-/// `method` as the static name of the routed method it is.
-fn call_method(method: &str) -> &'static str {
-    ROUTED_METHODS
-        .into_iter()
-        .find(|m| *m == method)
-        .expect("only routed methods are called upstream")
 }
 
 /// Runs one call on its upstream and settles its state, unless the deadline or the client got
@@ -902,6 +925,8 @@ fn offered(lists: &[Option<Box<RawValue>>; 4]) -> String {
     counted.collect::<Vec<_>>().join(", ")
 }
 
+/// The router's own answers as raw values. It writes them from literals, values it printed
+/// with serde_json and strings it escaped, never from text it was sent, so they are valid JSON.
 fn raw(json: String) -> Box<RawValue> {
     RawValue::from_string(json).expect("the router renders valid JSON")
 }

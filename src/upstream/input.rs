@@ -34,8 +34,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
-use crate::mcp::jsonrpc::{self, Message, Outcome, RpcError};
-use crate::mcp::members::{member_key, Members};
+use crate::mcp::jsonrpc::{self, Outcome, RpcError};
+use crate::mcp::members::{member_key, write_json_str, Members};
 use crate::runtime::deadline;
 use crate::upstream::inflight::{CallFailure, CallState, ClientRoute, ServerRequests};
 use crate::upstream::link::{CallOutcome, UpstreamLink};
@@ -257,7 +257,15 @@ fn input_required(result: &RawValue) -> Result<Option<InputRequired<'_>>, String
 }
 
 /// The client's answer to one input request: its result, or the error it answered with.
-type InputAnswer = Result<Box<RawValue>, RpcError>;
+pub type InputAnswer = Result<Box<RawValue>, RpcError>;
+
+/// The answer a client's response `outcome` gives.
+pub fn answer_of(outcome: &Outcome<'_>) -> InputAnswer {
+    match outcome {
+        Outcome::Result(result) => Ok((*result).to_owned()),
+        Outcome::Error(error) => Err(client_error(error)),
+    }
+}
 
 /// The answers to one round of input requests, as they arrive from the client.
 pub struct InputRound {
@@ -282,19 +290,8 @@ impl InputRound {
         }
     }
 
-    /// Takes the client's response `message` to request `slot` of the round.
-    pub fn answer(&self, slot: u32, message: &[u8]) {
-        let answer = match jsonrpc::parse(message) {
-            Ok(Message::Response {
-                outcome: Outcome::Result(result),
-                ..
-            }) => Ok(result.to_owned()),
-            Ok(Message::Response {
-                outcome: Outcome::Error(error),
-                ..
-            }) => Err(client_error(error)),
-            _ => return,
-        };
+    /// Takes the client's `answer` to request `slot` of the round.
+    pub fn answer(&self, slot: u32, answer: InputAnswer) {
         let bytes = answer.as_ref().map_or(0, |result| result.get().len());
         // Past the budget the answer is dropped, not held: the round ends with an error.
         match self.call.charge(bytes) {
@@ -311,14 +308,16 @@ impl InputRound {
         }
     }
 
-    /// Waits until every request is answered or an answer overflowed the budget (`false`).
-    async fn complete(&self) -> bool {
+    /// Waits until every request is answered, and takes the answers in slot order; `None`
+    /// when an answer overflowed the budget.
+    async fn complete(&self) -> Option<Vec<InputAnswer>> {
         poll_fn(|cx| {
             if self.overflowed.get() {
-                return Poll::Ready(false);
+                return Poll::Ready(None);
             }
-            if self.answers.borrow().iter().all(Option::is_some) {
-                return Poll::Ready(true);
+            let mut answers = self.answers.borrow_mut();
+            if answers.iter().all(Option::is_some) {
+                return Poll::Ready(Some(answers.iter_mut().filter_map(Option::take).collect()));
             }
             self.waker.set(Some(cx.waker().clone()));
             Poll::Pending
@@ -454,7 +453,7 @@ impl InputBridge {
         call: &BridgedCall,
         requests: &ServerRequests,
         asked: &InputRequired<'_>,
-    ) -> Result<Value, CallFailure> {
+    ) -> Result<Vec<u8>, CallFailure> {
         for request in &asked.requests {
             if let Some((required, name)) =
                 call.capabilities.missing(&request.method, request.params)
@@ -463,8 +462,7 @@ impl InputBridge {
             }
         }
         let round = Rc::new(InputRound::new(call.state.clone(), asked.requests.len()));
-        for (slot, request) in asked.requests.iter().enumerate() {
-            let slot = slot as u32;
+        for (slot, request) in (0..).zip(&asked.requests) {
             let Some(id) = requests.register_input(call.id, call.client, &round, slot) else {
                 return Err(registry_full(call, requests));
             };
@@ -473,28 +471,16 @@ impl InputBridge {
                 return Err(stream_full(call));
             }
         }
-        let answered = deadline::race(call.deadline, round.complete()).await;
-        match answered {
+        let answers = match deadline::race(call.deadline, round.complete()).await {
             None => return Err(timed_out(call)),
-            Some(false) => return Err(answers_too_large(call)),
-            Some(true) => {}
-        }
-        let mut responses = Map::new();
-        let answers = round.answers.take();
+            Some(None) => return Err(answers_too_large(call)),
+            Some(Some(answers)) => answers,
+        };
+        let mut results = Vec::with_capacity(answers.len());
         for (request, answer) in asked.requests.iter().zip(answers) {
-            let answer = answer.expect("a complete round has every answer");
-            let result = answer.map_err(|error| answered_error(call, request, error))?;
-            let value: Value = serde_json::from_str(result.get()).expect("results are JSON");
-            responses.insert(request.key.clone(), value);
+            results.push(answer.map_err(|error| answered_error(call, request, error))?);
         }
-        // Read into a tree only here, on a retry: the first request went out as written.
-        let mut params: Map<String, Value> =
-            serde_json::from_slice(&call.params).expect("the gateway wrote the params object");
-        params.insert("inputResponses".into(), Value::Object(responses));
-        if let Some(state) = &asked.request_state {
-            params.insert("requestState".into(), Value::String(state.clone()));
-        }
-        Ok(Value::Object(params))
+        retry_params(&call.params, asked, &results).ok_or_else(|| unwritable_retry(call))
     }
 
     fn rounds_exceeded(&self, call: &BridgedCall) -> CallFailure {
@@ -513,6 +499,54 @@ impl InputBridge {
     }
 }
 
+/// The params of a retry: the call's first params (less any `inputResponses` or
+/// `requestState` of their own), then the client's `results` by input key and the upstream's
+/// state. Written from raw members, so nothing the client or the upstream sent is read into a
+/// tree. `None` only if `first` is not the JSON object the gateway wrote.
+fn retry_params(
+    first: &[u8],
+    asked: &InputRequired<'_>,
+    results: &[Box<RawValue>],
+) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(first).ok()?;
+    let first = Members::read_text(text)?;
+    let answers_len: usize = results.iter().map(|r| r.get().len() + 8).sum();
+    let mut out = Vec::with_capacity(text.len() + answers_len + 64);
+    let mut first_member = true;
+    out.push(b'{');
+    let own = |key: &str| matches!(key, "inputResponses" | "requestState");
+    for (key, value) in first.iter().filter(|(key, _)| !own(key)) {
+        member_key(&mut out, key, &mut first_member);
+        out.extend_from_slice(value.get().as_bytes());
+    }
+    member_key(&mut out, "inputResponses", &mut first_member);
+    let mut first_answer = true;
+    out.push(b'{');
+    for (request, result) in asked.requests.iter().zip(results) {
+        member_key(&mut out, &request.key, &mut first_answer);
+        out.extend_from_slice(result.get().as_bytes());
+    }
+    out.push(b'}');
+    if let Some(state) = &asked.request_state {
+        member_key(&mut out, "requestState", &mut first_member);
+        write_json_str(&mut out, state);
+    }
+    out.push(b'}');
+    Some(out)
+}
+
+/// The call's first params could not be read back (see [`retry_params`]).
+fn unwritable_retry(call: &BridgedCall) -> CallFailure {
+    let message = format!(
+        "cannot retry the call to upstream {} with the client's answers: its params are not \
+         the JSON object the gateway sent",
+        call.link.name()
+    );
+    CallFailure::Rpc(
+        RpcError::new(jsonrpc::INTERNAL_ERROR, message).with_data(data(call, json!({}))),
+    )
+}
+
 /// `{"upstream": <name>, ...extra}` as error data.
 fn data(call: &BridgedCall, extra: Value) -> Box<RawValue> {
     let mut data = Map::new();
@@ -520,7 +554,8 @@ fn data(call: &BridgedCall, extra: Value) -> Box<RawValue> {
     if let Value::Object(extra) = extra {
         data.extend(extra);
     }
-    RawValue::from_string(Value::Object(data).to_string()).expect("valid JSON")
+    // A `Value` always prints as valid JSON.
+    RawValue::from_string(Value::Object(data).to_string()).expect("a Value prints as valid JSON")
 }
 
 fn upstream_failure(call: &BridgedCall, reason: &str) -> CallFailure {
@@ -610,18 +645,8 @@ fn answered_error(call: &BridgedCall, request: &InputRequest<'_>, error: RpcErro
 
 /// `{"jsonrpc":"2.0","id":<id>,"method":<method>,"params":<params>}` for the client.
 fn request_bytes(id: &str, method: &str, params: Option<&RawValue>) -> Vec<u8> {
-    let params = params.map_or("", RawValue::get);
-    let mut out = Vec::with_capacity(64 + id.len() + method.len() + params.len());
-    out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
-    out.extend_from_slice(id.as_bytes());
-    out.extend_from_slice(b",\"method\":");
-    serde_json::to_writer(&mut out, method).expect("a string serializes");
-    if !params.is_empty() {
-        out.extend_from_slice(b",\"params\":");
-        out.extend_from_slice(params.as_bytes());
-    }
-    out.push(b'}');
-    out
+    let params = params.map(|p| p.get().as_bytes());
+    jsonrpc::request_bytes(id.as_bytes(), method, params)
 }
 
 #[cfg(test)]
@@ -630,6 +655,17 @@ mod tests {
 
     fn raw(text: &str) -> Box<RawValue> {
         RawValue::from_string(text.to_owned()).unwrap()
+    }
+
+    /// Gives `round` the client's response `message` to request `slot`.
+    fn answer(round: &InputRound, slot: u32, message: &str) {
+        let depth_max = crate::config::bounds::JSON_DEPTH_MAX.default as u32;
+        let Ok(jsonrpc::Message::Response { outcome, .. }) =
+            jsonrpc::parse(message.as_bytes(), depth_max)
+        else {
+            panic!("not a response: {message}");
+        };
+        round.answer(slot, answer_of(&outcome));
     }
 
     #[test]
@@ -737,14 +773,16 @@ mod tests {
     fn a_round_completes_when_every_slot_is_answered_within_the_call_budget() {
         let call = Rc::new(CallState::new(64));
         let round = InputRound::new(call.clone(), 2);
-        round.answer(
+        answer(
+            &round,
             1,
-            br#"{"jsonrpc":"2.0","id":"sgr-0-1","result":{"roots":[]}}"#,
+            r#"{"jsonrpc":"2.0","id":"sgr-0-1","result":{"roots":[]}}"#,
         );
         assert!(round.answers.borrow()[0].is_none());
-        round.answer(
+        answer(
+            &round,
             0,
-            br#"{"jsonrpc":"2.0","id":"sgr-0-0","error":{"code":-1,"message":"no"}}"#,
+            r#"{"jsonrpc":"2.0","id":"sgr-0-0","error":{"code":-1,"message":"no"}}"#,
         );
         let answers = round.answers.borrow();
         assert_eq!(
@@ -758,10 +796,37 @@ mod tests {
             r#"{{"jsonrpc":"2.0","id":"sgr-0-2","result":{{"t":"{}"}}}}"#,
             "x".repeat(64)
         );
-        round.answer(0, big.as_bytes());
+        answer(&round, 0, &big);
         assert!(round.overflowed.get());
         drop(round);
         assert!(call.charge(64), "a dropped round releases what it charged");
+    }
+
+    #[test]
+    fn a_retry_carries_the_first_params_and_the_answers_as_they_came() {
+        let asked = raw(
+            r#"{"resultType":"input_required","requestState":"s\"1","inputRequests":{
+                "b":{"method":"roots/list"},"a":{"method":"roots/list"}}}"#,
+        );
+        let asked = input_required(&asked).unwrap().unwrap();
+        // Numbers past an f64 and the client's own `inputResponses` neither fail nor pass.
+        let first =
+            br#"{"name":"t","arguments":{"n":1e400},"inputResponses":{"old":1},"_meta":{}}"#;
+        let results = [
+            raw(r#"{"roots":[],"x":1e400}"#),
+            raw(r#"{"roots":[{"uri":"file:///"}]}"#),
+        ];
+        let params = retry_params(first, &asked, &results).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&params).unwrap(),
+            r#"{"name":"t","arguments":{"n":1e400},"_meta":{},"inputResponses":{"a":{"roots":[],"x":1e400},"b":{"roots":[{"uri":"file:///"}]}},"requestState":"s\"1"}"#
+        );
+        let state_only = raw(r#"{"resultType":"input_required","requestState":"x"}"#);
+        let state_only = input_required(&state_only).unwrap().unwrap();
+        let params = retry_params(b"{}", &state_only, &[]).unwrap();
+        assert_eq!(params, br#"{"inputResponses":{},"requestState":"x"}"#);
+        assert!(retry_params(b"[1]", &asked, &results).is_none());
+        assert!(retry_params(b"{\xff}", &asked, &results).is_none());
     }
 
     #[test]

@@ -34,7 +34,7 @@ use futures_lite::future;
 use serde::Serialize;
 
 use super::{LinkKind, UpstreamEra, UpstreamLink};
-use crate::mcp::jsonrpc::{self, Message};
+use crate::mcp::jsonrpc::{self, EnvelopeErrorKind, Message};
 use crate::runtime::shutdown::ShutdownSignal;
 use crate::upstream::pool::{Reply, RequestSpec};
 
@@ -346,7 +346,11 @@ impl UpstreamLink {
             return None;
         };
         let listen = &http.listen;
-        match jsonrpc::parse(message) {
+        match self.parse(message) {
+            Err(too_deep) if too_deep.kind() == EnvelopeErrorKind::TooDeep => {
+                self.count_too_deep();
+                None
+            }
             Ok(Message::Notification { method, .. }) if method.ends_with("/list_changed") => {
                 Listen::bump(&listen.list_changed_total);
                 self.announce_lists_changed();
@@ -357,9 +361,7 @@ impl UpstreamLink {
                 None
             }
             Ok(Message::Request { id, method, .. }) if method == "ping" => {
-                let empty =
-                    serde_json::value::RawValue::from_string("{}".to_owned()).expect("valid JSON");
-                Some(jsonrpc::result_bytes(id, &empty))
+                Some(jsonrpc::result_bytes(id, &super::empty_result()))
             }
             Ok(Message::Request { id, method, .. }) => {
                 Listen::bump(&listen.requests_refused_total);
