@@ -40,6 +40,8 @@ pub enum RefusalReason {
     NotAcceptable,
     /// Body was not a valid JSON-RPC message.
     InvalidJsonRpc,
+    /// Body nested objects and arrays deeper than `limits.json_depth_max`.
+    JsonTooDeep,
     /// `MCP-Protocol-Version` (or `_meta` version) not supported.
     UnsupportedProtocolVersion,
     /// A session-era request without `Mcp-Session-Id`.
@@ -69,7 +71,7 @@ pub enum RefusalReason {
 
 impl RefusalReason {
     /// Every reason, in declaration order; the index is the counter slot.
-    pub const ALL: [RefusalReason; 27] = [
+    pub const ALL: [RefusalReason; 28] = [
         Self::MalformedHttp,
         Self::AmbiguousFraming,
         Self::UnsupportedTransferEncoding,
@@ -85,6 +87,7 @@ impl RefusalReason {
         Self::HostForbidden,
         Self::NotAcceptable,
         Self::InvalidJsonRpc,
+        Self::JsonTooDeep,
         Self::UnsupportedProtocolVersion,
         Self::MissingSession,
         Self::UnknownSession,
@@ -117,6 +120,7 @@ impl RefusalReason {
             Self::HostForbidden => "host_forbidden",
             Self::NotAcceptable => "not_acceptable",
             Self::InvalidJsonRpc => "invalid_jsonrpc",
+            Self::JsonTooDeep => "json_too_deep",
             Self::UnsupportedProtocolVersion => "unsupported_protocol_version",
             Self::MissingSession => "missing_session",
             Self::UnknownSession => "unknown_session",
@@ -138,6 +142,7 @@ impl RefusalReason {
             Self::MalformedHttp
             | Self::AmbiguousFraming
             | Self::InvalidJsonRpc
+            | Self::JsonTooDeep
             | Self::UnsupportedProtocolVersion
             | Self::MissingSession
             | Self::HeaderMismatch

@@ -11,8 +11,7 @@
 
 mod common;
 
-use common::client::{Conn, SseItem, SseParser};
-use common::mcp::{notification, post, rpc, Session};
+use common::mcp::{call_until_asked, open_roots_session, read_answer};
 use common::sdk_client::{
     ok_result, run_client_answering, step_error, tool_text, CLIENT_ROOT, CLIENT_SAMPLED_PREFIX,
     SESSION_ERA,
@@ -207,74 +206,6 @@ fn a_call_whose_upstream_asks_forever_ends_at_input_rounds_max() {
     assert_eq!(pending_sum(&status, "input_rounds_total"), ROUNDS_MAX + 1);
 }
 
-/// A raw session-era client declaring the roots capability; its session id.
-fn open_roots_session(gw: &Gateway) -> Session {
-    let init = rpc(
-        1,
-        "initialize",
-        json!({
-            "protocolVersion": SESSION_ERA,
-            "capabilities": {"roots": {"listChanged": false}},
-            "clientInfo": {"name": "input-bridge-test", "version": "0"}
-        }),
-    );
-    let response = gw.call(&post(&gw.mcp_path(), &init));
-    assert_eq!(response.status, 200, "{}", response.text());
-    let session = Session {
-        id: response
-            .header("Mcp-Session-Id")
-            .expect("session id")
-            .to_owned(),
-        version: SESSION_ERA.to_owned(),
-    };
-    let ack = gw.session_call(&session, &notification("notifications/initialized"));
-    assert_eq!(ack.status, 202);
-    session
-}
-
-/// Starts `tools/call py__roots` on a fresh connection and reads the event stream up to the
-/// gateway's `roots/list` request; returns the connection and the request.
-fn call_until_asked(gw: &Gateway, session: &Session) -> (Conn, SseParser, Value) {
-    let mut conn = Conn::connect(&gw.mcp_addr);
-    conn.set_read_timeout(Duration::from_secs(30));
-    let call = rpc(
-        7,
-        "tools/call",
-        json!({"name": "py__roots", "arguments": {}}),
-    );
-    conn.send(&session.post(&gw.mcp_path(), &call).to_bytes());
-    let head = conn.read_head();
-    assert_eq!(head.status, 200, "{head:?}");
-    assert_eq!(head.header("content-type"), Some("text/event-stream"));
-    let mut parser = SseParser::default();
-    while let Some(item) = conn.next_sse(&mut parser).expect("read the event stream") {
-        let SseItem::Event(event) = item else {
-            continue;
-        };
-        let message: Value = serde_json::from_str(&event.data).expect("json event");
-        assert_eq!(message["method"], "roots/list", "{message}");
-        assert!(
-            message["id"]
-                .as_str()
-                .is_some_and(|id| id.starts_with("sgr-")),
-            "{message}"
-        );
-        return (conn, parser, message);
-    }
-    panic!("the call's stream ended before the roots/list request");
-}
-
-/// The call's answer: the rest of its event stream's last event.
-fn read_answer(conn: &mut Conn, parser: &mut SseParser) -> Value {
-    let mut answer = None;
-    while let Some(item) = conn.next_sse(parser).expect("read the event stream") {
-        if let SseItem::Event(event) = item {
-            answer = Some(serde_json::from_str::<Value>(&event.data).expect("json"));
-        }
-    }
-    answer.expect("the stream ended without the call's answer")
-}
-
 #[test]
 fn input_requests_end_with_the_call_when_its_client_is_silent_or_leaves() {
     let py = PythonUpstream::http("py", false);
@@ -283,7 +214,7 @@ fn input_requests_end_with_the_call_when_its_client_is_silent_or_leaves() {
     let session = open_roots_session(&gw);
 
     // Answered on the wire: the final answer is a session-era result, no resultType.
-    let (mut conn, mut parser, request) = call_until_asked(&gw, &session);
+    let (mut conn, mut parser, request) = call_until_asked(&gw, &session, "py__roots");
     let roots = json!({"roots": [{"uri": "file:///wire", "name": "wire"}]});
     let reply = json!({"jsonrpc": "2.0", "id": request["id"], "result": roots});
     assert_eq!(gw.session_call(&session, &reply).status, 202);
@@ -297,7 +228,7 @@ fn input_requests_end_with_the_call_when_its_client_is_silent_or_leaves() {
     wait_idle(&gw);
 
     // Silent: the call's deadline ends it, with an error naming the wait.
-    let (mut conn, mut parser, _) = call_until_asked(&gw, &session);
+    let (mut conn, mut parser, _) = call_until_asked(&gw, &session, "py__roots");
     let answer = read_answer(&mut conn, &mut parser);
     assert_eq!(answer["id"], 7, "{answer}");
     let message = answer["error"]["message"].as_str().unwrap_or_default();
@@ -308,7 +239,7 @@ fn input_requests_end_with_the_call_when_its_client_is_silent_or_leaves() {
     wait_idle(&gw);
 
     // Gone: closing the stream cancels the call and forgets its input request.
-    let (conn, _, request) = call_until_asked(&gw, &session);
+    let (conn, _, request) = call_until_asked(&gw, &session, "py__roots");
     let status = gw.status();
     assert_eq!(pending_sum(&status, "input_calls"), 1, "{status:#}");
     assert_eq!(pending_sum(&status, "relayed_requests"), 1, "{status:#}");

@@ -10,10 +10,18 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::calls::inflight::CallState;
-use crate::wire::jsonrpc::{self, Message, Outcome, RpcError};
+use crate::wire::jsonrpc::{self, Outcome, RpcError};
 
 /// The client's answer to one input request: its result, or the error it answered with.
 pub type InputAnswer = Result<Box<RawValue>, RpcError>;
+
+/// The answer a client's response `outcome` gives.
+pub fn answer_of(outcome: &Outcome<'_>) -> InputAnswer {
+    match outcome {
+        Outcome::Result(result) => Ok((*result).to_owned()),
+        Outcome::Error(error) => Err(client_error(error)),
+    }
+}
 
 /// The answers to one round of input requests, as they arrive from the client.
 pub struct InputRound {
@@ -38,19 +46,8 @@ impl InputRound {
         }
     }
 
-    /// Takes the client's response `message` to request `slot` of the round.
-    pub fn answer(&self, slot: u32, message: &[u8]) {
-        let answer = match jsonrpc::parse(message) {
-            Ok(Message::Response {
-                outcome: Outcome::Result(result),
-                ..
-            }) => Ok(result.to_owned()),
-            Ok(Message::Response {
-                outcome: Outcome::Error(error),
-                ..
-            }) => Err(client_error(error)),
-            _ => return,
-        };
+    /// Takes the client's `answer` to request `slot` of the round.
+    pub fn answer(&self, slot: u32, answer: InputAnswer) {
         let bytes = answer.as_ref().map_or(0, |result| result.get().len());
         // Past the budget the answer is dropped, not held: the round ends with an error.
         match self.call.charge(bytes) {
@@ -67,19 +64,16 @@ impl InputRound {
         }
     }
 
-    /// The answers, in request order; each `Some` once [`InputRound::complete`] said so.
-    pub fn take_answers(&self) -> Vec<Option<InputAnswer>> {
-        self.answers.take()
-    }
-
-    /// Waits until every request is answered or an answer overflowed the budget (`false`).
-    pub async fn complete(&self) -> bool {
+    /// Waits until every request is answered, and takes the answers in slot order; `None`
+    /// when an answer overflowed the budget.
+    pub async fn complete(&self) -> Option<Vec<InputAnswer>> {
         poll_fn(|cx| {
             if self.overflowed.get() {
-                return Poll::Ready(false);
+                return Poll::Ready(None);
             }
-            if self.answers.borrow().iter().all(Option::is_some) {
-                return Poll::Ready(true);
+            let mut answers = self.answers.borrow_mut();
+            if answers.iter().all(Option::is_some) {
+                return Poll::Ready(Some(answers.iter_mut().filter_map(Option::take).collect()));
             }
             self.waker.set(Some(cx.waker().clone()));
             Poll::Pending
@@ -114,18 +108,30 @@ fn client_error(error: &RawValue) -> RpcError {
 mod tests {
     use super::*;
 
+    fn answer(round: &InputRound, slot: u32, message: &str) {
+        let depth_max = crate::config::bounds::JSON_DEPTH_MAX.default as u32;
+        let Ok(jsonrpc::Message::Response { outcome, .. }) =
+            jsonrpc::parse(message.as_bytes(), depth_max)
+        else {
+            panic!("not a response: {message}");
+        };
+        round.answer(slot, answer_of(&outcome));
+    }
+
     #[test]
     fn a_round_completes_when_every_slot_is_answered_within_the_call_budget() {
         let call = Rc::new(CallState::new(64));
         let round = InputRound::new(call.clone(), 2);
-        round.answer(
+        answer(
+            &round,
             1,
-            br#"{"jsonrpc":"2.0","id":"sgr-0-1","result":{"roots":[]}}"#,
+            r#"{"jsonrpc":"2.0","id":"sgr-0-1","result":{"roots":[]}}"#,
         );
         assert!(round.answers.borrow()[0].is_none());
-        round.answer(
+        answer(
+            &round,
             0,
-            br#"{"jsonrpc":"2.0","id":"sgr-0-0","error":{"code":-1,"message":"no"}}"#,
+            r#"{"jsonrpc":"2.0","id":"sgr-0-0","error":{"code":-1,"message":"no"}}"#,
         );
         let answers = round.answers.borrow();
         assert_eq!(
@@ -139,7 +145,7 @@ mod tests {
             r#"{{"jsonrpc":"2.0","id":"sgr-0-2","result":{{"t":"{}"}}}}"#,
             "x".repeat(64)
         );
-        round.answer(0, big.as_bytes());
+        answer(&round, 0, &big);
         assert!(round.overflowed.get());
         drop(round);
         assert!(call.charge(64), "a dropped round releases what it charged");

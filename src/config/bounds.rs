@@ -64,6 +64,14 @@ pub const MESH_MESSAGES_MAX: Bound = Bound::new(256, 1, 65_536);
 pub const FORWARDED_REQUESTS_MAX: Bound = Bound::new(256, 1, 65_536);
 /// `limits.sse_keepalive_interval_ms`.
 pub const SSE_KEEPALIVE_INTERVAL_MS: Bound = Bound::new(15_000, 100, 600_000);
+/// `limits.json_depth_max`. The floor leaves room for the tool schemas of a `tools/list`
+/// result; the top stays below the deepest tree serde_json reads, so no later parse of a
+/// message the gateway accepted can fail for its depth.
+pub const JSON_DEPTH_MAX: Bound = Bound::new(64, 16, 120);
+
+/// Containers serde_json reads into a tree, one inside the other, before it refuses with
+/// "recursion limit exceeded" (its limit of 128 counts the refusing one); a test pins it.
+pub const SERDE_JSON_DEPTH_MAX: i64 = 127;
 
 /// `sessions.sessions_max`.
 pub const SESSIONS_MAX: Bound = Bound::new(10_000, 1, 10_000_000);
@@ -162,6 +170,7 @@ const _: () = assert!(GENERATIONS.max <= u32::MAX as i64);
 const _: () = assert!(RETRY_AFTER_S.max <= u32::MAX as i64);
 const _: () = assert!(PENDING_MAX.max <= u32::MAX as i64);
 const _: () = assert!(INPUT_ROUNDS_MAX.max <= u32::MAX as i64);
+const _: () = assert!(JSON_DEPTH_MAX.max < SERDE_JSON_DEPTH_MAX);
 const _: () = assert!(PENDING_PER_UPSTREAM_MAX.max <= PENDING_MAX.max);
 const _: () = assert!(PENDING_PER_UPSTREAM_MAX.default <= PENDING_MAX.default);
 const _: () = assert!(REQUEST_ID_BYTES_MAX.max <= u32::MAX as i64);

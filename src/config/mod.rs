@@ -150,6 +150,13 @@ pub struct Limits {
     /// Period of `:` comment frames on idle SSE streams. Default 15000 ms: below the 30–60 s idle
     /// timeouts of common proxies, so streams survive them. Reserves no memory.
     pub sse_keepalive_interval_ms: u64,
+    /// How deep containers (objects and arrays) may nest in one JSON-RPC message, the
+    /// message's own object counting as one; a client's deeper message is refused
+    /// (`JsonTooDeep`, 400), an upstream's deeper one fails the call it belongs to. Default
+    /// 64: MCP messages, tool schemas included, nest a dozen levels or so. Checked in the scan
+    /// every message already gets, so it reserves no memory; it keeps every later parse of an
+    /// accepted message within what serde_json reads (range 16..=120).
+    pub json_depth_max: u32,
 }
 
 /// `[sessions]`; all per shard.
@@ -522,6 +529,7 @@ impl Config {
             "limits.sse_keepalive_interval_ms",
             &limits.sse_keepalive_interval_ms,
         );
+        line("limits.json_depth_max", &limits.json_depth_max);
         let sessions = &self.sessions;
         line("sessions.sessions_max", &sessions.sessions_max);
         line(

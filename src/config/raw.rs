@@ -102,6 +102,7 @@ pub(crate) struct RawLimits {
     pub mesh_messages_max: i64,
     pub forwarded_requests_max: i64,
     pub sse_keepalive_interval_ms: i64,
+    pub json_depth_max: i64,
 }
 
 impl Default for RawLimits {
@@ -118,6 +119,7 @@ impl Default for RawLimits {
             mesh_messages_max: bounds::MESH_MESSAGES_MAX.default,
             forwarded_requests_max: bounds::FORWARDED_REQUESTS_MAX.default,
             sse_keepalive_interval_ms: bounds::SSE_KEEPALIVE_INTERVAL_MS.default,
+            json_depth_max: bounds::JSON_DEPTH_MAX.default,
         }
     }
 }

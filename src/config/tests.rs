@@ -186,6 +186,21 @@ fn all_validation_errors_are_reported_together() {
 }
 
 #[test]
+fn json_depth_max_stays_below_the_depth_serde_json_reads() {
+    let config = Config::from_toml_str("[limits]\njson_depth_max = 120\n", "t.toml").unwrap();
+    assert_eq!(config.limits.json_depth_max, 120);
+    assert_eq!(Config::default().limits.json_depth_max, 64);
+    for value in [128, 15] {
+        let text = format!("[limits]\njson_depth_max = {value}\n");
+        let errors = Config::from_toml_str(&text, "t.toml").unwrap_err();
+        assert_eq!(
+            errors.to_string(),
+            format!("t.toml: limits.json_depth_max = {value} is out of range (accepted 16..=120)")
+        );
+    }
+}
+
+#[test]
 fn type_errors_in_different_sections_are_all_reported() {
     let keys = keys_of("[limits]\nconnections_max = \"many\"\n[epoch]\ntick_ms = true\n");
     assert_eq!(keys, ["epoch.tick_ms", "limits.connections_max"]);

@@ -357,6 +357,11 @@ impl Checker<'_> {
                 raw.sse_keepalive_interval_ms,
                 b::SSE_KEEPALIVE_INTERVAL_MS,
             ),
+            json_depth_max: self.number(
+                "limits.json_depth_max",
+                raw.json_depth_max,
+                b::JSON_DEPTH_MAX,
+            ),
         }
     }
 

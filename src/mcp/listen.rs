@@ -99,6 +99,7 @@ impl Subscription {
     /// The last frame when the gateway ends the stream: the listen request's `complete` result.
     pub fn closing(&self) -> Vec<u8> {
         let result = format!(r#"{{"resultType":"complete","_meta":{}}}"#, self.meta());
+        // Literals around the request's id, which the envelope checked is a string or integer.
         let result = RawValue::from_string(result).expect("built from valid JSON");
         jsonrpc::result_bytes(&self.id, &result)
     }
@@ -108,6 +109,7 @@ impl Subscription {
     }
 }
 
+/// `params`: literals around [`Subscription::meta`], valid JSON as `closing`'s.
 fn notification(method: &str, params: &str) -> Vec<u8> {
     let params = RawValue::from_string(params.to_owned()).expect("built from valid JSON");
     jsonrpc::notification_bytes(method, Some(&params))

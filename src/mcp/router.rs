@@ -11,6 +11,7 @@
 //! Ownership: one router per shard, built from the config at start-up; its links, catalogue and
 //! pending table are that shard's.
 
+use crate::wire::jsonrpc::Outcome;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -22,6 +23,7 @@ use serde_json::{json, Map, Value};
 use crate::calls::inflight::{
     CallFailure, CallItem, CallState, ClientRoute, InFlight, ServerRequests,
 };
+use crate::calls::input_round::answer_of;
 use crate::calls::pending::{PendingLimits, PendingRefusal};
 use crate::config::Config;
 use crate::support::clock::ShardClock;
@@ -98,6 +100,14 @@ pub struct Probe {
     pub required_down: Vec<String>,
     /// Whether merged names collide, naming them.
     pub collisions: Result<(), String>,
+}
+
+/// What a client answered a request of an upstream with.
+pub enum ClientAnswer<'a> {
+    /// Its response: the outcome read from it, and the message as it came.
+    Sent(&'a Outcome<'a>, &'a [u8]),
+    /// A response the gateway refused (nested too deep): the error it stands for.
+    Refused(RpcError),
 }
 
 /// How the router answers.
@@ -245,9 +255,10 @@ impl RouterState {
     /// The JSON-RPC error a client gets for a call that ended without an answer.
     fn client_error(&self, link: &UpstreamLink, failure: CallFailure) -> RpcError {
         let name = link.name();
+        // A `Value` always prints as valid JSON.
         let data = |reason: &str| {
             RawValue::from_string(json!({ "upstream": name, "reason": reason }).to_string())
-                .expect("valid JSON")
+                .expect("a Value prints as valid JSON")
         };
         match failure {
             CallFailure::Rpc(error) => error,
@@ -327,7 +338,13 @@ impl Router {
             .iter()
             .enumerate()
             .map(|(index, upstream)| {
-                UpstreamLink::new(index as u16, upstream, config.sessions.sessions_max).map(Rc::new)
+                UpstreamLink::new(
+                    index as u16,
+                    upstream,
+                    config.sessions.sessions_max,
+                    config.limits.json_depth_max,
+                )
+                .map(Rc::new)
             })
             .collect::<Result<Vec<_>, String>>()?;
         let pending = &config.pending;
@@ -637,7 +654,8 @@ impl Router {
         Value::Object(capabilities).to_string()
     }
 
-    fn instructions(&self) -> String {
+    /// The `instructions` of `initialize` and `server/discover`, as a JSON string.
+    fn instructions_json(&self) -> String {
         let names: Vec<String> = self
             .state
             .links
@@ -652,10 +670,12 @@ impl Router {
                 ),
             })
             .collect();
-        format!(
+        let text = format!(
             "shardgate serves the tools, prompts and resources of these MCP servers as one: {}.",
             names.join(", ")
-        )
+        );
+        // Every `str` serializes.
+        serde_json::to_string(&text).expect("a string serializes")
     }
 
     /// The `initialize` result for a session-era client at the negotiated `version`.
@@ -665,7 +685,7 @@ impl Router {
             version.as_str(),
             self.capabilities_json(),
             self.server_info,
-            serde_json::to_string(&self.instructions()).expect("a string serializes"),
+            self.instructions_json(),
         ))
     }
 
@@ -703,20 +723,31 @@ impl Router {
     /// A client's answer to a request relayed from an upstream: back to that upstream under
     /// the id it gave, or to the call that asked it for a 2026-07-28 upstream's input. An
     /// answer nobody waits for (its call ended) is dropped.
-    pub fn client_response(&self, route: ClientRoute, id: &RawValue, message: &[u8]) {
+    pub fn client_response(&self, route: ClientRoute, id: &RawValue, answer: ClientAnswer<'_>) {
         let state = &self.state;
         if let Some((round, slot)) = state.server_requests.take_input(route, id.get()) {
-            round.answer(slot, message);
+            let answer = match answer {
+                ClientAnswer::Sent(outcome, _) => answer_of(outcome),
+                ClientAnswer::Refused(error) => Err(error),
+            };
+            round.answer(slot, answer);
             return;
         }
         let Some(request) = state.server_requests.take(route, id.get()) else {
             return;
         };
-        let Ok(restored) = crate::calls::pending::restore_response_id(
-            message,
-            request.upstream_id.get().as_bytes(),
-        ) else {
-            return;
+        let upstream_id = &request.upstream_id;
+        let restored = match answer {
+            ClientAnswer::Sent(_, message) => {
+                let id = upstream_id.get().as_bytes();
+                match crate::calls::pending::restore_response_id(message, id) {
+                    Ok(restored) => restored,
+                    Err(_) => return,
+                }
+            }
+            ClientAnswer::Refused(error) => {
+                jsonrpc::error_bytes(Some(upstream_id), error.code, &error.message, None)
+            }
         };
         let link = state.links[usize::from(request.upstream)].clone();
         glommio::spawn_local(async move { link.respond(&restored, request.client).await }).detach();
@@ -749,6 +780,9 @@ impl Router {
     /// A routed method (`tools/call`, `prompts/get`, `resources/read`,
     /// `completion/complete`) whose params the caller already read.
     pub fn call_routed(&self, method: &str, params: &CallParams<'_>, client: Client<'_>) -> Answer {
+        let Some(method) = ROUTED_METHODS.into_iter().find(|m| *m == method) else {
+            return Answer::Now(Err(RpcError::method_not_found(method)));
+        };
         let state = &self.state;
         let Routing { kind, merged, .. } = params.routing();
         let route = state.routes.borrow().route(*kind, merged);
@@ -824,7 +858,7 @@ impl Router {
             BridgedCall {
                 link: link.clone(),
                 id,
-                method: call_method(method),
+                method,
                 params: upstream_params,
                 // The stateless era mirrors `params.name` or `params.uri` in `Mcp-Name`.
                 name: (method != "completion/complete").then_some(route.original),
@@ -918,8 +952,7 @@ impl Router {
         let supported = ProtocolVersion::SUPPORTED_JSON;
         let capabilities = self.capabilities_json();
         let info = &self.server_info;
-        let instructions =
-            serde_json::to_string(&self.instructions()).expect("a string serializes");
+        let instructions = self.instructions_json();
         raw(format!(
             r#"{{"supportedVersions":{supported},"capabilities":{capabilities},"serverInfo":{info},"instructions":{instructions},"ttlMs":{DISCOVER_TTL_MS},"cacheScope":"public","_meta":{{"io.modelcontextprotocol/serverInfo":{info}}}}}"#
         ))
@@ -946,14 +979,6 @@ async fn arrived(
             link.name()
         )),
     }
-}
-
-/// `method` as the static name of the routed method it is.
-fn call_method(method: &str) -> &'static str {
-    ROUTED_METHODS
-        .into_iter()
-        .find(|m| *m == method)
-        .expect("only routed methods are called upstream")
 }
 
 /// Runs one call on its upstream and settles its state, unless the deadline or the client got
@@ -1047,6 +1072,8 @@ fn offered(lists: &[Option<Box<RawValue>>; 4]) -> String {
     counted.collect::<Vec<_>>().join(", ")
 }
 
+/// The router's own answers as raw values. It writes them from literals, values it printed
+/// with serde_json and strings it escaped, never from text it was sent, so they are valid JSON.
 fn raw(json: String) -> Box<RawValue> {
     RawValue::from_string(json).expect("the router renders valid JSON")
 }

@@ -6,6 +6,9 @@
 //! carry the request over the mesh. State it touches (the session table) belongs to the shard
 //! that calls it.
 
+use crate::mcp::router::ClientAnswer;
+use crate::wire::jsonrpc::EnvelopeError;
+use crate::wire::jsonrpc::EnvelopeErrorKind;
 use std::borrow::Cow;
 
 use serde_json::value::RawValue;
@@ -327,17 +330,56 @@ impl Endpoint {
         if request.method != HttpMethod::Post {
             return self.stream_or_delete(request, sessions, now_ms);
         }
-        let message = jsonrpc::parse(request.body).map_err(|e| {
-            let refused = Refused::new(RefusalReason::InvalidJsonRpc, e.code(), e.message());
-            match e.id() {
-                Some(id) => refused.with_id(id),
-                None => refused,
-            }
-        })?;
+        let message = match jsonrpc::parse(request.body, self.config.limits.json_depth_max) {
+            Ok(message) => message,
+            Err(e) => return self.unreadable(request, &e, sessions, now_ms),
+        };
         if is_stateless(&request.headers, &message) {
             return self.stateless(&request.headers, &message).await;
         }
         self.session_era(request, &message, sessions, now_ms).await
+    }
+
+    /// Refuses a body [`jsonrpc::parse`] refused. A session-era client's answer that nests too
+    /// deep is refused too, but first stands as an error answer for the request it answers (on
+    /// the shard that owns the session), so nothing waits for the answer that never comes.
+    fn unreadable(
+        &self,
+        request: &McpRequest<'_>,
+        error: &EnvelopeError<'_>,
+        sessions: &RefCell<SessionTable>,
+        now_ms: u64,
+    ) -> Result<Reply, Refused> {
+        let reason = match error.kind() {
+            EnvelopeErrorKind::TooDeep => RefusalReason::JsonTooDeep,
+            _ => RefusalReason::InvalidJsonRpc,
+        };
+        let refused = Refused::new(reason, error.code(), error.message());
+        let Some(id) = error.id() else {
+            return Err(refused);
+        };
+        let refused = refused.with_id(id);
+        if !error.is_response() {
+            return Err(refused);
+        }
+        let session = match self.owned_session(&request.headers, request.method) {
+            Ok(Ok(session)) => session,
+            Ok(Err(owner)) => return Ok(Reply::Forward { owner }),
+            Err(_) => return Err(refused),
+        };
+        if sessions.borrow_mut().touch(session, now_ms).is_some() {
+            let answer = RpcError::new(
+                jsonrpc::INVALID_REQUEST,
+                format!(
+                    "the gateway refused the client's answer: {}",
+                    error.message()
+                ),
+            );
+            let route = ClientRoute::Session(session.secret);
+            self.router
+                .client_response(route, id, ClientAnswer::Refused(answer));
+        }
+        Err(refused)
     }
 
     /// Finds the session a session-era request (`method`) names; `Err(Forward)` style replies
@@ -448,8 +490,12 @@ impl Endpoint {
                 }
                 return Ok(HttpReply::empty(202));
             }
-            Message::Response { id: Some(id), .. } => {
-                self.router.client_response(route, id, request.body);
+            Message::Response {
+                id: Some(id),
+                outcome,
+            } => {
+                let answer = ClientAnswer::Sent(outcome, request.body);
+                self.router.client_response(route, id, answer);
                 return Ok(HttpReply::empty(202));
             }
             _ => return Ok(HttpReply::empty(202)),
@@ -732,6 +778,7 @@ fn check_stateless_version(meta: &Meta<'_>) -> Result<(), Refused> {
     if ProtocolVersion::parse(requested).is_some_and(|v| v.is_stateless()) {
         return Ok(());
     }
+    // Every `str` serializes.
     let requested_json = serde_json::to_string(requested).expect("a string serializes");
     let data = format!(
         r#"{{"supported":{},"requested":{requested_json}}}"#,

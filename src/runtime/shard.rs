@@ -559,6 +559,7 @@ impl Shard {
                         .copied()
                         .unwrap_or(0),
                     unroutable_total: stats.unroutable_total,
+                    messages_too_deep_total: stats.messages_too_deep_total,
                     server_requests_refused_total: stats.server_requests_refused_total,
                     pool: stats.pool,
                     stdio: stats.stdio,

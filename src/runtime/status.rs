@@ -78,6 +78,8 @@ pub struct UpstreamStatus {
     pub in_flight: u32,
     /// Messages from it that no request or client could take.
     pub unroutable_total: u64,
+    /// Messages from it refused for nesting deeper than `limits.json_depth_max`.
+    pub messages_too_deep_total: u64,
     /// Requests it sent to clients that the gateway answered with an error.
     pub server_requests_refused_total: u64,
     pub pool: Option<crate::upstream::pool::PoolStats>,

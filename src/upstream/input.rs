@@ -23,6 +23,8 @@
 //! per-call budget as the call's waiting events; time, the call's deadline. Past a bound the
 //! call ends with an error naming the key.
 
+use crate::calls::input_round::InputRound;
+use crate::wire::capabilities::InputCapabilities;
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::rc::Rc;
@@ -33,13 +35,11 @@ use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use crate::calls::inflight::{CallFailure, CallState, ClientRoute, ServerRequests};
-use crate::calls::input_round::InputRound;
 use crate::support::deadline;
 use crate::upstream::link::{CallOutcome, UpstreamLink};
-use crate::wire::capabilities::InputCapabilities;
 use crate::wire::ids::UpstreamRequestId;
 use crate::wire::jsonrpc::{self, RpcError};
-use crate::wire::members::Members;
+use crate::wire::members::{member_key, write_json_str, Members};
 
 /// The methods an upstream may ask a client for input with.
 const INPUT_METHODS: [&str; 3] = ["sampling/createMessage", "elicitation/create", "roots/list"];
@@ -212,7 +212,7 @@ impl InputBridge {
         call: &BridgedCall,
         requests: &ServerRequests,
         asked: &InputRequired<'_>,
-    ) -> Result<Value, CallFailure> {
+    ) -> Result<Vec<u8>, CallFailure> {
         for request in &asked.requests {
             if let Some((required, name)) =
                 call.capabilities.missing(&request.method, request.params)
@@ -221,8 +221,7 @@ impl InputBridge {
             }
         }
         let round = Rc::new(InputRound::new(call.state.clone(), asked.requests.len()));
-        for (slot, request) in asked.requests.iter().enumerate() {
-            let slot = slot as u32;
+        for (slot, request) in (0..).zip(&asked.requests) {
             let Some(id) = requests.register_input(call.id, call.client, &round, slot) else {
                 return Err(registry_full(call, requests));
             };
@@ -231,28 +230,16 @@ impl InputBridge {
                 return Err(stream_full(call));
             }
         }
-        let answered = deadline::race(call.deadline, round.complete()).await;
-        match answered {
+        let answers = match deadline::race(call.deadline, round.complete()).await {
             None => return Err(timed_out(call)),
-            Some(false) => return Err(answers_too_large(call)),
-            Some(true) => {}
-        }
-        let mut responses = Map::new();
-        let answers = round.take_answers();
+            Some(None) => return Err(answers_too_large(call)),
+            Some(Some(answers)) => answers,
+        };
+        let mut results = Vec::with_capacity(answers.len());
         for (request, answer) in asked.requests.iter().zip(answers) {
-            let answer = answer.expect("a complete round has every answer");
-            let result = answer.map_err(|error| answered_error(call, request, error))?;
-            let value: Value = serde_json::from_str(result.get()).expect("results are JSON");
-            responses.insert(request.key.clone(), value);
+            results.push(answer.map_err(|error| answered_error(call, request, error))?);
         }
-        // Read into a tree only here, on a retry: the first request went out as written.
-        let mut params: Map<String, Value> =
-            serde_json::from_slice(&call.params).expect("the gateway wrote the params object");
-        params.insert("inputResponses".into(), Value::Object(responses));
-        if let Some(state) = &asked.request_state {
-            params.insert("requestState".into(), Value::String(state.clone()));
-        }
-        Ok(Value::Object(params))
+        retry_params(&call.params, asked, &results).ok_or_else(|| unwritable_retry(call))
     }
 
     fn rounds_exceeded(&self, call: &BridgedCall) -> CallFailure {
@@ -271,6 +258,54 @@ impl InputBridge {
     }
 }
 
+/// The params of a retry: the call's first params (less any `inputResponses` or
+/// `requestState` of their own), then the client's `results` by input key and the upstream's
+/// state. Written from raw members, so nothing the client or the upstream sent is read into a
+/// tree. `None` only if `first` is not the JSON object the gateway wrote.
+fn retry_params(
+    first: &[u8],
+    asked: &InputRequired<'_>,
+    results: &[Box<RawValue>],
+) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(first).ok()?;
+    let first = Members::read_text(text)?;
+    let answers_len: usize = results.iter().map(|r| r.get().len() + 8).sum();
+    let mut out = Vec::with_capacity(text.len() + answers_len + 64);
+    let mut first_member = true;
+    out.push(b'{');
+    let own = |key: &str| matches!(key, "inputResponses" | "requestState");
+    for (key, value) in first.iter().filter(|(key, _)| !own(key)) {
+        member_key(&mut out, key, &mut first_member);
+        out.extend_from_slice(value.get().as_bytes());
+    }
+    member_key(&mut out, "inputResponses", &mut first_member);
+    let mut first_answer = true;
+    out.push(b'{');
+    for (request, result) in asked.requests.iter().zip(results) {
+        member_key(&mut out, &request.key, &mut first_answer);
+        out.extend_from_slice(result.get().as_bytes());
+    }
+    out.push(b'}');
+    if let Some(state) = &asked.request_state {
+        member_key(&mut out, "requestState", &mut first_member);
+        write_json_str(&mut out, state);
+    }
+    out.push(b'}');
+    Some(out)
+}
+
+/// The call's first params could not be read back (see [`retry_params`]).
+fn unwritable_retry(call: &BridgedCall) -> CallFailure {
+    let message = format!(
+        "cannot retry the call to upstream {} with the client's answers: its params are not \
+         the JSON object the gateway sent",
+        call.link.name()
+    );
+    CallFailure::Rpc(
+        RpcError::new(jsonrpc::INTERNAL_ERROR, message).with_data(data(call, json!({}))),
+    )
+}
+
 /// `{"upstream": <name>, ...extra}` as error data.
 fn data(call: &BridgedCall, extra: Value) -> Box<RawValue> {
     let mut data = Map::new();
@@ -278,7 +313,8 @@ fn data(call: &BridgedCall, extra: Value) -> Box<RawValue> {
     if let Value::Object(extra) = extra {
         data.extend(extra);
     }
-    RawValue::from_string(Value::Object(data).to_string()).expect("valid JSON")
+    // A `Value` always prints as valid JSON.
+    RawValue::from_string(Value::Object(data).to_string()).expect("a Value prints as valid JSON")
 }
 
 fn upstream_failure(call: &BridgedCall, reason: &str) -> CallFailure {
@@ -368,18 +404,8 @@ fn answered_error(call: &BridgedCall, request: &InputRequest<'_>, error: RpcErro
 
 /// `{"jsonrpc":"2.0","id":<id>,"method":<method>,"params":<params>}` for the client.
 fn request_bytes(id: &str, method: &str, params: Option<&RawValue>) -> Vec<u8> {
-    let params = params.map_or("", RawValue::get);
-    let mut out = Vec::with_capacity(64 + id.len() + method.len() + params.len());
-    out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
-    out.extend_from_slice(id.as_bytes());
-    out.extend_from_slice(b",\"method\":");
-    serde_json::to_writer(&mut out, method).expect("a string serializes");
-    if !params.is_empty() {
-        out.extend_from_slice(b",\"params\":");
-        out.extend_from_slice(params.as_bytes());
-    }
-    out.push(b'}');
-    out
+    let params = params.map(|p| p.get().as_bytes());
+    jsonrpc::request_bytes(id.as_bytes(), method, params)
 }
 
 #[cfg(test)]
@@ -389,6 +415,8 @@ mod tests {
     fn raw(text: &str) -> Box<RawValue> {
         RawValue::from_string(text.to_owned()).unwrap()
     }
+
+    /// Gives `round` the client's response `message` to request `slot`.
 
     #[test]
     fn only_an_input_required_result_is_read_as_one() {
@@ -427,6 +455,33 @@ mod tests {
             reason.contains("\"k\"") && reason.contains("tools/call"),
             "{reason}"
         );
+    }
+
+    #[test]
+    fn a_retry_carries_the_first_params_and_the_answers_as_they_came() {
+        let asked = raw(
+            r#"{"resultType":"input_required","requestState":"s\"1","inputRequests":{
+                "b":{"method":"roots/list"},"a":{"method":"roots/list"}}}"#,
+        );
+        let asked = input_required(&asked).unwrap().unwrap();
+        // Numbers past an f64 and the client's own `inputResponses` neither fail nor pass.
+        let first =
+            br#"{"name":"t","arguments":{"n":1e400},"inputResponses":{"old":1},"_meta":{}}"#;
+        let results = [
+            raw(r#"{"roots":[],"x":1e400}"#),
+            raw(r#"{"roots":[{"uri":"file:///"}]}"#),
+        ];
+        let params = retry_params(first, &asked, &results).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&params).unwrap(),
+            r#"{"name":"t","arguments":{"n":1e400},"_meta":{},"inputResponses":{"a":{"roots":[],"x":1e400},"b":{"roots":[{"uri":"file:///"}]}},"requestState":"s\"1"}"#
+        );
+        let state_only = raw(r#"{"resultType":"input_required","requestState":"x"}"#);
+        let state_only = input_required(&state_only).unwrap().unwrap();
+        let params = retry_params(b"{}", &state_only, &[]).unwrap();
+        assert_eq!(params, br#"{"inputResponses":{},"requestState":"x"}"#);
+        assert!(retry_params(b"[1]", &asked, &results).is_none());
+        assert!(retry_params(b"{\xff}", &asked, &results).is_none());
     }
 
     #[test]

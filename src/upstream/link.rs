@@ -33,6 +33,8 @@
 
 mod listen;
 
+use crate::wire::jsonrpc::EnvelopeError;
+use crate::wire::jsonrpc::EnvelopeErrorKind;
 pub use listen::{ListenState, ListenStats};
 
 use std::cell::{Cell, RefCell};
@@ -142,6 +144,8 @@ pub struct UpstreamLink {
     /// Index in `[[upstreams]]`.
     pub index: u16,
     pub config: config::Upstream,
+    /// `limits.json_depth_max`: what it sends nests at most this deep.
+    json_depth_max: u32,
     kind: LinkKind,
     breaker: RefCell<Breaker>,
     /// The upstream's `capabilities` from its last handshake; `None` while it is down.
@@ -161,6 +165,7 @@ pub struct UpstreamLink {
     lists_ttl: ListsTtl,
     control_next: Cell<u64>,
     unroutable_total: Cell<u64>,
+    messages_too_deep_total: Cell<u64>,
     server_requests_refused_total: Cell<u64>,
 }
 
@@ -244,6 +249,7 @@ pub struct LinkStats {
     pub breaker_opened_total: u64,
     pub breaker_refused_total: u64,
     pub unroutable_total: u64,
+    pub messages_too_deep_total: u64,
     pub server_requests_refused_total: u64,
     pub last_error: Option<String>,
     pub pool: Option<crate::upstream::pool::PoolStats>,
@@ -259,11 +265,13 @@ pub struct LinkStats {
 
 impl UpstreamLink {
     /// Builds the link; `http` resolves its URL (and, per_client, reserves a table for
-    /// `client_sessions_max` client sessions), `stdio` starts its child.
+    /// `client_sessions_max` client sessions), `stdio` starts its child. Its messages are held
+    /// to `json_depth_max`.
     pub fn new(
         index: u16,
         upstream: &config::Upstream,
         client_sessions_max: u32,
+        json_depth_max: u32,
     ) -> Result<UpstreamLink, String> {
         let name = &upstream.name;
         let kind = match &upstream.kind {
@@ -305,6 +313,7 @@ impl UpstreamLink {
         Ok(UpstreamLink {
             index,
             config: upstream.clone(),
+            json_depth_max,
             kind,
             breaker: RefCell::new(Breaker::new(
                 upstream.breaker_failures,
@@ -319,6 +328,7 @@ impl UpstreamLink {
             lists_ttl: ListsTtl::default(),
             control_next: Cell::new(0),
             unroutable_total: Cell::new(0),
+            messages_too_deep_total: Cell::new(0),
             server_requests_refused_total: Cell::new(0),
         })
     }
@@ -539,10 +549,7 @@ impl UpstreamLink {
                 break;
             }
         }
-        let text = serde_json::to_string(&items).expect("values serialize");
-        Ok(Some(
-            RawValue::from_string(text).expect("serialized JSON is valid"),
-        ))
+        Ok(Some(to_raw(&Value::Array(items))))
     }
 
     /// Asks the breaker whether a call may go out now.
@@ -642,14 +649,15 @@ impl UpstreamLink {
     }
 
     /// Sends `call` again with `params` carrying the client's input (`inputResponses`,
-    /// `requestState`), as retry `round` of it: a new request under a wire id of its own
-    /// (`"sg-<id>-input-<round>"`, since a retry must not reuse the first request's id), with
-    /// what is left of the call's deadline. Notifications about it reach the call's client.
+    /// `requestState`; JSON text, the gateway's `_meta` in as in the first request), as retry
+    /// `round` of it: a new request under a wire id of its own (`"sg-<id>-input-<round>"`,
+    /// since a retry must not reuse the first request's id), with what is left of the call's
+    /// deadline. Notifications about it reach the call's client.
     pub async fn retry(
         &self,
         call: &BridgedCall,
         round: u32,
-        params: Value,
+        params: Vec<u8>,
         requests: &ServerRequests,
     ) -> CallOutcome {
         let LinkKind::Http(http) = &self.kind else {
@@ -665,13 +673,19 @@ impl UpstreamLink {
         let token = call.client_token.as_deref();
         let mut on_event =
             |message: &[u8]| self.relay(message, call.id, token, &call.state, requests);
-        self.http_request(
+        let body = raw_request_body(wire_id.as_bytes(), call.method, &params);
+        let mirrored = Mirrored {
+            method: call.method,
+            name: call.name.as_deref(),
+            params: &call.param_headers,
+        };
+        self.http_send(
             http,
             wire_id.as_bytes(),
-            call.method,
-            Some(params),
+            &body,
+            mirrored,
             // The 2026-07-28 era has no sessions: the shared scope.
-            (timeout_ms, &call.param_headers, SessionScope::Shared),
+            (timeout_ms, SessionScope::Shared),
             &mut on_event,
         )
         .await
@@ -703,7 +717,7 @@ impl UpstreamLink {
                     id.as_bytes(),
                     method,
                     params,
-                    (self.control_timeout_ms(), &[], SessionScope::Shared),
+                    (self.control_timeout_ms(), SessionScope::Shared),
                     &mut |message| self.unrelayed(message),
                 )
                 .await
@@ -761,7 +775,7 @@ impl UpstreamLink {
                 b"\"sg-discover\"",
                 "server/discover",
                 None,
-                (self.control_timeout_ms(), &[], SessionScope::Shared),
+                (self.control_timeout_ms(), SessionScope::Shared),
                 &mut |message| self.unrelayed(message),
             )
             .await;
@@ -865,25 +879,17 @@ impl UpstreamLink {
     }
 
     /// One of the gateway's own requests over HTTP in the upstream's era, under the session
-    /// `scope` names (see [`UpstreamLink::http_send`]).
-    #[allow(clippy::too_many_arguments)]
+    /// `scope` names (see [`UpstreamLink::http_send`]). None of them names a tool, prompt or
+    /// resource, so nothing is mirrored beyond `Mcp-Method`.
     async fn http_request(
         &self,
         http: &HttpLink,
         id: &[u8],
         method: &str,
         params: Option<Value>,
-        (timeout_ms, param_headers, scope): (u64, &[(String, String)], SessionScope),
+        (timeout_ms, scope): (u64, SessionScope),
         on_event: &mut dyn FnMut(&[u8]) -> Option<Vec<u8>>,
     ) -> CallOutcome {
-        // The name the stateless era mirrors in `Mcp-Name`: `params.name` or `params.uri`.
-        let named = matches!(method, "tools/call" | "prompts/get" | "resources/read");
-        let name = params
-            .as_ref()
-            .filter(|_| named)
-            .and_then(|p| p.get("name").or_else(|| p.get("uri")))
-            .and_then(Value::as_str)
-            .map(str::to_owned);
         let stateless = *http.era.borrow() == UpstreamEra::Stateless;
         let mut params = params;
         if stateless {
@@ -891,11 +897,7 @@ impl UpstreamLink {
         }
         let body = request_body(id, method, params.as_ref());
         drop(params);
-        let mirrored = Mirrored {
-            method,
-            name: name.as_deref(),
-            params: param_headers,
-        };
+        let mirrored = Mirrored::method(method);
         self.http_send(http, id, &body, mirrored, (timeout_ms, scope), on_event)
             .await
     }
@@ -1365,8 +1367,8 @@ impl UpstreamLink {
                     return Ok(Ok(empty_result()));
                 }
                 if status >= 500 {
-                    let said = match answer_of(&response.body, id) {
-                        Some(Err(error)) => format!(": {}", error.message),
+                    let said = match answer_of(&response.body, id, self.json_depth_max) {
+                        Ok(Some(Err(error))) => format!(": {}", error.message),
                         _ => String::new(),
                     };
                     return Err(unavailable(format!(
@@ -1378,9 +1380,10 @@ impl UpstreamLink {
                         "{method} answered HTTP {status} without a body"
                     )));
                 }
-                match answer_of(&response.body, id) {
-                    Some(answer) => Ok(answer),
-                    None => Err(unavailable(self.not_an_answer(method, &response))),
+                match answer_of(&response.body, id, self.json_depth_max) {
+                    Err(too_deep) => Ok(Err(self.refuse_too_deep(&too_deep))),
+                    Ok(Some(answer)) => Ok(answer),
+                    Ok(None) => Err(unavailable(self.not_an_answer(method, &response))),
                 }
             }
             Reply::Stream(mut stream) => {
@@ -1411,8 +1414,11 @@ impl UpstreamLink {
                     if event.data.is_empty() {
                         continue;
                     }
-                    if let Some(answer) = answer_of(&event.data, id) {
-                        return Ok(answer);
+                    // A message too deep to read may be the answer: the request fails with it.
+                    match answer_of(&event.data, id, self.json_depth_max) {
+                        Err(too_deep) => return Ok(Err(self.refuse_too_deep(&too_deep))),
+                        Ok(Some(answer)) => return Ok(answer),
+                        Ok(None) => {}
                     }
                     if let Some(reply) = on_event(&event.data) {
                         // Answered on a connection of its own, as any client POSTs a response.
@@ -1466,7 +1472,7 @@ impl UpstreamLink {
         state: &CallState,
         requests: &ServerRequests,
     ) -> Option<Vec<u8>> {
-        match jsonrpc::parse(message) {
+        match self.parse(message) {
             Ok(Message::Notification { method, .. }) if method == "notifications/progress" => {
                 match client_token.and_then(|t| restore_progress_token(message, t).ok()) {
                     Some(restored) => {
@@ -1512,7 +1518,7 @@ impl UpstreamLink {
     /// For the gateway's own requests: an upstream request gets an error answer, anything else
     /// is counted and dropped.
     fn unrelayed(&self, message: &[u8]) -> Option<Vec<u8>> {
-        match jsonrpc::parse(message) {
+        match self.parse(message) {
             Ok(Message::Notification { method, .. }) if method.ends_with("/list_changed") => {
                 self.announce_lists_changed();
                 None
@@ -1634,7 +1640,13 @@ impl UpstreamLink {
         (inflight, requests): (&InFlight, &ServerRequests),
         now_ms: u64,
     ) {
-        match jsonrpc::parse(message) {
+        let parsed = match self.parse(message) {
+            Err(too_deep) if too_deep.kind() == EnvelopeErrorKind::TooDeep => {
+                return self.route_too_deep(stdio, &too_deep, inflight, now_ms);
+            }
+            parsed => parsed,
+        };
+        match parsed {
             Ok(Message::Response {
                 id: Some(id),
                 outcome,
@@ -1688,6 +1700,56 @@ impl UpstreamLink {
         }
     }
 
+    /// A message from the stdio child too deep to read: when it is an answer whose id came
+    /// first, the request it answers fails with an error naming the limit; anything else is
+    /// only counted (nothing can say which call it was about).
+    fn route_too_deep(
+        &self,
+        stdio: &StdioLink,
+        too_deep: &EnvelopeError<'_>,
+        inflight: &InFlight,
+        now_ms: u64,
+    ) {
+        let Some(id) = too_deep.id().filter(|_| too_deep.is_response()) else {
+            self.count_too_deep();
+            return;
+        };
+        let failure = CallFailure::Rpc(self.refuse_too_deep(too_deep));
+        if let Some(control) = stdio.control.borrow_mut().remove(id.get()) {
+            control.settle(Err(failure));
+            return;
+        }
+        if let Some(state) = inflight.complete(self.index, id, now_ms) {
+            state.settle(Err(failure));
+        }
+    }
+
+    /// `message` from the upstream, read as JSON-RPC: its objects and arrays nest at most
+    /// `limits.json_depth_max` deep.
+    fn parse<'m>(&self, message: &'m [u8]) -> Result<Message<'m>, EnvelopeError<'m>> {
+        jsonrpc::parse(message, self.json_depth_max)
+    }
+
+    /// Counts a message from the upstream refused for nesting too deep.
+    fn count_too_deep(&self) {
+        self.messages_too_deep_total
+            .set(self.messages_too_deep_total.get() + 1);
+    }
+
+    /// Counts a message from the upstream refused for its depth; the error the request it
+    /// came for ends with, naming the upstream and the limit.
+    fn refuse_too_deep(&self, too_deep: &EnvelopeError<'_>) -> RpcError {
+        debug_assert_eq!(too_deep.kind(), EnvelopeErrorKind::TooDeep);
+        self.count_too_deep();
+        let name = self.name();
+        let message = format!(
+            "refused a message from upstream {name}: {}",
+            too_deep.message()
+        );
+        let data = json!({"upstream": name, "reason": "json_depth_max"});
+        RpcError::new(jsonrpc::INTERNAL_ERROR, message).with_data(to_raw(&data))
+    }
+
     /// Stops a stdio child (SIGTERM, SIGKILL, reap) or an `http` upstream's listen stream.
     pub async fn shutdown(&self) {
         match &self.kind {
@@ -1713,6 +1775,7 @@ impl UpstreamLink {
             breaker_opened_total: breaker.opened_total(),
             breaker_refused_total: breaker.refused_total(),
             unroutable_total: self.unroutable_total.get(),
+            messages_too_deep_total: self.messages_too_deep_total.get(),
             server_requests_refused_total: self.server_requests_refused_total.get(),
             last_error: self.last_error(),
             pool: match &self.kind {
@@ -1851,40 +1914,25 @@ fn with_stateless_meta(params: Option<Value>) -> Value {
     Value::Object(params)
 }
 
+/// `value` as JSON text. A `Value` always prints as valid JSON (it holds no NaN or infinity,
+/// its keys are strings), so the check `RawValue` makes cannot fail.
 fn to_raw(value: &Value) -> Box<RawValue> {
-    RawValue::from_string(value.to_string()).expect("serialized JSON is valid")
+    RawValue::from_string(value.to_string()).expect("a Value prints as valid JSON")
 }
 
 fn empty_result() -> Box<RawValue> {
-    RawValue::from_string("{}".to_owned()).expect("valid JSON")
+    RawValue::from_string("{}".to_owned()).expect("`{}` is valid JSON")
 }
 
 /// `{"jsonrpc":"2.0","id":<id>,"method":…,"params":…}`.
 fn request_body(id: &[u8], method: &str, params: Option<&Value>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 + method.len());
-    out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
-    out.extend_from_slice(id);
-    out.extend_from_slice(b",\"method\":");
-    serde_json::to_writer(&mut out, method).expect("a string serializes");
-    if let Some(params) = params {
-        out.extend_from_slice(b",\"params\":");
-        serde_json::to_writer(&mut out, params).expect("values serialize");
-    }
-    out.push(b'}');
-    out
+    let params = params.map(to_raw);
+    jsonrpc::request_bytes(id, method, params.as_ref().map(|p| p.get().as_bytes()))
 }
 
 /// `{"jsonrpc":"2.0","id":<id>,"method":…,"params":<params>}` with `params` JSON text.
 fn raw_request_body(id: &[u8], method: &str, params: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 + method.len() + params.len());
-    out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
-    out.extend_from_slice(id);
-    out.extend_from_slice(b",\"method\":");
-    serde_json::to_writer(&mut out, method).expect("a string serializes");
-    out.extend_from_slice(b",\"params\":");
-    out.extend_from_slice(params);
-    out.push(b'}');
-    out
+    jsonrpc::request_bytes(id, method, Some(params))
 }
 
 fn notification_body(method: &str, params: Option<&Value>) -> Vec<u8> {
@@ -1892,17 +1940,23 @@ fn notification_body(method: &str, params: Option<&Value>) -> Vec<u8> {
     jsonrpc::notification_bytes(method, params.as_deref())
 }
 
-/// The answer in `message` when it is the response to request `id` (JSON text).
-fn answer_of(message: &[u8], id: &[u8]) -> Option<Result<Box<RawValue>, RpcError>> {
-    match jsonrpc::parse(message) {
+/// The answer in `message` when it is the response to request `id` (JSON text); `Err` for a
+/// message nesting deeper than `depth_max`, which might be that response.
+fn answer_of<'m>(
+    message: &'m [u8],
+    id: &[u8],
+    depth_max: u32,
+) -> Result<Option<Result<Box<RawValue>, RpcError>>, EnvelopeError<'m>> {
+    match jsonrpc::parse(message, depth_max) {
         Ok(Message::Response {
             id: Some(got),
             outcome,
-        }) if got.get().as_bytes() == id => Some(outcome_of(&outcome).map_err(|f| match f {
+        }) if got.get().as_bytes() == id => Ok(Some(outcome_of(&outcome).map_err(|f| match f {
             CallFailure::Rpc(e) => e,
             other => RpcError::new(jsonrpc::INTERNAL_ERROR, failure_text(&other)),
-        })),
-        _ => None,
+        }))),
+        Err(error) if error.kind() == EnvelopeErrorKind::TooDeep => Err(error),
+        _ => Ok(None),
     }
 }
 
@@ -2058,12 +2112,20 @@ mod tests {
     #[test]
     fn answers_match_only_their_own_id() {
         let message = br#"{"jsonrpc":"2.0","id":7,"result":{"ok":true}}"#;
-        assert!(answer_of(message, b"7").unwrap().is_ok());
-        assert!(answer_of(message, b"8").is_none());
+        assert!(answer_of(message, b"7", 2).unwrap().unwrap().is_ok());
+        assert!(answer_of(message, b"8", 2).unwrap().is_none());
         let error = br#"{"jsonrpc":"2.0","id":"sg-1","error":{"code":-32602,"message":"no"}}"#;
         assert_eq!(
-            answer_of(error, b"\"sg-1\"").unwrap().unwrap_err().code,
+            answer_of(error, b"\"sg-1\"", 2)
+                .unwrap()
+                .unwrap()
+                .unwrap_err()
+                .code,
             -32602
         );
+        // Too deep to read: whatever its id, the request it came for cannot take it.
+        let too_deep = answer_of(message, b"8", 1).unwrap_err();
+        assert_eq!(too_deep.kind(), EnvelopeErrorKind::TooDeep);
+        assert!(answer_of(b"{\"id\":7", b"7", 1).unwrap().is_none());
     }
 }

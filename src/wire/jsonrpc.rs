@@ -8,13 +8,16 @@
 //! State: none. Everything here is a pure function of its input, callable from any shard.
 //!
 //! Limits: echoed input in error messages is cut to `PREVIEW_BYTES_MAX` bytes, so a hostile value
-//! cannot make an error response larger than a few hundred bytes.
+//! cannot make an error response larger than a few hundred bytes. Objects and arrays nest at
+//! most `limits.json_depth_max` deep in a message (checked by the scan that reads it, so
+//! anything read from an accepted message later is as shallow).
 //!
 //! Refuses (each with an [`EnvelopeError`] whose message names what was wrong): bytes that are not
-//! JSON (-32700), JSON arrays (batches, removed from MCP in 2025-06-18), anything that is not an
-//! object, `jsonrpc` other than `"2.0"`, an `id` that is not a string or integer (and a `null` id
-//! on a request), a non-string or empty `method`, non-object `params`, a message that is both or
-//! neither of request and response, and malformed `result`/`error` members (all -32600).
+//! JSON (-32700), a message nesting deeper than `limits.json_depth_max`, JSON arrays (batches,
+//! removed from MCP in 2025-06-18), anything that is not an object, `jsonrpc` other than
+//! `"2.0"`, an `id` that is not a string or integer (and a `null` id on a request), a
+//! non-string or empty `method`, non-object `params`, a message that is both or neither of
+//! request and response, and malformed `result`/`error` members (all -32600).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -140,6 +143,8 @@ pub enum EnvelopeErrorKind {
     /// or `error`, both `result` and `error`, none of the three, a duplicated member, or a
     /// `result`/`error` of the wrong shape.
     Shape,
+    /// Objects and arrays nested deeper than `limits.json_depth_max`.
+    TooDeep,
 }
 
 impl EnvelopeErrorKind {
@@ -154,6 +159,7 @@ impl EnvelopeErrorKind {
             Self::Method => "method",
             Self::Params => "params",
             Self::Shape => "shape",
+            Self::TooDeep => "too_deep",
         }
     }
 
@@ -173,11 +179,46 @@ pub struct EnvelopeError<'a> {
     kind: EnvelopeErrorKind,
     message: String,
     id: Option<&'a RawValue>,
+    response: bool,
 }
 
 impl<'a> EnvelopeError<'a> {
     fn new(kind: EnvelopeErrorKind, message: String, id: Option<&'a RawValue>) -> Self {
-        Self { kind, message, id }
+        Self {
+            kind,
+            message,
+            id,
+            response: false,
+        }
+    }
+
+    /// A message nesting deeper than `depth_max`, in its member `key` when known; `before`,
+    /// the members read ahead of it, may hold its id.
+    fn too_deep(depth_max: u32, key: Option<&str>, before: &scan::MemberList<'a>) -> Self {
+        let id = before
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "id")
+            .map(|(_, id)| *id)
+            .filter(|id| check_id(id).is_ok());
+        // Only the envelope's own names are echoed: any other key is the sender's text.
+        let place = match key {
+            Some(key @ ("params" | "result" | "error" | "id" | "method" | "jsonrpc")) => {
+                format!(" in its \"{key}\" member")
+            }
+            Some(_) => " in a member".to_owned(),
+            None => String::new(),
+        };
+        let message = format!(
+            "the message nests objects and arrays deeper than limits.json_depth_max \
+             ({depth_max} levels){place}"
+        );
+        Self {
+            kind: EnvelopeErrorKind::TooDeep,
+            message,
+            id,
+            response: matches!(key, Some("result" | "error")),
+        }
     }
 
     /// Which rule the message broke.
@@ -190,9 +231,16 @@ impl<'a> EnvelopeError<'a> {
         &self.message
     }
 
-    /// The message's `id` if it was present and valid, for the error response.
+    /// The message's `id` if it was present and valid, for the error response. For a message
+    /// refused as too deep, only an `id` that came before the deep member was read.
     pub fn id(&self) -> Option<&'a RawValue> {
         self.id
+    }
+
+    /// Whether a message refused as too deep reads as a response: its `result` or `error` is
+    /// what nests too deep. With an [`EnvelopeError::id`], a request may be waiting for it.
+    pub fn is_response(&self) -> bool {
+        self.response
     }
 
     /// -32700 or -32600.
@@ -285,10 +333,22 @@ struct RawEnvelope<'a> {
 }
 
 impl<'a> RawEnvelope<'a> {
-    /// The envelope of `text` by [`scan::object_members`], or `None` (see [`parse`]).
-    fn scan(text: &'a str) -> Option<RawEnvelope<'a>> {
+    /// The envelope of `text` by [`scan::object_members`]; `Ok(None)` for text that serde_json
+    /// reads instead (see [`parse`]).
+    fn scan(text: &'a str, depth_max: u32) -> Result<Option<RawEnvelope<'a>>, EnvelopeError<'a>> {
+        let members = match scan::object_members(text, depth_max) {
+            Ok(members) => members,
+            Err(scan::Refusal::Invalid) => return Ok(None),
+            Err(scan::Refusal::TooDeep(deep)) => {
+                return Err(EnvelopeError::too_deep(
+                    depth_max,
+                    Some(&deep.key),
+                    &deep.before,
+                ))
+            }
+        };
         let mut envelope = RawEnvelope::default();
-        for (key, value) in scan::object_members(text)? {
+        for (key, value) in members {
             let slot = match key.as_ref() {
                 "jsonrpc" => &mut envelope.jsonrpc,
                 "id" => &mut envelope.id,
@@ -299,10 +359,10 @@ impl<'a> RawEnvelope<'a> {
                 _ => continue,
             };
             if slot.replace(value).is_some() {
-                return None;
+                return Ok(None);
             }
         }
-        Some(envelope)
+        Ok(Some(envelope))
     }
 }
 
@@ -310,16 +370,26 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::
     <&'de RawValue>::deserialize(d).map(Some)
 }
 
-/// Parses one JSON-RPC message from `bytes` (one HTTP body, one stdio line).
-pub fn parse(bytes: &[u8]) -> Result<Message<'_>, EnvelopeError<'_>> {
+/// Parses one JSON-RPC message from `bytes` (one HTTP body, one stdio line, one event), whose
+/// objects and arrays nest at most `depth_max` deep (`limits.json_depth_max`; the message's own
+/// object counts as one).
+pub fn parse(bytes: &[u8], depth_max: u32) -> Result<Message<'_>, EnvelopeError<'_>> {
     if first_byte(bytes) != Some(b'{') {
         return Err(refuse_non_object(bytes));
     }
     // One scan of UTF-8 text reads a well-formed message; serde_json reads the rest (bytes
     // that are not UTF-8, invalid JSON, a repeated member) and names what is wrong with it.
     let text = std::str::from_utf8(bytes).ok();
-    if let Some(envelope) = text.and_then(RawEnvelope::scan) {
-        return classify(envelope);
+    if let Some(text) = text {
+        if let Some(envelope) = RawEnvelope::scan(text, depth_max)? {
+            return classify(envelope);
+        }
+    } else if scan::nests_deeper(bytes, depth_max) {
+        return Err(EnvelopeError::too_deep(
+            depth_max,
+            None,
+            &scan::MemberList::new(),
+        ));
     }
     let envelope: Result<RawEnvelope<'_>, _> = match text {
         Some(text) => serde_json::from_str(text),
@@ -663,6 +733,27 @@ pub fn error_bytes(
     out
 }
 
+/// Appends `{"jsonrpc":"2.0","id":<id>,"method":<method>,"params":<params>}`: `id` and
+/// `params` JSON text (`params` omitted if `None`).
+pub fn write_request(out: &mut Vec<u8>, id: &[u8], method: &str, params: Option<&[u8]>) {
+    out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+    out.extend_from_slice(id);
+    out.extend_from_slice(b",\"method\":");
+    write_json_str(out, method);
+    if let Some(params) = params {
+        out.extend_from_slice(b",\"params\":");
+        out.extend_from_slice(params);
+    }
+    out.push(b'}');
+}
+
+/// A request as a new buffer.
+pub fn request_bytes(id: &[u8], method: &str, params: Option<&[u8]>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(48 + id.len() + method.len() + params.map_or(0, <[u8]>::len));
+    write_request(&mut out, id, method, params);
+    out
+}
+
 /// Appends `{"jsonrpc":"2.0","method":<method>,"params":<params>}` (`params` omitted if `None`).
 pub fn write_notification(out: &mut Vec<u8>, method: &str, params: Option<&RawValue>) {
     out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"method\":");
@@ -835,8 +926,11 @@ mod tests {
     use super::*;
     use serde_json::Value;
 
+    /// The default `limits.json_depth_max`.
+    const DEPTH_MAX: u32 = crate::config::bounds::JSON_DEPTH_MAX.default as u32;
+
     fn parse_str(text: &str) -> Result<Message<'_>, EnvelopeError<'_>> {
-        parse(text.as_bytes())
+        parse(text.as_bytes(), DEPTH_MAX)
     }
 
     fn refusal(text: &str) -> (EnvelopeErrorKind, String, Option<String>) {
@@ -927,8 +1021,70 @@ mod tests {
             assert_eq!(err.kind(), EnvelopeErrorKind::Parse, "{text:?}");
             assert_eq!(err.code(), PARSE_ERROR);
         }
-        let err = parse(b"{\"jsonrpc\":\"2.0\",\"method\":\"\xff\"}").unwrap_err();
+        let err = parse(b"{\"jsonrpc\":\"2.0\",\"method\":\"\xff\"}", DEPTH_MAX).unwrap_err();
         assert_eq!(err.kind(), EnvelopeErrorKind::Parse);
+    }
+
+    /// A request whose `params` hold arrays nesting the whole message `depth` deep.
+    fn request_nested(depth: usize) -> String {
+        let levels = depth - 2;
+        let deep = format!("{}0{}", "[".repeat(levels), "]".repeat(levels));
+        format!(r#"{{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{{"x":{deep}}}}}"#)
+    }
+
+    #[test]
+    fn a_message_nesting_past_json_depth_max_is_refused_naming_the_limit() {
+        let max = DEPTH_MAX as usize;
+        for depth in [max - 1, max] {
+            let text = request_nested(depth);
+            assert!(
+                matches!(parse_str(&text), Ok(Message::Request { .. })),
+                "{depth}"
+            );
+        }
+        let text = request_nested(max + 1);
+        let error = parse_str(&text).unwrap_err();
+        assert_eq!(error.kind(), EnvelopeErrorKind::TooDeep);
+        assert_eq!(error.code(), INVALID_REQUEST);
+        assert_eq!(
+            error.message(),
+            format!(
+                "the message nests objects and arrays deeper than limits.json_depth_max \
+                 ({DEPTH_MAX} levels) in its \"params\" member"
+            )
+        );
+        // The id came first, so the answer can carry it; a request is not a response.
+        assert_eq!(error.id().map(RawValue::get), Some("5"));
+        assert!(!error.is_response());
+        // A smaller limit refuses what the default takes.
+        let text = request_nested(17);
+        let error = parse(text.as_bytes(), 16).unwrap_err();
+        assert!(error.message().contains("(16 levels)"), "{error}");
+
+        let deep = format!("{}0{}", "[".repeat(max), "]".repeat(max));
+        let answer = format!(r#"{{"id":"sgr-1","jsonrpc":"2.0","result":{{"x":{deep}}}}}"#);
+        let error = parse_str(&answer).unwrap_err();
+        assert!(error.is_response());
+        assert_eq!(error.id().map(RawValue::get), Some(r#""sgr-1""#));
+        // An id after the deep member is never reached; other keys are not echoed.
+        let late_id = format!(r#"{{"result":{deep},"id":1}}"#);
+        assert!(parse_str(&late_id).unwrap_err().id().is_none());
+        let other = format!(r#"{{"{}":{deep}}}"#, "k".repeat(500));
+        assert!(parse_str(&other)
+            .unwrap_err()
+            .message()
+            .ends_with("in a member"));
+        // Bytes that are not UTF-8 are held to the same limit before serde_json reads them.
+        let mut bytes = request_nested(max + 1).into_bytes();
+        bytes.splice(1..1, b"\"x\":\"\xff\",".iter().copied());
+        let error = parse(&bytes, DEPTH_MAX).unwrap_err();
+        assert_eq!(error.kind(), EnvelopeErrorKind::TooDeep, "{error}");
+        let mut bytes = request_nested(max).into_bytes();
+        bytes.splice(1..1, b"\"x\":\"\xff\",".iter().copied());
+        assert!(matches!(
+            parse(&bytes, DEPTH_MAX),
+            Ok(Message::Request { .. })
+        ));
     }
 
     #[test]
@@ -944,12 +1100,15 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"m\n\"q\""}}"#,
             "{}",
         ] {
-            let scanned = RawEnvelope::scan(text).unwrap_or_else(|| panic!("not scanned: {text}"));
+            let scanned = RawEnvelope::scan(text, DEPTH_MAX)
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| panic!("not scanned: {text}"));
             let read: RawEnvelope<'_> = serde_json::from_str(text).unwrap();
             assert_eq!(fields(&scanned), fields(&read), "{text}");
         }
         let repeated = r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"ping"}"#;
-        assert!(RawEnvelope::scan(repeated).is_none());
+        assert!(matches!(RawEnvelope::scan(repeated, DEPTH_MAX), Ok(None)));
         let error = parse_str(repeated).unwrap_err();
         assert!(
             error.message().contains("duplicate field"),
@@ -961,9 +1120,12 @@ mod tests {
     #[test]
     fn parse_checks_utf8_where_json_does() {
         let ignored = b"{\"jsonrpc\":\"2.0\",\"x\":\"\xff\",\"id\":1,\"method\":\"ping\"}";
-        assert!(matches!(parse(ignored), Ok(Message::Request { .. })));
+        assert!(matches!(
+            parse(ignored, DEPTH_MAX),
+            Ok(Message::Request { .. })
+        ));
         let in_method = b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"p\xffng\"}";
-        let error = parse(in_method).unwrap_err();
+        let error = parse(in_method, DEPTH_MAX).unwrap_err();
         assert_eq!(
             error.kind(),
             EnvelopeErrorKind::Parse,
@@ -1114,7 +1276,7 @@ mod tests {
     fn result_bytes_is_a_valid_response() {
         let out = result_bytes(&raw("3"), &raw(r#"{"tools":[]}"#));
         assert_eq!(out, br#"{"jsonrpc":"2.0","id":3,"result":{"tools":[]}}"#);
-        let Ok(Message::Response { .. }) = parse(&out) else {
+        let Ok(Message::Response { .. }) = parse(&out, DEPTH_MAX) else {
             panic!("writer output does not parse");
         };
     }
@@ -1142,7 +1304,7 @@ mod tests {
             br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#
         );
         let out = notification_bytes("notifications/progress", Some(&raw(r#"{"p":1}"#)));
-        let Ok(Message::Notification { method, params }) = parse(&out) else {
+        let Ok(Message::Notification { method, params }) = parse(&out, DEPTH_MAX) else {
             panic!("writer output does not parse");
         };
         assert_eq!(method, "notifications/progress");

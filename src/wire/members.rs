@@ -5,6 +5,7 @@
 //! A key that repeats counts once, with its last value, in the place of that last one (as a
 //! JSON map reads it).
 
+use crate::wire::scan::DEPTH_CEILING;
 use hashbrown::HashMap;
 use serde_json::value::RawValue;
 use smallvec::SmallVec;
@@ -21,10 +22,17 @@ pub struct Members<'a> {
 }
 
 impl<'a> Members<'a> {
-    /// `None` unless `raw` is a JSON object.
+    /// `None` unless `raw` is a JSON object. What is read here is part of a message whose scan
+    /// held it to `limits.json_depth_max` already, which is at most [`DEPTH_CEILING`]: this
+    /// scan goes that deep, so it never refuses for depth.
     pub fn read(raw: &'a RawValue) -> Option<Members<'a>> {
+        Self::read_text(raw.get())
+    }
+
+    /// [`Members::read`] of JSON text.
+    pub fn read_text(text: &'a str) -> Option<Members<'a>> {
         let mut members = Members {
-            members: object_members(raw.get())?,
+            members: object_members(text, DEPTH_CEILING).ok()?,
         };
         members.resolve_repeats();
         Some(members)
@@ -85,6 +93,7 @@ pub fn write_json_str(out: &mut Vec<u8>, text: &str) {
         out.extend_from_slice(text.as_bytes());
         out.push(b'"');
     } else {
+        // Writing to a `Vec` cannot fail, and every `str` serializes.
         serde_json::to_writer(&mut *out, text).expect("a string serializes");
     }
 }

@@ -59,10 +59,6 @@ impl RoutingField {
             RoutingField::Uri | RoutingField::RefUri => "uri",
         }
     }
-
-    fn in_ref(self) -> bool {
-        matches!(self, RoutingField::RefName | RoutingField::RefUri)
-    }
 }
 
 /// What a routed request names: the catalogue kind, where the name sits, the merged name.
@@ -98,7 +94,7 @@ pub struct CallParams<'a> {
     /// `params._meta`, when it is an object (a session-era client may send anything there;
     /// anything else is passed on untouched).
     meta: Option<Members<'a>>,
-    /// `params.ref`, for `completion/complete`.
+    /// `params.ref`, for `completion/complete`: present exactly when the routing name is in it.
     reference: Option<Members<'a>>,
     routing: Routing<'a>,
     /// Bytes of the params as the client sent them.
@@ -227,13 +223,12 @@ impl<'a> CallParams<'a> {
                 }
             }
             member_key(out, key, &mut first);
-            if !field.in_ref() && key == field.member() {
-                write_json_str(out, rewrite.original);
-            } else if field.in_ref() && key == "ref" {
-                let reference = self.reference.as_ref().expect("read found the name in ref");
-                write_replacing(out, reference, field.member(), rewrite.original);
-            } else {
-                out.extend_from_slice(value.get().as_bytes());
+            match (&self.reference, key) {
+                (None, _) if key == field.member() => write_json_str(out, rewrite.original),
+                (Some(reference), "ref") => {
+                    write_replacing(out, reference, field.member(), rewrite.original)
+                }
+                _ => out.extend_from_slice(value.get().as_bytes()),
             }
         }
         if !meta_written {

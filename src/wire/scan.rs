@@ -3,9 +3,10 @@
 //! Every message the gateway receives is read as an object of raw members (the JSON-RPC
 //! envelope, then `params`, `_meta` or a `result`). serde_json would do it with a validating
 //! pass per member value; this scanner checks the whole text once, by the same rules, and cuts
-//! each member's value out of it as a [`RawValue`]. Text it does not accept gets `None`:
-//! callers then ask serde_json, which names what is wrong. So the scanner only has to be right about what it
-//! accepts, and a differential test holds it to serde_json on that.
+//! each member's value out of it as a [`RawValue`]. Text it does not accept gets
+//! [`Refusal::Invalid`]: callers then ask serde_json, which names what is wrong. So the scanner
+//! only has to be right about what it accepts, and a differential test holds it to serde_json
+//! on that.
 //!
 //! The rules, as serde_json applies them: whitespace is space, tab, line feed and carriage
 //! return; a string holds no byte below 0x20, and its escapes are `\" \\ \/ \b \f \n \r \t`
@@ -13,40 +14,107 @@
 //! them in text it only passes on); a number is `-? (0 | [1-9][0-9]*) (. [0-9]+)?
 //! ([eE] [+-]? [0-9]+)?`; the literals are `true`, `false` and `null`; nothing but whitespace
 //! follows the value. The text is a `&str`, so it is UTF-8 already.
+//!
+//! Limits: containers (objects and arrays) nest at most `depth_max` deep, the scanned object
+//! counting as one (`limits.json_depth_max` for a message): deeper text gets
+//! [`Refusal::TooDeep`] as soon as the scan reaches the container one too deep. serde_json
+//! passes over raw values to any depth but reads a tree only 127 deep, so this is what keeps
+//! every later parse of an accepted message from failing on its depth; it also keeps the
+//! scan's own stack of open containers a fixed two words.
 
 use std::borrow::Cow;
 
 use serde_json::value::RawValue;
 use smallvec::SmallVec;
 
+use crate::config::bounds;
+
 /// Members in order: each key decoded, each value the raw text it came in.
 pub type MemberList<'a> = SmallVec<[(Cow<'a, str>, &'a RawValue); 8]>;
 
-/// The members of `text` when it is one valid JSON object, in order, repeated keys included;
-/// `None` for anything else (see the module doc). A key with an escape is decoded by
-/// serde_json; any other key is borrowed.
-pub fn object_members(text: &str) -> Option<MemberList<'_>> {
+/// The deepest nesting any scan follows: the top of `limits.json_depth_max`'s range. A larger
+/// `depth_max` reads as this.
+pub const DEPTH_CEILING: u32 = bounds::JSON_DEPTH_MAX.max as u32;
+
+/// Open containers the scan can track: two words of one bit each.
+const CONTAINERS_CAPACITY: usize = 128;
+
+const _: () = assert!(DEPTH_CEILING as i64 == bounds::JSON_DEPTH_MAX.max);
+const _: () = assert!(DEPTH_CEILING as usize <= CONTAINERS_CAPACITY);
+
+/// Why [`object_members`] refused a text.
+#[derive(Debug)]
+pub enum Refusal<'a> {
+    /// Not one valid JSON object (see the module doc).
+    Invalid,
+    /// Valid as far as the scan read, up to a container deeper than `depth_max` (boxed: a
+    /// refusal is rare, and the members are large).
+    TooDeep(Box<DeepMember<'a>>),
+}
+
+/// Where a scan stopped for depth: inside the value of member `key`, after the members
+/// `before` (which a caller may still read, such as a JSON-RPC id sent ahead of its params).
+#[derive(Debug)]
+pub struct DeepMember<'a> {
+    pub key: Cow<'a, str>,
+    pub before: MemberList<'a>,
+}
+
+/// Why [`value_end`] stopped.
+#[derive(Debug, PartialEq, Eq)]
+enum Stop {
+    Invalid,
+    TooDeep,
+}
+
+/// The members of `text` when it is one valid JSON object nesting at most `depth_max` deep
+/// (the object itself counting as one), in order, repeated keys included; a [`Refusal`] for
+/// anything else (see the module doc). A key with an escape is decoded by serde_json; any
+/// other key is borrowed.
+pub fn object_members(text: &str, depth_max: u32) -> Result<MemberList<'_>, Refusal<'_>> {
+    debug_assert!(depth_max >= 1, "an object nests one deep");
+    let levels_max = depth_max.min(DEPTH_CEILING).saturating_sub(1);
     let bytes = text.as_bytes();
     let mut at = skip_space(bytes, 0);
     if bytes.get(at) != Some(&b'{') {
-        return None;
+        return Err(Refusal::Invalid);
     }
     let mut members = SmallVec::new();
     at = skip_space(bytes, at + 1);
     if bytes.get(at) != Some(&b'}') {
         loop {
-            let (key, value_start) = key_and_colon(text, at)?;
-            let value_end = value_end(bytes, value_start)?;
+            let (key, value_start) = key_and_colon(text, at).ok_or(Refusal::Invalid)?;
+            let value_end = match value_end(bytes, value_start, levels_max) {
+                Ok(end) => end,
+                Err(Stop::Invalid) => return Err(Refusal::Invalid),
+                Err(Stop::TooDeep) => {
+                    let before = members;
+                    return Err(Refusal::TooDeep(Box::new(DeepMember { key, before })));
+                }
+            };
+            // Both ends sit at ASCII bytes of the structure, so on character boundaries.
             members.push((key, valid_raw(&text[value_start..value_end])));
             at = skip_space(bytes, value_end);
             match bytes.get(at) {
                 Some(b',') => at = skip_space(bytes, at + 1),
                 Some(b'}') => break,
-                _ => return None,
+                _ => return Err(Refusal::Invalid),
             }
         }
     }
-    (skip_space(bytes, at + 1) == bytes.len()).then_some(members)
+    match skip_space(bytes, at + 1) == bytes.len() {
+        true => Ok(members),
+        false => Err(Refusal::Invalid),
+    }
+}
+
+/// Whether the JSON value that `bytes` start with nests deeper than `depth_max`, checked by
+/// the same scan without asking for UTF-8: for a message that is not UTF-8, which serde_json
+/// reads instead (the structure is ASCII, so the nesting is the same either way). Text that is
+/// not JSON is not too deep: serde_json says what is wrong with it.
+pub fn nests_deeper(bytes: &[u8], depth_max: u32) -> bool {
+    let start = skip_space(bytes, 0);
+    value_end(bytes, start, depth_max.min(DEPTH_CEILING)) == Err(Stop::TooDeep)
 }
 
 /// `text`, one whole valid JSON value, as a `RawValue`.
@@ -75,42 +143,44 @@ fn key_and_colon(text: &str, at: usize) -> Option<(Cow<'_, str>, usize)> {
     Some((key, skip_space(bytes, colon + 1)))
 }
 
-/// The index just past the valid value starting at `at`, or `None`. Nesting is not limited
-/// (serde_json does not limit it in values it passes over either); the text's length is.
-fn value_end(bytes: &[u8], mut at: usize) -> Option<usize> {
-    let mut open = Containers::default();
+/// The index just past the valid value starting at `at`, whose containers nest at most
+/// `depth_max` deep (a scalar is 0 deep, `[]` one).
+fn value_end(bytes: &[u8], mut at: usize, depth_max: u32) -> Result<usize, Stop> {
+    let invalid = || Stop::Invalid;
+    let mut open = Containers::new(depth_max);
     loop {
         // A value starts at `at`.
-        match *bytes.get(at)? {
-            b'"' => at = string_end(bytes, at)?,
+        match *bytes.get(at).ok_or(Stop::Invalid)? {
+            b'"' => at = string_end(bytes, at).ok_or(Stop::Invalid)?,
             bracket @ (b'{' | b'[') => {
                 let object = bracket == b'{';
+                open.push(object)?;
                 at = skip_space(bytes, at + 1);
                 if bytes.get(at) == Some(if object { &b'}' } else { &b']' }) {
+                    open.pop();
                     at += 1;
                 } else {
-                    open.push(object);
                     if object {
-                        at = key_and_colon_end(bytes, at)?;
+                        at = key_and_colon_end(bytes, at).ok_or_else(invalid)?;
                     }
                     continue;
                 }
             }
-            b't' => at = literal_end(bytes, at, b"true")?,
-            b'f' => at = literal_end(bytes, at, b"false")?,
-            b'n' => at = literal_end(bytes, at, b"null")?,
-            b'-' | b'0'..=b'9' => at = number_end(bytes, at)?,
-            _ => return None,
+            b't' => at = literal_end(bytes, at, b"true").ok_or_else(invalid)?,
+            b'f' => at = literal_end(bytes, at, b"false").ok_or_else(invalid)?,
+            b'n' => at = literal_end(bytes, at, b"null").ok_or_else(invalid)?,
+            b'-' | b'0'..=b'9' => at = number_end(bytes, at).ok_or_else(invalid)?,
+            _ => return Err(Stop::Invalid),
         }
         // A value ended at `at`: close containers until one takes another value.
         loop {
             let Some(in_object) = open.innermost() else {
-                return Some(at);
+                return Ok(at);
             };
             at = skip_space(bytes, at);
-            match (bytes.get(at)?, in_object) {
+            match (bytes.get(at).ok_or_else(invalid)?, in_object) {
                 (b',', true) => {
-                    at = key_and_colon_end(bytes, skip_space(bytes, at + 1))?;
+                    at = key_and_colon_end(bytes, skip_space(bytes, at + 1)).ok_or_else(invalid)?;
                     break;
                 }
                 (b',', false) => {
@@ -121,30 +191,46 @@ fn value_end(bytes: &[u8], mut at: usize) -> Option<usize> {
                     open.pop();
                     at += 1;
                 }
-                _ => return None,
+                _ => return Err(Stop::Invalid),
             }
         }
     }
 }
 
 /// The open containers around the scan, innermost last: one bit each, set for an object.
-#[derive(Default)]
 struct Containers {
-    bits: SmallVec<[u64; 2]>,
+    bits: [u64; CONTAINERS_CAPACITY / 64],
     depth: usize,
+    depth_max: usize,
 }
 
 impl Containers {
-    fn push(&mut self, object: bool) {
-        let (word, bit) = (self.depth / 64, self.depth % 64);
-        if word == self.bits.len() {
-            self.bits.push(0);
+    fn new(depth_max: u32) -> Containers {
+        let depth_max = usize::try_from(depth_max)
+            .unwrap_or(CONTAINERS_CAPACITY)
+            .min(CONTAINERS_CAPACITY);
+        Containers {
+            bits: [0; CONTAINERS_CAPACITY / 64],
+            depth: 0,
+            depth_max,
         }
-        self.bits[word] = (self.bits[word] & !(1 << bit)) | (u64::from(object) << bit);
-        self.depth += 1;
     }
 
+    /// Opens a container; `TooDeep` when `depth_max` are open already.
+    fn push(&mut self, object: bool) -> Result<(), Stop> {
+        if self.depth >= self.depth_max {
+            return Err(Stop::TooDeep);
+        }
+        // `depth < depth_max <= CONTAINERS_CAPACITY`: the word exists.
+        let (word, bit) = (self.depth / 64, self.depth % 64);
+        self.bits[word] = (self.bits[word] & !(1 << bit)) | (u64::from(object) << bit);
+        self.depth += 1;
+        Ok(())
+    }
+
+    /// Closes the innermost container; called only while [`Containers::innermost`] has one.
     fn pop(&mut self) {
+        debug_assert!(self.depth > 0);
         self.depth -= 1;
     }
 
@@ -186,8 +272,8 @@ fn string_span(bytes: &[u8], at: usize) -> Option<(usize, bool)> {
     loop {
         // Eight bytes at a time up to the first quote, backslash or control byte: strings
         // are most of an MCP message's text.
-        while let Some(word) = bytes.get(i..i + 8) {
-            let word = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+        while let Some(word) = bytes.get(i..).and_then(<[u8]>::first_chunk::<8>) {
+            let word = u64::from_le_bytes(*word);
             let found =
                 bytes_equal(word, b'"') | bytes_equal(word, b'\\') | bytes_below(word, 0x20);
             if found != 0 {
@@ -212,14 +298,14 @@ fn string_span(bytes: &[u8], at: usize) -> Option<(usize, bool)> {
 /// control byte in it.
 pub fn is_plain_string(text: &str) -> bool {
     let bytes = text.as_bytes();
-    let words = bytes.chunks_exact(8);
-    let tail = words.remainder();
+    let mut rest = bytes;
     let mut found = 0;
-    for word in words {
-        let word = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+    while let Some((word, tail)) = rest.split_first_chunk::<8>() {
+        let word = u64::from_le_bytes(*word);
         found |= bytes_equal(word, b'"') | bytes_equal(word, b'\\') | bytes_below(word, 0x20);
+        rest = tail;
     }
-    found == 0 && tail.iter().all(|b| *b >= 0x20 && *b != b'"' && *b != b'\\')
+    found == 0 && rest.iter().all(|b| *b >= 0x20 && *b != b'"' && *b != b'\\')
 }
 
 /// Bytes of the escape whose backslash precedes `rest`, backslash included.
@@ -238,10 +324,8 @@ fn literal_end(bytes: &[u8], at: usize, literal: &[u8]) -> Option<usize> {
 
 fn number_end(bytes: &[u8], mut at: usize) -> Option<usize> {
     let digits_from = |at: usize| {
-        at + bytes[at..]
-            .iter()
-            .take_while(|b| b.is_ascii_digit())
-            .count()
+        let rest = bytes.get(at..).unwrap_or_default();
+        at + rest.iter().take_while(|b| b.is_ascii_digit()).count()
     };
     if bytes.get(at) == Some(&b'-') {
         at += 1;
@@ -296,7 +380,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn members(text: &str) -> Option<Vec<(String, String)>> {
-        let list = object_members(text)?;
+        let list = object_members(text, DEPTH_CEILING).ok()?;
         Some(
             list.iter()
                 .map(|(k, v)| (k.to_string(), v.get().to_owned()))
@@ -356,27 +440,127 @@ mod tests {
             r#"{"a":'b'}"#,
             r#"{"a":1 2}"#,
         ] {
-            assert!(object_members(text).is_none(), "{text:?}");
+            assert!(
+                matches!(object_members(text, DEPTH_CEILING), Err(Refusal::Invalid)),
+                "{text:?}"
+            );
             let serde: Result<Map<String, Value>, _> = serde_json::from_str(text);
             assert!(serde.is_err(), "serde_json accepts {text:?}");
         }
     }
 
-    #[test]
-    fn nesting_is_followed_as_deep_as_it_goes() {
-        let nested = |depth: usize| {
-            let inner = format!("{}1{}", r#"[{"k":"#.repeat(depth), "}]".repeat(depth));
-            format!(r#"{{"a":{inner},"b":2}}"#)
+    /// `{"a":<value nesting depth - 1 deep>,"b":2}`: an object nesting exactly `depth` deep.
+    fn nested(depth: usize) -> String {
+        let levels = depth - 1;
+        let inner = format!(
+            "{}1{}",
+            r#"[{"k":"#.repeat(levels / 2),
+            "}]".repeat(levels / 2)
+        );
+        let inner = match levels % 2 {
+            0 => inner,
+            _ => format!("[{inner}]"),
         };
-        for depth in [1, 63, 64, 65, 130, 1000] {
-            let text = nested(depth);
-            let list = object_members(&text).expect("valid nesting");
-            assert_eq!((list[1].0.as_ref(), list[1].1.get()), ("b", "2"));
-            let serde: &RawValue = serde_json::from_str(list[0].1.get()).unwrap();
-            assert_eq!(serde.get(), list[0].1.get());
+        format!(r#"{{"a":{inner},"b":2}}"#)
+    }
+
+    /// Containers open at the deepest point of a JSON value, the way the scan counts them.
+    /// Read through raw values, so that a number too large for an `f64` still counts as one.
+    struct Depth(usize);
+
+    impl<'de> serde::Deserialize<'de> for Depth {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Depth, D::Error> {
+            struct Members;
+            impl<'de> serde::de::Visitor<'de> for Members {
+                type Value = usize;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("an object")
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    mut m: A,
+                ) -> Result<usize, A::Error> {
+                    let mut deepest = 0;
+                    while let Some((_, Depth(d))) =
+                        m.next_entry::<serde::de::IgnoredAny, Depth>()?
+                    {
+                        deepest = deepest.max(d);
+                    }
+                    Ok(deepest)
+                }
+            }
+            let text = <&'de RawValue>::deserialize(d)?.get();
+            let inner = match text.as_bytes().first() {
+                Some(b'[') => serde_json::from_str::<Vec<Depth>>(text)
+                    .map(|items| items.iter().map(|d| d.0).max().unwrap_or(0)),
+                Some(b'{') => {
+                    let mut reader = serde_json::Deserializer::from_str(text);
+                    serde::Deserializer::deserialize_map(&mut reader, Members)
+                }
+                _ => return Ok(Depth(0)),
+            };
+            inner
+                .map(|d| Depth(d + 1))
+                .map_err(serde::de::Error::custom)
         }
+    }
+
+    fn depth_of(text: &str) -> Result<usize, serde_json::Error> {
+        serde_json::from_str::<Depth>(text).map(|d| d.0)
+    }
+
+    #[test]
+    fn nesting_is_accepted_up_to_depth_max_and_refused_one_past_it() {
+        for depth_max in [2, 16, 64, DEPTH_CEILING] {
+            let max = depth_max as usize;
+            for depth in [max - 1, max] {
+                let text = nested(depth);
+                assert_eq!(depth_of(&text).unwrap(), depth);
+                let list = object_members(&text, depth_max).expect("within depth_max");
+                assert_eq!((list[1].0.as_ref(), list[1].1.get()), ("b", "2"));
+            }
+            let text = nested(max + 1);
+            match object_members(&text, depth_max) {
+                Err(Refusal::TooDeep(deep)) => {
+                    assert_eq!(deep.key, "a");
+                    assert!(deep.before.is_empty());
+                }
+                other => panic!("depth {} under depth_max {depth_max}: {other:?}", max + 1),
+            }
+            assert!(nests_deeper(text.as_bytes(), depth_max));
+            assert!(!nests_deeper(nested(max).as_bytes(), depth_max));
+        }
+        // Empty containers count; the members before the deep one are kept.
+        let text = r#"{"id":7,"x":[[]],"params":[[[]]]}"#;
+        assert!(object_members(text, 4).is_ok());
+        let Err(Refusal::TooDeep(deep)) = object_members(text, 3) else {
+            panic!("[[[]]] in an object nests 4 deep");
+        };
+        assert_eq!(deep.key, "params");
+        let before: Vec<_> = deep
+            .before
+            .iter()
+            .map(|(k, v)| (k.as_ref(), v.get()))
+            .collect();
+        assert_eq!(before, [("id", "7"), ("x", "[[]]")]);
+        // A limit past the ceiling reads as the ceiling.
+        let past = nested(DEPTH_CEILING as usize + 1);
+        assert!(object_members(&past, u32::MAX).is_err());
         let unbalanced = format!(r#"{{"a":{}1{}}}"#, "[".repeat(70), "]".repeat(69) + "}");
-        assert!(object_members(&unbalanced).is_none());
+        assert!(matches!(
+            object_members(&unbalanced, DEPTH_CEILING),
+            Err(Refusal::Invalid)
+        ));
+    }
+
+    #[test]
+    fn serde_json_reads_every_tree_the_ceiling_lets_through() {
+        let max = bounds::SERDE_JSON_DEPTH_MAX as usize;
+        let tree = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        assert!(serde_json::from_str::<Value>(&tree(max)).is_ok());
+        let refused = serde_json::from_str::<Value>(&tree(max + 1)).unwrap_err();
+        assert!(refused.to_string().contains("recursion limit"), "{refused}");
+        assert!((DEPTH_CEILING as usize) < max);
     }
 
     #[test]
@@ -403,7 +587,7 @@ mod tests {
     #[test]
     fn a_member_value_is_the_very_slice_of_the_text() {
         let text = r#"{"a":[1, 2]}"#;
-        let list = object_members(text).unwrap();
+        let list = object_members(text, DEPTH_CEILING).unwrap();
         let value = list[0].1;
         assert_eq!(value.get(), "[1, 2]");
         assert_eq!(value.get().as_ptr(), text[5..].as_ptr());
@@ -444,7 +628,7 @@ mod tests {
                 .prop_map(Value::from),
             ".*".prop_map(Value::String),
         ];
-        leaf.prop_recursive(4, 32, 6, |inner| {
+        leaf.prop_recursive(6, 48, 6, |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
                 prop::collection::btree_map(".*", inner, 0..6)
@@ -485,12 +669,17 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(2048))]
 
         /// What the scanner accepts, serde_json accepts with the same members (read as raw
-        /// values, as the gateway reads them); and what serde_json accepts, the scanner does too.
+        /// values, as the gateway reads them) and nests at most `depth_max` deep; what
+        /// serde_json accepts, the scanner accepts too, unless it nests deeper than
+        /// `depth_max`, which is then what the scanner says. The objects nest up to 8 deep,
+        /// so every `depth_max` drawn here is met both ways.
         #[test]
-        fn the_scanner_agrees_with_serde_json(text in object_text()) {
+        fn the_scanner_agrees_with_serde_json(text in object_text(), depth_max in 1u32..=8) {
             let serde: Result<BTreeMap<String, &RawValue>, _> = serde_json::from_str(&text);
-            match (object_members(&text), serde) {
-                (Some(list), Ok(map)) => {
+            let depth = depth_of(&text);
+            match (object_members(&text, depth_max), serde) {
+                (Ok(list), Ok(map)) => {
+                    prop_assert!(depth.as_ref().is_ok_and(|d| *d <= depth_max as usize));
                     let mut read = BTreeMap::new();
                     for (key, value) in list {
                         read.insert(key.into_owned(), value.get());
@@ -499,9 +688,15 @@ mod tests {
                         map.into_iter().map(|(k, v)| (k, v.get())).collect();
                     prop_assert_eq!(read, map);
                 }
-                (None, Err(_)) => {}
-                (Some(_), Err(error)) => prop_assert!(false, "accepted; serde_json: {}", error),
-                (None, Ok(_)) => prop_assert!(false, "refused what serde_json reads"),
+                (Err(Refusal::TooDeep(_)), Ok(_)) => {
+                    prop_assert!(depth.is_ok_and(|d| d > depth_max as usize));
+                }
+                // Text serde_json refuses may still be refused for its depth first.
+                (Err(_), Err(_)) => {}
+                (Ok(_), Err(error)) => prop_assert!(false, "accepted; serde_json: {}", error),
+                (Err(Refusal::Invalid), Ok(_)) => {
+                    prop_assert!(false, "refused what serde_json reads")
+                }
             }
         }
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::client::{oneshot, Conn, Request, Response};
+use super::client::{oneshot, Conn, Request, Response, SseItem, SseParser};
 use super::{poll_until, Gateway};
 
 /// The session-era versions the gateway speaks, oldest first.
@@ -247,4 +247,70 @@ impl Gateway {
     pub fn session_call(&self, session: &Session, body: &Value) -> Response {
         self.call(&session.post(&self.mcp_path(), body))
     }
+}
+
+/// A raw session-era client declaring the roots capability, which answers the gateway's
+/// `roots/list` requests itself (see [`call_until_asked`]); its session.
+pub fn open_roots_session(gw: &Gateway) -> Session {
+    let init = rpc(
+        1,
+        "initialize",
+        json!({
+            "protocolVersion": SESSION_VERSION_LATEST,
+            "capabilities": {"roots": {"listChanged": false}},
+            "clientInfo": {"name": "shardgate-tests", "version": "0.0.0"}
+        }),
+    );
+    let response = gw.call(&post(&gw.mcp_path(), &init));
+    assert_eq!(response.status, 200, "{}", response.text());
+    let session = Session {
+        id: response
+            .header("Mcp-Session-Id")
+            .expect("session id")
+            .to_owned(),
+        version: SESSION_VERSION_LATEST.to_owned(),
+    };
+    let ack = gw.session_call(&session, &notification("notifications/initialized"));
+    assert_eq!(ack.status, 202);
+    session
+}
+
+/// Starts `tools/call tool` (id 7; a tool that asks the client for its roots) on a fresh
+/// connection and reads the event stream up to the gateway's `roots/list` request; returns the
+/// connection, its parser and the request.
+pub fn call_until_asked(gw: &Gateway, session: &Session, tool: &str) -> (Conn, SseParser, Value) {
+    let mut conn = Conn::connect(&gw.mcp_addr);
+    conn.set_read_timeout(Duration::from_secs(30));
+    let call = rpc(7, "tools/call", json!({"name": tool, "arguments": {}}));
+    conn.send(&session.post(&gw.mcp_path(), &call).to_bytes());
+    let head = conn.read_head();
+    assert_eq!(head.status, 200, "{head:?}");
+    assert_eq!(head.header("content-type"), Some("text/event-stream"));
+    let mut parser = SseParser::default();
+    while let Some(item) = conn.next_sse(&mut parser).expect("read the event stream") {
+        let SseItem::Event(event) = item else {
+            continue;
+        };
+        let message: Value = serde_json::from_str(&event.data).expect("json event");
+        assert_eq!(message["method"], "roots/list", "{message}");
+        assert!(
+            message["id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("sgr-")),
+            "{message}"
+        );
+        return (conn, parser, message);
+    }
+    panic!("the call's stream ended before the roots/list request");
+}
+
+/// The call's answer: the rest of its event stream's last event.
+pub fn read_answer(conn: &mut Conn, parser: &mut SseParser) -> Value {
+    let mut answer = None;
+    while let Some(item) = conn.next_sse(parser).expect("read the event stream") {
+        if let SseItem::Event(event) = item {
+            answer = Some(serde_json::from_str::<Value>(&event.data).expect("json"));
+        }
+    }
+    answer.expect("the stream ended without the call's answer")
 }

@@ -26,6 +26,7 @@
 //! A new session or the upstream going down ends the stream at once; the task ends when the
 //! link shuts down ([`UpstreamLink::shutdown`]).
 
+use crate::wire::jsonrpc::EnvelopeErrorKind;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -346,7 +347,11 @@ impl UpstreamLink {
             return None;
         };
         let listen = &http.listen;
-        match jsonrpc::parse(message) {
+        match self.parse(message) {
+            Err(too_deep) if too_deep.kind() == EnvelopeErrorKind::TooDeep => {
+                self.count_too_deep();
+                None
+            }
             Ok(Message::Notification { method, .. }) if method.ends_with("/list_changed") => {
                 Listen::bump(&listen.list_changed_total);
                 self.announce_lists_changed();
@@ -357,9 +362,7 @@ impl UpstreamLink {
                 None
             }
             Ok(Message::Request { id, method, .. }) if method == "ping" => {
-                let empty =
-                    serde_json::value::RawValue::from_string("{}".to_owned()).expect("valid JSON");
-                Some(jsonrpc::result_bytes(id, &empty))
+                Some(jsonrpc::result_bytes(id, &super::empty_result()))
             }
             Ok(Message::Request { id, method, .. }) => {
                 Listen::bump(&listen.requests_refused_total);
