@@ -146,7 +146,6 @@ fn key_and_colon(text: &str, at: usize) -> Option<(Cow<'_, str>, usize)> {
 /// The index just past the valid value starting at `at`, whose containers nest at most
 /// `depth_max` deep (a scalar is 0 deep, `[]` one).
 fn value_end(bytes: &[u8], mut at: usize, depth_max: u32) -> Result<usize, Stop> {
-    let invalid = || Stop::Invalid;
     let mut open = Containers::new(depth_max);
     loop {
         // A value starts at `at`.
@@ -161,15 +160,15 @@ fn value_end(bytes: &[u8], mut at: usize, depth_max: u32) -> Result<usize, Stop>
                     at += 1;
                 } else {
                     if object {
-                        at = key_and_colon_end(bytes, at).ok_or_else(invalid)?;
+                        at = key_and_colon_end(bytes, at).ok_or(Stop::Invalid)?;
                     }
                     continue;
                 }
             }
-            b't' => at = literal_end(bytes, at, b"true").ok_or_else(invalid)?,
-            b'f' => at = literal_end(bytes, at, b"false").ok_or_else(invalid)?,
-            b'n' => at = literal_end(bytes, at, b"null").ok_or_else(invalid)?,
-            b'-' | b'0'..=b'9' => at = number_end(bytes, at).ok_or_else(invalid)?,
+            b't' => at = literal_end(bytes, at, b"true").ok_or(Stop::Invalid)?,
+            b'f' => at = literal_end(bytes, at, b"false").ok_or(Stop::Invalid)?,
+            b'n' => at = literal_end(bytes, at, b"null").ok_or(Stop::Invalid)?,
+            b'-' | b'0'..=b'9' => at = number_end(bytes, at).ok_or(Stop::Invalid)?,
             _ => return Err(Stop::Invalid),
         }
         // A value ended at `at`: close containers until one takes another value.
@@ -178,9 +177,10 @@ fn value_end(bytes: &[u8], mut at: usize, depth_max: u32) -> Result<usize, Stop>
                 return Ok(at);
             };
             at = skip_space(bytes, at);
-            match (bytes.get(at).ok_or_else(invalid)?, in_object) {
+            match (bytes.get(at).ok_or(Stop::Invalid)?, in_object) {
                 (b',', true) => {
-                    at = key_and_colon_end(bytes, skip_space(bytes, at + 1)).ok_or_else(invalid)?;
+                    at =
+                        key_and_colon_end(bytes, skip_space(bytes, at + 1)).ok_or(Stop::Invalid)?;
                     break;
                 }
                 (b',', false) => {
