@@ -867,11 +867,14 @@ fn an_optional_stdio_upstream_whose_command_appears_later_joins_the_merged_lists
     gw.wait_status(SETTLE_DEADLINE, "late up", |s| {
         upstream_status(s, 0, "late")["up"] == true
     });
-    assert!(
-        tool_names(&gw).iter().any(|name| name == "late__echo"),
-        "{:?}",
-        tool_names(&gw)
+    // Its lists are fetched once it is up, so the merged list may lag the status a moment.
+    let listed = common::poll_until(
+        SETTLE_DEADLINE,
+        Duration::from_millis(50),
+        || tool_names(&gw),
+        |names| names.iter().any(|name| name == "late__echo"),
     );
+    assert!(listed.is_ok(), "late__echo never listed: {listed:?}");
     let (status, answer) = stateless_call(&gw, 2, "late__echo", json!({"text": "at last"}));
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["result"]["content"][0]["text"], "late: at last");
