@@ -51,15 +51,15 @@ struct InputRequest<'a> {
     params: Option<&'a RawValue>,
 }
 
-/// An `input_required` result, read.
-struct InputRequired<'a> {
+/// An `input_required` result, read: its requests in key order, and the state to echo.
+pub struct InputRequired<'a> {
     requests: Vec<InputRequest<'a>>,
     request_state: Option<String>,
 }
 
-/// `Ok(None)` for a result that is not `input_required` (the call's answer); an error for
-/// one that is, but cannot be read.
-fn input_required(result: &RawValue) -> Result<Option<InputRequired<'_>>, String> {
+/// Reads an upstream's `result` to a call: `Ok(None)` for a result that is not
+/// `input_required` (the call's answer); an error for one that is, but cannot be read.
+pub fn input_required(result: &RawValue) -> Result<Option<InputRequired<'_>>, String> {
     #[derive(Deserialize)]
     struct Asked<'a> {
         #[serde(rename = "inputRequests", borrow, default)]
@@ -261,8 +261,9 @@ impl InputBridge {
 /// The params of a retry: the call's first params (less any `inputResponses` or
 /// `requestState` of their own), then the client's `results` by input key and the upstream's
 /// state. Written from raw members, so nothing the client or the upstream sent is read into a
-/// tree. `None` only if `first` is not the JSON object the gateway wrote.
-fn retry_params(
+/// tree. `results` are the client's answers, one per request of `asked`, in its order. `None`
+/// only if `first` is not the JSON object the gateway wrote.
+pub fn retry_params(
     first: &[u8],
     asked: &InputRequired<'_>,
     results: &[Box<RawValue>],

@@ -1,0 +1,78 @@
+//! Feeds arbitrary bytes to the JSON-RPC envelope parser and to the object scanner under it, at
+//! the default `limits.json_depth_max` and at the top of its range.
+//!
+//! Asserts: no panic; whenever the scan accepts a text, serde_json reads it into a `Value`
+//! too (so its own depth limit is never reached), and the members the scan returns are that
+//! object's members, a repeated key counting with its last value, and [`scan::nests_deeper`]
+//! does not call it too deep; whenever `parse` accepts a UTF-8 message, serde_json reads it
+//! too.
+//!
+//! Run: `RUSTC_BOOTSTRAP=1 cargo fuzz run --fuzz-dir tests/fuzz envelope_scan
+//! tests/fuzz/corpus/envelope_scan tests/fuzz/seeds/envelope_scan -- -max_total_time=60`.
+
+#![no_main]
+
+use std::collections::BTreeMap;
+
+use libfuzzer_sys::fuzz_target;
+use serde_json::Value;
+use shardgate::config::bounds::JSON_DEPTH_MAX;
+use shardgate::wire::jsonrpc;
+use shardgate::wire::members::Members;
+use shardgate::wire::scan;
+
+const DEPTHS: [u32; 2] = [JSON_DEPTH_MAX.default as u32, JSON_DEPTH_MAX.max as u32];
+
+fn check_scan(text: &str, depth_max: u32) {
+    let Ok(members) = scan::object_members(text, depth_max) else {
+        return;
+    };
+    assert!(
+        !scan::nests_deeper(text.as_bytes(), depth_max),
+        "nests_deeper disagrees with the scan's depth at {depth_max}"
+    );
+    let value: Value = match serde_json::from_str(text) {
+        Ok(value) => value,
+        Err(e) => panic!("scan accepted what serde_json refuses ({e}) at depth {depth_max}"),
+    };
+    let Value::Object(object) = value else {
+        panic!("scan accepted a text that is not an object");
+    };
+    let mut last_wins = BTreeMap::new();
+    for (key, raw) in &members {
+        let member: Value = serde_json::from_str(raw.get()).expect("a member serde_json reads");
+        last_wins.insert(key.to_string(), member);
+    }
+    let serde_members: BTreeMap<String, Value> = object.into_iter().collect();
+    assert_eq!(
+        last_wins, serde_members,
+        "scan members differ from serde_json's"
+    );
+
+    let resolved = Members::read_text(text).expect("Members reads what the scan accepts");
+    let resolved: BTreeMap<String, Value> = resolved
+        .iter()
+        .map(|(k, v)| (k.to_owned(), serde_json::from_str(v.get()).expect("member")))
+        .collect();
+    assert_eq!(
+        resolved, last_wins,
+        "Members resolved repeats unlike a JSON map"
+    );
+}
+
+fuzz_target!(|data: &[u8]| {
+    for depth_max in DEPTHS {
+        // Bytes that are not UTF-8 are left to serde_json's envelope, which (as a unit test
+        // beside `parse` pins) skips members it ignores without reading them as text.
+        let Ok(text) = std::str::from_utf8(data) else {
+            let _ = jsonrpc::parse(data, depth_max);
+            continue;
+        };
+        check_scan(text, depth_max);
+        if jsonrpc::parse(data, depth_max).is_ok() {
+            if let Err(e) = serde_json::from_slice::<Value>(data) {
+                panic!("parse accepted what serde_json refuses ({e}) at depth {depth_max}");
+            }
+        }
+    }
+});
