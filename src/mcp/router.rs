@@ -11,7 +11,6 @@
 //! Ownership: one router per shard, built from the config at start-up; its links, catalogue and
 //! pending table are that shard's.
 
-use crate::wire::jsonrpc::Outcome;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -35,7 +34,7 @@ use crate::upstream::input::{BridgedCall, InputBridge, InputStats};
 use crate::upstream::link::{CallRequest, SessionScope, UpstreamLink, SESSION_CLOSE_TIMEOUT_MS};
 use crate::wire::capabilities::InputCapabilities;
 use crate::wire::ids::UpstreamRequestId;
-use crate::wire::jsonrpc::{self, RpcError};
+use crate::wire::jsonrpc::{self, Outcome, RpcError};
 use crate::wire::kind::Kind;
 use crate::wire::params::{CallParams, Rewrite, Routing};
 use crate::wire::version::ProtocolVersion;
@@ -255,11 +254,8 @@ impl RouterState {
     /// The JSON-RPC error a client gets for a call that ended without an answer.
     fn client_error(&self, link: &UpstreamLink, failure: CallFailure) -> RpcError {
         let name = link.name();
-        // A `Value` always prints as valid JSON.
-        let data = |reason: &str| {
-            RawValue::from_string(json!({ "upstream": name, "reason": reason }).to_string())
-                .expect("a Value prints as valid JSON")
-        };
+        let data =
+            |reason: &str| jsonrpc::value_to_raw(&json!({ "upstream": name, "reason": reason }));
         match failure {
             CallFailure::Rpc(error) => error,
             CallFailure::Unavailable(message) => {

@@ -7,8 +7,6 @@
 //! that calls it.
 
 use crate::mcp::router::ClientAnswer;
-use crate::wire::jsonrpc::EnvelopeError;
-use crate::wire::jsonrpc::EnvelopeErrorKind;
 use std::borrow::Cow;
 
 use serde_json::value::RawValue;
@@ -21,7 +19,7 @@ use crate::mcp::session::{SessionId, SessionRefusal, SessionTable};
 use crate::refusal::{RefusalCounters, RefusalReason};
 use crate::support::event::Event;
 use crate::wire::capabilities::InputCapabilities;
-use crate::wire::jsonrpc::{self, Message, Meta, RpcError};
+use crate::wire::jsonrpc::{self, EnvelopeError, EnvelopeErrorKind, Message, Meta, RpcError};
 use crate::wire::params::CallParams;
 use crate::wire::version::ProtocolVersion;
 use std::cell::RefCell;

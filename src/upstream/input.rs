@@ -314,8 +314,7 @@ fn data(call: &BridgedCall, extra: Value) -> Box<RawValue> {
     if let Value::Object(extra) = extra {
         data.extend(extra);
     }
-    // A `Value` always prints as valid JSON.
-    RawValue::from_string(Value::Object(data).to_string()).expect("a Value prints as valid JSON")
+    jsonrpc::value_to_raw(&Value::Object(data))
 }
 
 fn upstream_failure(call: &BridgedCall, reason: &str) -> CallFailure {

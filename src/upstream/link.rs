@@ -33,8 +33,6 @@
 
 mod listen;
 
-use crate::wire::jsonrpc::EnvelopeError;
-use crate::wire::jsonrpc::EnvelopeErrorKind;
 pub use listen::{ListenState, ListenStats};
 
 use std::cell::{Cell, RefCell};
@@ -60,7 +58,7 @@ use crate::upstream::pool::{Reply, RequestSpec, Response, UpstreamErrorKind, Ups
 use crate::upstream::sessions::{ClientSessionStats, ClientSessions, Lookup, SESSION_ID_BYTES_MAX};
 use crate::upstream::stdio::{StdioError, StdioSpec, StdioUpstream};
 use crate::wire::ids::{IdForm, UpstreamRequestId};
-use crate::wire::jsonrpc::{self, Message, Outcome, RpcError};
+use crate::wire::jsonrpc::{self, EnvelopeError, EnvelopeErrorKind, Message, Outcome, RpcError};
 use crate::wire::kind::Kind;
 use crate::wire::version::ProtocolVersion;
 
@@ -549,7 +547,7 @@ impl UpstreamLink {
                 break;
             }
         }
-        Ok(Some(to_raw(&Value::Array(items))))
+        Ok(Some(jsonrpc::value_to_raw(&Value::Array(items))))
     }
 
     /// Asks the breaker whether a call may go out now.
@@ -706,7 +704,7 @@ impl UpstreamLink {
         let id = self.next_control_id();
         match &self.kind {
             LinkKind::Builtin(demo) => {
-                let params = params.map(|p| to_raw(&p));
+                let params = params.map(|p| jsonrpc::value_to_raw(&p));
                 demo.handle(method, params.as_deref(), SESSION_ERA_VERSION)
                     .await
                     .map_err(CallFailure::Rpc)
@@ -1747,7 +1745,7 @@ impl UpstreamLink {
             too_deep.message()
         );
         let data = json!({"upstream": name, "reason": "json_depth_max"});
-        RpcError::new(jsonrpc::INTERNAL_ERROR, message).with_data(to_raw(&data))
+        RpcError::new(jsonrpc::INTERNAL_ERROR, message).with_data(jsonrpc::value_to_raw(&data))
     }
 
     /// Stops a stdio child (SIGTERM, SIGKILL, reap) or an `http` upstream's listen stream.
@@ -1914,19 +1912,13 @@ fn with_stateless_meta(params: Option<Value>) -> Value {
     Value::Object(params)
 }
 
-/// `value` as JSON text. A `Value` always prints as valid JSON (it holds no NaN or infinity,
-/// its keys are strings), so the check `RawValue` makes cannot fail.
-fn to_raw(value: &Value) -> Box<RawValue> {
-    RawValue::from_string(value.to_string()).expect("a Value prints as valid JSON")
-}
-
 fn empty_result() -> Box<RawValue> {
     RawValue::from_string("{}".to_owned()).expect("`{}` is valid JSON")
 }
 
 /// `{"jsonrpc":"2.0","id":<id>,"method":…,"params":…}`.
 fn request_body(id: &[u8], method: &str, params: Option<&Value>) -> Vec<u8> {
-    let params = params.map(to_raw);
+    let params = params.map(jsonrpc::value_to_raw);
     jsonrpc::request_bytes(id, method, params.as_ref().map(|p| p.get().as_bytes()))
 }
 
@@ -1936,7 +1928,7 @@ fn raw_request_body(id: &[u8], method: &str, params: &[u8]) -> Vec<u8> {
 }
 
 fn notification_body(method: &str, params: Option<&Value>) -> Vec<u8> {
-    let params = params.map(to_raw);
+    let params = params.map(jsonrpc::value_to_raw);
     jsonrpc::notification_bytes(method, params.as_deref())
 }
 

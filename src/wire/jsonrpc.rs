@@ -921,6 +921,12 @@ fn routing_member<'a>(method: &str, params: &Members<'a>) -> Option<Cow<'a, str>
     params.get(member).and_then(raw_str)
 }
 
+/// `value` as JSON text. A `Value` always prints as valid JSON (it holds no NaN or infinity,
+/// its keys are strings), so the check `RawValue` makes cannot fail.
+pub fn value_to_raw(value: &serde_json::Value) -> Box<RawValue> {
+    RawValue::from_string(value.to_string()).expect("a Value prints as valid JSON")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

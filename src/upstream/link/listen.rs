@@ -26,7 +26,6 @@
 //! A new session or the upstream going down ends the stream at once; the task ends when the
 //! link shuts down ([`UpstreamLink::shutdown`]).
 
-use crate::wire::jsonrpc::EnvelopeErrorKind;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -37,7 +36,7 @@ use serde::Serialize;
 use super::{LinkKind, UpstreamEra, UpstreamLink};
 use crate::support::event::Event;
 use crate::upstream::pool::{Reply, RequestSpec};
-use crate::wire::jsonrpc::{self, Message};
+use crate::wire::jsonrpc::{self, EnvelopeErrorKind, Message};
 
 /// The first wait before a listen stream that ended or failed is opened again.
 pub const LISTEN_BACKOFF_MS_MIN: u64 = 500;
