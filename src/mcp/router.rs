@@ -1,12 +1,14 @@
 //! Routes an MCP request to the upstream that answers it, and builds the gateway's own answers
 //! (`initialize`, `server/discover`, `ping`, the merged lists).
 //!
-//! The request path, in order: the gateway's own methods; the merged lists, answered from the
-//! shard's catalogue; then, for `tools/call`, `prompts/get`, `resources/read` and
-//! `completion/complete`, the route (merged name → upstream and original name), the upstream's
-//! state (down, circuit open: refused at once with its name), the pending table (a cap: refused
-//! with 503 naming it), and the call itself, whose notifications and answer the connection
-//! relays. `logging/setLevel` goes to every upstream that logs.
+//! Four phases of the request pipeline are here, in order: [`Router::route`] (the gateway's own
+//! methods; the merged lists, answered from the shard's catalogue; for `tools/call`,
+//! `prompts/get`, `resources/read` and `completion/complete`, the merged name → upstream and
+//! original name), [`Router::admit`] (the upstream's state — down, circuit open: refused at once
+//! with its name — and the pending table: a cap refuses with 503 naming it),
+//! [`Router::upstream_request`] (the params rewritten for the upstream) and
+//! [`Router::start_call`] (the call in a task of its own, whose notifications and answer the
+//! [`Relay`] carries). `logging/setLevel` goes to every upstream that logs.
 //!
 //! Ownership: one router per shard, built from the config at start-up; its links, catalogue and
 //! pending table are that shard's.
@@ -26,6 +28,7 @@ use crate::calls::input_round::answer_of;
 use crate::calls::pending::{PendingLimits, PendingRefusal};
 use crate::config::Config;
 use crate::mcp::call::{Call, Client, Era};
+use crate::refusal::RefusalReason;
 use crate::support::clock::ShardClock;
 use crate::support::event::Event;
 use crate::support::{deadline, log};
@@ -97,6 +100,8 @@ pub enum Routed<'r, 'm> {
     Answered(Result<Box<RawValue>, RpcError>),
     /// To the one upstream that owns the name the call carries.
     Upstream(Target<'r, 'm>),
+    /// To an upstream that is down: refused as the admit phase refuses.
+    Unavailable(NotAdmitted),
 }
 
 /// A routed call's upstream, and the call's name for the thing there.
@@ -117,8 +122,12 @@ impl Target<'_, '_> {
 
 /// Why the admit phase turned a call away.
 pub enum NotAdmitted {
-    /// The upstream is down or its circuit breaker open: the call's error names it.
-    Unavailable(RpcError),
+    /// The upstream is down ([`RefusalReason::UpstreamDown`]) or its circuit breaker open
+    /// ([`RefusalReason::BreakerOpen`]): the call's error names it.
+    Unavailable {
+        reason: RefusalReason,
+        error: RpcError,
+    },
     /// The pending table refused it: a cap (HTTP 503 with Retry-After) or its id.
     Full {
         refusal: PendingRefusal,
@@ -129,7 +138,7 @@ pub enum NotAdmitted {
 impl From<NotAdmitted> for Answer {
     fn from(refused: NotAdmitted) -> Answer {
         match refused {
-            NotAdmitted::Unavailable(error) => Answer::Now(Err(error)),
+            NotAdmitted::Unavailable { error, .. } => Answer::Now(Err(error)),
             NotAdmitted::Full { refusal, message } => Answer::Full { refusal, message },
         }
     }
@@ -158,6 +167,8 @@ pub struct Relay {
     /// The task talking to the upstream; dropping it abandons the exchange.
     task: Option<glommio::Task<()>>,
     done: bool,
+    /// Set when the upstream side turned the call away after it started (its pool full).
+    refusal: Option<RefusalReason>,
 }
 
 impl Relay {
@@ -175,6 +186,9 @@ impl Relay {
             CallItem::Event(message) => Err(message),
             CallItem::Done(outcome) => {
                 self.done = true;
+                if let Err(CallFailure::Busy(_)) = &outcome {
+                    self.refusal = Some(RefusalReason::PoolFull);
+                }
                 self.link.record(&outcome, self.router.now_ms());
                 Ok(outcome.map_err(|failure| self.router.client_error(&self.link, failure)))
             }
@@ -183,6 +197,11 @@ impl Relay {
 }
 
 impl Relay {
+    /// Why the upstream side turned the call away, once it ended so.
+    pub fn refusal(&self) -> Option<RefusalReason> {
+        self.refusal
+    }
+
     /// The call's deadline passed before its answer: abandons the exchange, ends the call in
     /// the pending table (settling it with the timeout) and tells the upstream. A call that had
     /// already ended is settled already.
@@ -769,7 +788,7 @@ impl Router {
         let Routing { kind, merged, .. } = params.routing();
         let route = state.routes.borrow().route(*kind, merged);
         let Some(route) = route else {
-            return Routed::Answered(Err(self.unknown(*kind, merged)));
+            return self.unknown(*kind, merged);
         };
         // The routes are built from the links, so every route names one.
         let link = state.links[usize::from(route.upstream)].clone();
@@ -794,7 +813,8 @@ impl Router {
         if !link.is_up() {
             let why = link.down_reason();
             let error = state.client_error(link, CallFailure::Unavailable(why));
-            return Err(NotAdmitted::Unavailable(error));
+            let reason = RefusalReason::UpstreamDown;
+            return Err(NotAdmitted::Unavailable { reason, error });
         }
         if let Admission::Refused { retry_in_ms } = link.admit(now) {
             let message = format!(
@@ -804,7 +824,8 @@ impl Router {
                 link.index
             );
             let error = state.client_error(link, CallFailure::Unavailable(message));
-            return Err(NotAdmitted::Unavailable(error));
+            let reason = RefusalReason::BreakerOpen;
+            return Err(NotAdmitted::Unavailable { reason, error });
         }
         let timeout_ms = link.config.request_timeout_ms;
         let deadline = Instant::now() + Duration::from_millis(timeout_ms);
@@ -897,12 +918,13 @@ impl Router {
             deadline,
             task: Some(task),
             done: false,
+            refusal: None,
         }
     }
 
-    /// The error for a name no route knows; when it carries the prefix of an upstream that is
-    /// down, the error names that upstream.
-    fn unknown(&self, kind: Kind, merged: &str) -> RpcError {
+    /// The answer for a name no route knows: unknown, or, when it carries the prefix of an
+    /// upstream that is down, unavailable, naming that upstream.
+    fn unknown<'r, 'm>(&self, kind: Kind, merged: &str) -> Routed<'r, 'm> {
         let state = &self.state;
         let down = state.links.iter().find(|link| {
             let prefix = &link.config.prefix;
@@ -914,7 +936,9 @@ impl Router {
         });
         if let Some(link) = down {
             let why = link.down_reason();
-            return state.client_error(link, CallFailure::Unavailable(why));
+            let error = state.client_error(link, CallFailure::Unavailable(why));
+            let reason = RefusalReason::UpstreamDown;
+            return Routed::Unavailable(NotAdmitted::Unavailable { reason, error });
         }
         let (what, list) = match kind {
             Kind::Tools => ("tool", "tools/list"),
@@ -924,10 +948,10 @@ impl Router {
         let error = RpcError::invalid_params(format!(
             "unknown {what} {merged:?}: no upstream offers it (see {list})"
         ));
-        match kind {
+        Routed::Answered(Err(match kind {
             Kind::Resources => error.with_data(raw(json!({ "uri": merged }).to_string())),
             _ => error,
-        }
+        }))
     }
 
     /// `logging/setLevel`: to every upstream that takes it, under the client's own upstream

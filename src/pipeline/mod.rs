@@ -37,8 +37,9 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::http::{self, Request, ResponseWriter};
 use crate::mcp::answer;
+use crate::mcp::call::Call;
 use crate::mcp::conversation::Conversation;
-use crate::mcp::router::{Answer, Routed};
+use crate::mcp::router::{Answer, NotAdmitted, Routed};
 use crate::mcp::session::SessionTable;
 use crate::mcp::transport::{
     Endpoint, HttpMethod, HttpReply, McpHeaders, McpRequest, Refused, Reply,
@@ -244,12 +245,13 @@ impl<H: Hooks> Pipeline<H> {
                 return answer::response(&call, Answer::Now(answer)).map(Decision::Reply)
             }
             Routed::Upstream(target) => target,
+            Routed::Unavailable(refused) => return self.not_admitted(cx, &call, refused),
         };
         cx.upstream = Some(target.upstream());
         // 8. admit
         let admitted = match router.admit(&target, &call.client) {
             Ok(admitted) => admitted,
-            Err(refused) => return answer::response(&call, refused.into()).map(Decision::Reply),
+            Err(refused) => return self.not_admitted(cx, &call, refused),
         };
         // 9. upstream request
         let upstream_request = router.upstream_request(target, admitted, &call.client);
@@ -259,10 +261,30 @@ impl<H: Hooks> Pipeline<H> {
         answer::response(&call, Answer::Relay(relay)).map(Decision::Reply)
     }
 
+    /// The answer to a call the upstream side turned away, counted (a full pending table is
+    /// counted as the refusal it becomes).
+    fn not_admitted(
+        &self,
+        cx: &mut RequestContext,
+        call: &Call<'_>,
+        refused: NotAdmitted,
+    ) -> Result<Decision, Refused> {
+        if let NotAdmitted::Unavailable { reason, .. } = &refused {
+            self.count(cx, *reason);
+        }
+        answer::response(call, refused.into()).map(Decision::Reply)
+    }
+
     /// Counts `refused`, notes it in the request's context, and words its answer.
     pub fn refuse(&self, cx: &mut RequestContext, refused: Refused) -> HttpReply {
         cx.refusal = Some(refused.reason);
         self.endpoint.refuse(refused, &self.refusals)
+    }
+
+    /// Counts a refusal answered inside the call (the upstream side's), and notes it.
+    pub fn count(&self, cx: &mut RequestContext, reason: RefusalReason) {
+        cx.refusal = Some(reason);
+        self.refusals.count(reason);
     }
 }
 

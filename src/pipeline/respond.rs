@@ -67,7 +67,7 @@ impl<H: Hooks> Pipeline<H> {
                 self.notification_stream(response, feed, future::pending::<()>)
                     .await
             }
-            Reply::Relay { relay, id, era } => relay_call(relay, &id, era, response, cx).await,
+            Reply::Relay { relay, id, era } => self.relay_call(relay, &id, era, response, cx).await,
         }
     }
 
@@ -192,6 +192,44 @@ impl<H: Hooks> Pipeline<H> {
         }
         stream.finish().await
     }
+
+    /// Relays an upstream call to the client as it happens: a JSON answer when nothing came
+    /// before it, else an event stream opened at the first notification and ended by the
+    /// answer. Returning early (the client left) drops the relay, which cancels the call
+    /// upstream. A call the upstream side turned away is counted once it ended.
+    async fn relay_call(
+        &self,
+        mut relay: Relay,
+        id: &RawValue,
+        era: Era,
+        response: &mut ResponseWriter<'_>,
+        cx: &mut RequestContext,
+    ) -> io::Result<()> {
+        let gone = || io::Error::new(ErrorKind::ConnectionAborted, "the client left");
+        let first = future::or(async { Some(relay.next().await) }, async {
+            response.peer_gone().await;
+            None
+        })
+        .await;
+        let event = match first.ok_or_else(gone)? {
+            Ok(answer) => {
+                if let Some(reason) = relay.refusal() {
+                    self.count(cx, reason);
+                }
+                let (status, body) = answer_message(id, answer, era);
+                cx.status = Some(status);
+                return response.json(status, &[], &body);
+            }
+            Err(event) => event,
+        };
+        cx.status = Some(200);
+        let mut source = CallEvents { relay, id, era };
+        let written = stream_events(response, event, &mut source, gone).await;
+        if let Some(reason) = source.relay.refusal() {
+            self.count(cx, reason);
+        }
+        written
+    }
 }
 
 /// A call on this shard, relayed to its client under the client's `id`.
@@ -208,35 +246,6 @@ impl EventSource for CallEvents<'_> {
             Ok(answer) => Relayed::Answer(answer_message(self.id, answer, self.era).1),
         })
     }
-}
-
-/// Relays an upstream call to the client as it happens: a JSON answer when nothing came
-/// before it, else an event stream opened at the first notification and ended by the answer.
-/// Returning early (the client left) drops the relay, which cancels the call upstream.
-async fn relay_call(
-    mut relay: Relay,
-    id: &RawValue,
-    era: Era,
-    response: &mut ResponseWriter<'_>,
-    cx: &mut RequestContext,
-) -> io::Result<()> {
-    let gone = || io::Error::new(ErrorKind::ConnectionAborted, "the client left");
-    let first = future::or(async { Some(relay.next().await) }, async {
-        response.peer_gone().await;
-        None
-    })
-    .await;
-    let event = match first.ok_or_else(gone)? {
-        Ok(answer) => {
-            let (status, body) = answer_message(id, answer, era);
-            cx.status = Some(status);
-            return response.json(status, &[], &body);
-        }
-        Err(event) => event,
-    };
-    cx.status = Some(200);
-    let mut source = CallEvents { relay, id, era };
-    stream_events(response, event, &mut source, gone).await
 }
 
 /// Writes an event stream that opens with `first`, carries each event `source` yields and

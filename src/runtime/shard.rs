@@ -393,7 +393,9 @@ impl Shard {
             Decision::Reply(Reply::Http(reply)) => ForwardedReply::Http(reply),
             Decision::Reply(Reply::Stream { .. }) => ForwardedReply::StreamOpened,
             Decision::Reply(Reply::Relay { relay, id, era }) => {
-                let answer = self.relay_forwarded(from, ticket, relay, &id, era).await;
+                let answer = self
+                    .relay_forwarded(from, ticket, relay, &id, era, &mut cx)
+                    .await;
                 ForwardedReply::Http(
                     answer.unwrap_or_else(|message| self.internal_error(&mut cx, message)),
                 )
@@ -424,6 +426,7 @@ impl Shard {
         mut relay: Relay,
         id: &RawValue,
         era: Era,
+        cx: &mut RequestContext,
     ) -> Result<HttpReply, String> {
         let cancelled = Rc::new(Event::default());
         self.forwarded_relays
@@ -447,6 +450,9 @@ impl Shard {
             }
         };
         self.forwarded_relays.borrow_mut().remove(&(from, ticket));
+        if let Some(reason) = relay.refusal() {
+            self.pipeline.count(cx, reason);
+        }
         let Some(answer) = answer else {
             drop(relay);
             return Err(format!("shard {from}'s client left"));
