@@ -380,6 +380,9 @@ impl Router {
         };
         let inflight = InFlight::new(limits, pending.stream_buffer_bytes_max as usize)
             .map_err(|e| format!("shard {shard}: pending table: {e}"))?;
+        let server_requests =
+            ServerRequests::new(shard, pending.pending_max, pending.request_id_bytes_max)
+                .map_err(|e| format!("shard {shard}: {e}"))?;
         let server_info = json!({
             "name": "shardgate",
             "title": "shardgate MCP gateway",
@@ -390,7 +393,7 @@ impl Router {
             listed: RefCell::new(vec![false; links.len()]),
             links,
             inflight,
-            server_requests: ServerRequests::new(shard, pending.pending_max as usize),
+            server_requests,
             input: InputBridge::new(pending.input_rounds_max),
             catalogue: RefCell::new(Rc::new(Catalogue::build(&[], CATALOGUE_LIMITS))),
             routes: RefCell::new(Rc::new(Catalogue::build(&[], CATALOGUE_LIMITS))),
