@@ -6,7 +6,9 @@
 //! object's members, a repeated key counting with its last value, and [`scan::nests_deeper`]
 //! does not call it too deep; whenever `parse` accepts a UTF-8 message, serde_json reads it
 //! too. A number past f64's range is the one exception: serde_json refuses it as a `Value`
-//! but passes it over as raw text, as the scan does.
+//! but passes it over as raw text, as the scan does. Whenever the scan refuses a text for its
+//! depth that serde_json reads, it names the first member too deep, and the members its skim
+//! found after that one are the scalar-valued members that follow it.
 //!
 //! Run: `RUSTC_BOOTSTRAP=1 cargo fuzz run --fuzz-dir tests/fuzz envelope_scan
 //! tests/fuzz/corpus/envelope_scan tests/fuzz/seeds/envelope_scan -- -max_total_time=60`.
@@ -14,8 +16,10 @@
 #![no_main]
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use libfuzzer_sys::fuzz_target;
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::Value;
 use shardgate::config::bounds::JSON_DEPTH_MAX;
@@ -31,9 +35,65 @@ fn past_f64(error: &serde_json::Error) -> bool {
     error.to_string().starts_with("number out of range")
 }
 
-fn check_scan(text: &str, depth_max: u32) {
-    let Ok(members) = scan::object_members(text, depth_max) else {
+/// An object's members in order, as serde_json reads them, each value raw.
+struct Ordered<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Ordered<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct InOrder;
+        impl<'de> Visitor<'de> for InOrder {
+            type Value = Ordered<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Ordered<'de>, A::Error> {
+                let mut members = Vec::new();
+                while let Some(member) = map.next_entry::<String, &'de RawValue>()? {
+                    members.push(member);
+                }
+                Ok(Ordered(members))
+            }
+        }
+        deserializer.deserialize_map(InOrder)
+    }
+}
+
+/// A text the scan refused for its depth, when serde_json reads it: the deep member is the
+/// first whose value nests deeper than the object leaves room for, and the skim found after it
+/// exactly the scalar-valued members that follow, in order.
+fn check_deep(text: &str, depth_max: u32, deep: &scan::DeepMember<'_>) {
+    let Ok(Ordered(members)) = serde_json::from_str::<Ordered<'_>>(text) else {
         return;
+    };
+    let value_depth_max = depth_max.min(scan::DEPTH_CEILING) - 1;
+    let too_deep = |(_, value): &(String, &RawValue)| {
+        scan::nests_deeper(value.get().as_bytes(), value_depth_max)
+    };
+    let Some(at) = members.iter().position(too_deep) else {
+        panic!("refused for depth at {depth_max}, yet no member nests too deep");
+    };
+    assert_eq!(
+        members[at].0, deep.key,
+        "a different member is the deep one"
+    );
+    let scalars: Vec<(&str, &str)> = members[at + 1..]
+        .iter()
+        .filter(|(_, value)| !value.get().starts_with(['{', '[']))
+        .map(|(key, value)| (key.as_str(), value.get()))
+        .collect();
+    let after: Vec<(&str, &str)> = deep
+        .after
+        .iter()
+        .map(|(key, value)| (key.as_ref(), value.get()))
+        .collect();
+    assert_eq!(after, scalars, "the skim's members after {:?}", deep.key);
+}
+
+fn check_scan(text: &str, depth_max: u32) {
+    let members = match scan::object_members(text, depth_max) {
+        Ok(members) => members,
+        Err(scan::Refusal::TooDeep(deep)) => return check_deep(text, depth_max, &deep),
+        Err(scan::Refusal::Invalid) => return,
     };
     assert!(
         !scan::nests_deeper(text.as_bytes(), depth_max),
