@@ -128,8 +128,9 @@ fn read_response(bytes: &[u8], head_only: bool) -> Result<Response, String> {
         Ok(httparse::Status::Partial) => return Err(format!("head cut short: {:?}", lossy(bytes))),
         Err(e) => return Err(format!("head does not parse ({e}): {:?}", lossy(bytes))),
     };
-    if head.version != Some(1) {
-        return Err(format!("version HTTP/1.{:?}, not HTTP/1.1", head.version));
+    let version = head.version.ok_or("a complete head without a version")?;
+    if version != 1 {
+        return Err(format!("version HTTP/1.{version}, not HTTP/1.1"));
     }
     let status = head.code.ok_or("a complete head without a status")?;
     let fields = Fields::read(head.headers)?;
