@@ -1,6 +1,6 @@
 //! Drives one in-process shard with whole requests: client bytes over loopback through the
-//! real HTTP codec, the MCP endpoint and the router to the builtin demo upstream, and the
-//! answer back.
+//! real HTTP codec, the request pipeline (MCP endpoint, router) to the builtin demo upstream,
+//! and the answer back.
 //!
 //! Input: the bytes of up to 8 connections, separated by `\n###\n` (the 8th takes the rest).
 //! The connections run one after another; each writes its bytes whole, shuts its write half

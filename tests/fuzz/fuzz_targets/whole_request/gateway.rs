@@ -14,8 +14,9 @@ use glommio::{LocalExecutor, LocalExecutorBuilder, Placement};
 use shardgate::config::{Config, UpstreamKind};
 use shardgate::http::HttpLimits;
 use shardgate::mcp::router::StartFailure;
+use shardgate::pipeline::McpFront;
 use shardgate::runtime::mesh::Mesh;
-use shardgate::runtime::shard::{self, Front, McpFront, Shard};
+use shardgate::runtime::shard::{Front, Shard};
 use shardgate::support::clock::ShardClock;
 
 /// The demo `sleep` tool's cap: a call the fuzzer asks to sleep ends within a few of these, so
@@ -58,7 +59,7 @@ impl Gateway {
         Gateway {
             executor,
             addr,
-            http_limits: shard::http_limits(&config),
+            http_limits: HttpLimits::from_config(&config),
             path: config.server.path.clone(),
         }
     }
@@ -81,7 +82,7 @@ async fn start_shard(config: Arc<Config>) -> SocketAddr {
     let shard = Shard::new(0, 1, 0, config.clone(), mesh, ShardClock::start())
         .unwrap_or_else(|e| panic!("cannot build the shard: {e}"));
     let shard = Rc::new(shard);
-    let router = shard.endpoint.router();
+    let router = shard.pipeline.endpoint.router();
     router.spawn_dispatchers();
     if let Err(failure) = router.start(config.server.startup_timeout_ms).await {
         let (StartFailure::RequiredDown(message) | StartFailure::Collision(message)) = failure;
