@@ -1,6 +1,6 @@
 //! Framing shared by the server's request parser and the upstream client's response parser:
-//! the incremental chunked-body decoder and the reuse of `httparse`'s header slots. What the
-//! header fields say about framing is [`super::head`].
+//! the incremental chunked-body decoder, the reuse of `httparse`'s header slots and the offsets
+//! of what it parsed. What the header fields say about framing is [`super::head`].
 //!
 //! The decoder is I/O-free and knows no limit names: it reports a [`ChunkError`] and each codec
 //! turns that into its own error naming its own limits (`request_body_bytes_max` for the server,
@@ -8,6 +8,7 @@
 //! being read, on that connection's shard.
 
 use httparse::{Header, Status, EMPTY_HEADER};
+use std::ops::Range;
 
 /// Longest chunk size line, extensions and CRLF included. Real peers send a few hex digits;
 /// this leaves room for short extensions while a hostile line is refused after 256 bytes.
@@ -263,6 +264,14 @@ fn parse_chunk_line(line: &[u8]) -> Result<Option<(usize, u64)>, ChunkError> {
 /// Hands `httparse`'s header slots back for the next call, keeping their allocation.
 pub(super) fn recycle(slots: Vec<Header<'_>>) -> Vec<Header<'static>> {
     slots.into_iter().map(|_| EMPTY_HEADER).collect()
+}
+
+/// Byte range of `part` within `buf`, of which it is a subslice: where a name or value
+/// `httparse` parsed lies, kept so no borrow of the header slots outlives the parse.
+pub(super) fn offset(buf: &[u8], part: &[u8]) -> Range<usize> {
+    let start = part.as_ptr() as usize - buf.as_ptr() as usize;
+    debug_assert!(start + part.len() <= buf.len());
+    start..start + part.len()
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! What the header fields of a message head say, read the same way by the server's request
 //! parser and the upstream client's response parser: `Content-Length` (every list element
 //! digits, all agreeing), `Transfer-Encoding` (counted, and whether it is exactly `chunked`) and
-//! the `Connection` options, plus the comma-separated list and decimal grammars they use.
+//! the `Connection` options, plus the comma-separated list and decimal grammars they use, the
+//! lookup of a field by name, and the token grammar both writers hold methods and names to.
 //!
 //! The facts make no decision: each side frames its body by its own RFC 9112 rules (they differ
 //! for requests and responses) and turns a [`ContentLengthFault`] into its own error and
@@ -123,6 +124,23 @@ fn parse_decimal(digits: &[u8]) -> Option<u64> {
     }))
 }
 
+/// The value of the first of `fields` (name, value) named `name`, ASCII case-insensitive.
+pub(super) fn field_value<'a>(
+    fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    name: &str,
+) -> Option<&'a [u8]> {
+    fields
+        .into_iter()
+        .find(|(field, _)| field.eq_ignore_ascii_case(name.as_bytes()))
+        .map(|(_, value)| value)
+}
+
+/// `1*tchar` (RFC 9110 §5.6.2): what a method or a field name must be.
+pub(super) fn is_token(text: &str) -> bool {
+    let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    !text.is_empty() && text.bytes().all(tchar)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,5 +231,14 @@ mod tests {
         assert_eq!(parse_decimal(b"+1"), None);
         assert_eq!(parse_decimal(b""), None);
         assert_eq!(parse_decimal(b"99999999999999999999999"), Some(u64::MAX));
+    }
+
+    #[test]
+    fn tokens_are_nonempty_tchars() {
+        assert!(is_token("POST"));
+        assert!(is_token("X-Custom_1!#$%&'*+-.^`|~"));
+        for text in ["", "a b", "a:b", "a\r", "é", "a,b", "(a)"] {
+            assert!(!is_token(text), "{text:?}");
+        }
     }
 }

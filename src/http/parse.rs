@@ -10,8 +10,8 @@
 //! is incomplete (at most `header_bytes_max` bytes), and a chunked body is decoded as it arrives
 //! into a buffer reused across requests.
 
-use super::framing::{recycle, ChunkError, ChunkLimits, ChunkedDecoder};
-use super::head::{ContentLengthFault, HeadFacts};
+use super::framing::{offset, recycle, ChunkError, ChunkLimits, ChunkedDecoder};
+use super::head::{field_value, ContentLengthFault, HeadFacts};
 use super::{HttpError, HttpLimits};
 use crate::refusal::RefusalReason;
 use httparse::{Header, Status, EMPTY_HEADER};
@@ -60,12 +60,11 @@ struct Span {
 
 impl Span {
     fn of(buf: &[u8], part: &[u8]) -> Span {
-        let start = part.as_ptr() as usize - buf.as_ptr() as usize;
-        debug_assert!(start + part.len() <= buf.len());
+        let range = offset(buf, part);
         // The head lies within header_bytes_max (a u32), so the offsets fit.
         Span {
-            start: start as u32,
-            end: (start + part.len()) as u32,
+            start: range.start as u32,
+            end: range.end as u32,
         }
     }
 
@@ -482,9 +481,7 @@ impl<'a> Request<'a> {
 
     /// The first field named `name` (ASCII case-insensitive).
     pub fn header(&self, name: &str) -> Option<&'a [u8]> {
-        self.headers()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
-            .map(|(_, value)| value)
+        field_value(self.headers(), name)
     }
 
     /// [`header`](Self::header) as UTF-8; `None` if absent or not UTF-8.

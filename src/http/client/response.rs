@@ -8,8 +8,8 @@
 
 use super::{ClientError, ClientErrorKind};
 use crate::config::limits::ClientLimits;
-use crate::http::framing::{recycle, ChunkError, ChunkLimits, ChunkedDecoder, Decoded};
-use crate::http::head::HeadFacts;
+use crate::http::framing::{offset, recycle, ChunkError, ChunkLimits, ChunkedDecoder, Decoded};
+use crate::http::head::{field_value, HeadFacts};
 use httparse::{Header, Status, EMPTY_HEADER};
 use std::ops::Range;
 
@@ -60,9 +60,7 @@ impl ResponseHead {
 
     /// The first field named `name` (ASCII case-insensitive).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
-            .map(|(_, value)| value)
+        field_value(self.headers(), name)
     }
 
     /// [`header`](Self::header) as UTF-8; `None` if absent or not UTF-8.
@@ -322,13 +320,6 @@ impl ResponseParser {
             BodyFraming::UntilClose => BodyState::UntilClose { seen: 0, bytes_max },
         })
     }
-}
-
-/// Byte range of `part` within `buf` (`part` is a subslice of it).
-fn offset(buf: &[u8], part: &[u8]) -> Range<usize> {
-    let start = part.as_ptr() as usize - buf.as_ptr() as usize;
-    debug_assert!(start + part.len() <= buf.len());
-    start..start + part.len()
 }
 
 /// RFC 9112 §6.3, strictly: no body for `HEAD`, 1xx, 204 and 304; otherwise exactly one of
