@@ -1,6 +1,6 @@
 //! Framing shared by the server's request parser and the upstream client's response parser:
-//! the incremental chunked-body decoder, comma-separated field values, decimal lengths and the
-//! reuse of `httparse`'s header slots.
+//! the incremental chunked-body decoder, the reuse of `httparse`'s header slots and the offsets
+//! of what it parsed. What the header fields say about framing is [`super::head`].
 //!
 //! The decoder is I/O-free and knows no limit names: it reports a [`ChunkError`] and each codec
 //! turns that into its own error naming its own limits (`request_body_bytes_max` for the server,
@@ -8,6 +8,7 @@
 //! being read, on that connection's shard.
 
 use httparse::{Header, Status, EMPTY_HEADER};
+use std::ops::Range;
 
 /// Longest chunk size line, extensions and CRLF included. Real peers send a few hex digits;
 /// this leaves room for short extensions while a hostile line is refused after 256 bytes.
@@ -265,22 +266,12 @@ pub(super) fn recycle(slots: Vec<Header<'_>>) -> Vec<Header<'static>> {
     slots.into_iter().map(|_| EMPTY_HEADER).collect()
 }
 
-/// Elements of a comma-separated field value, optional whitespace trimmed, empties skipped.
-pub(super) fn list_elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value
-        .split(|b| *b == b',')
-        .map(|element| element.trim_ascii())
-        .filter(|element| !element.is_empty())
-}
-
-/// `1*DIGIT` as a `u64`; values past `u64::MAX` saturate (they exceed any limit anyway).
-pub(super) fn parse_decimal(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    Some(digits.iter().fold(0u64, |n, d| {
-        n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
-    }))
+/// Byte range of `part` within `buf`, of which it is a subslice: where a name or value
+/// `httparse` parsed lies, kept so no borrow of the header slots outlives the parse.
+pub(super) fn offset(buf: &[u8], part: &[u8]) -> Range<usize> {
+    let start = part.as_ptr() as usize - buf.as_ptr() as usize;
+    debug_assert!(start + part.len() <= buf.len());
+    start..start + part.len()
 }
 
 #[cfg(test)]
@@ -344,19 +335,5 @@ mod tests {
             let error = decode_in_steps(input, input.len()).map(|_| ()).unwrap_err();
             assert!(matches!(error, ChunkError::Malformed(_)), "{input:?}");
         }
-    }
-
-    #[test]
-    fn list_elements_skip_empties_and_trim() {
-        let elements: Vec<&[u8]> = list_elements(b" close , ,keep-alive").collect();
-        assert_eq!(elements, [&b"close"[..], b"keep-alive"]);
-    }
-
-    #[test]
-    fn parse_decimal_refuses_signs_and_saturates() {
-        assert_eq!(parse_decimal(b"42"), Some(42));
-        assert_eq!(parse_decimal(b"+1"), None);
-        assert_eq!(parse_decimal(b""), None);
-        assert_eq!(parse_decimal(b"99999999999999999999999"), Some(u64::MAX));
     }
 }

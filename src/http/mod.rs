@@ -1,6 +1,6 @@
 //! HTTP/1.1 server codec: request framing on `httparse`, the per-connection loop and the response
 //! writer (JSON bodies and SSE streams). The upstream client codec is [`client`]; both share the
-//! chunked decoder and the input buffer.
+//! reading of the framing header fields, the chunked decoder and the input buffer.
 //!
 //! Owns, per connection: one input buffer, one output buffer and one [`RequestParser`]. All of it
 //! lives on the shard that accepted the connection and is touched by no other (`!Send` futures).
@@ -25,6 +25,7 @@ mod buffer;
 pub mod client;
 mod connection;
 mod framing;
+mod head;
 mod parse;
 mod response;
 

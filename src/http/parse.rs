@@ -10,9 +10,8 @@
 //! is incomplete (at most `header_bytes_max` bytes), and a chunked body is decoded as it arrives
 //! into a buffer reused across requests.
 
-use super::framing::{
-    list_elements, parse_decimal, recycle, ChunkError, ChunkLimits, ChunkedDecoder,
-};
+use super::framing::{offset, recycle, ChunkError, ChunkLimits, ChunkedDecoder};
+use super::head::{field_value, ContentLengthFault, HeadFacts};
 use super::{HttpError, HttpLimits};
 use crate::refusal::RefusalReason;
 use httparse::{Header, Status, EMPTY_HEADER};
@@ -61,12 +60,11 @@ struct Span {
 
 impl Span {
     fn of(buf: &[u8], part: &[u8]) -> Span {
-        let start = part.as_ptr() as usize - buf.as_ptr() as usize;
-        debug_assert!(start + part.len() <= buf.len());
+        let range = offset(buf, part);
         // The head lies within header_bytes_max (a u32), so the offsets fit.
         Span {
-            start: start as u32,
-            end: (start + part.len()) as u32,
+            start: range.start as u32,
+            end: range.end as u32,
         }
     }
 
@@ -275,7 +273,7 @@ impl RequestParser {
 
     /// Applies RFC 9112 framing and connection rules to the parsed fields.
     fn head_semantics(&self, buf: &[u8], minor_version: u8) -> Result<Semantics, HttpError> {
-        let mut facts = HeadFacts::default();
+        let mut facts = RequestFacts::default();
         for field in &self.fields {
             facts.observe(field.name.get(buf), field.value.get(buf))?;
         }
@@ -313,15 +311,12 @@ fn chunk_refusal(error: ChunkError, limits: &HttpLimits) -> HttpError {
     }
 }
 
-/// What the header fields say, gathered in one pass.
+/// What a request's header fields say: the facts both codecs frame by, and those only a
+/// server reads.
 #[derive(Default)]
-struct HeadFacts {
-    content_length: Option<u64>,
-    transfer_encoding: Option<bool>,
-    transfer_encodings: u32,
+struct RequestFacts {
+    head: HeadFacts,
     hosts: u32,
-    close: bool,
-    keep_alive: bool,
     expect_continue: bool,
 }
 
@@ -331,49 +326,16 @@ struct Semantics {
     expect_continue: bool,
 }
 
-impl HeadFacts {
+impl RequestFacts {
     fn observe(&mut self, name: &[u8], value: &[u8]) -> Result<(), HttpError> {
-        if name.eq_ignore_ascii_case(b"content-length") {
-            self.content_length(value)?;
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            self.transfer_encodings += 1;
-            self.transfer_encoding = Some(value.eq_ignore_ascii_case(b"chunked"));
-        } else if name.eq_ignore_ascii_case(b"host") {
+        if name.eq_ignore_ascii_case(b"host") {
             self.hosts += 1;
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            for token in list_elements(value) {
-                self.close |= token.eq_ignore_ascii_case(b"close");
-                self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
-            }
         } else if name.eq_ignore_ascii_case(b"expect") {
             self.expect_continue |= value.eq_ignore_ascii_case(b"100-continue");
-        }
-        Ok(())
-    }
-
-    /// Each `Content-Length` (or list element) must be digits and all must agree.
-    fn content_length(&mut self, value: &[u8]) -> Result<(), HttpError> {
-        let mut any = false;
-        for element in list_elements(value) {
-            any = true;
-            let length = parse_decimal(element).ok_or_else(|| {
-                malformed(format!(
-                    "invalid content-length {:?}",
-                    String::from_utf8_lossy(value)
-                ))
-            })?;
-            match self.content_length {
-                Some(seen) if seen != length => {
-                    return Err(HttpError::new(
-                        RefusalReason::AmbiguousFraming,
-                        format!("conflicting content-length values {seen} and {length}"),
-                    ));
-                }
-                _ => self.content_length = Some(length),
-            }
-        }
-        if !any {
-            return Err(malformed("empty content-length".to_string()));
+        } else {
+            self.head
+                .observe(name, value)
+                .map_err(content_length_refusal)?;
         }
         Ok(())
     }
@@ -383,18 +345,20 @@ impl HeadFacts {
         minor_version: u8,
         limits: &HttpLimits,
     ) -> Result<Semantics, HttpError> {
-        if self.content_length.is_some() && self.transfer_encoding.is_some() {
+        let content_length = self.head.content_length();
+        let transfer_encoded = self.head.transfer_encoded();
+        if content_length.is_some() && transfer_encoded {
             return Err(HttpError::new(
                 RefusalReason::AmbiguousFraming,
                 "both content-length and transfer-encoding are present".to_string(),
             ));
         }
-        if self.transfer_encoding.is_some() && minor_version == 0 {
+        if transfer_encoded && minor_version == 0 {
             return Err(malformed(
                 "transfer-encoding in an http/1.0 request".to_string(),
             ));
         }
-        if self.transfer_encoding == Some(false) || self.transfer_encodings > 1 {
+        if transfer_encoded && !self.head.chunked_only() {
             return Err(HttpError::new(
                 RefusalReason::UnsupportedTransferEncoding,
                 "transfer-encoding other than exactly chunked is not supported".to_string(),
@@ -406,21 +370,33 @@ impl HeadFacts {
                 self.hosts
             )));
         }
-        let framing = match (self.content_length, self.transfer_encoding) {
-            (Some(length), _) if length > u64::from(limits.request_body_bytes_max) => {
+        let framing = match content_length {
+            Some(length) if length > u64::from(limits.request_body_bytes_max) => {
                 return Err(body_too_large(length, limits));
             }
-            (Some(0), _) | (None, None) => Framing::Empty,
-            (Some(length), _) => Framing::Length(length as u32),
-            (None, Some(_)) => Framing::Chunked,
+            Some(0) => Framing::Empty,
+            Some(length) => Framing::Length(length as u32),
+            None if transfer_encoded => Framing::Chunked,
+            None => Framing::Empty,
         };
-        let keep_alive = !self.close && (minor_version == 1 || self.keep_alive);
         Ok(Semantics {
             framing,
-            keep_alive,
+            keep_alive: self.head.persistent(minor_version),
             expect_continue: self.expect_continue,
         })
     }
+}
+
+/// The server's refusal for `Content-Length` fields the facts refused: differing lengths are
+/// ambiguous framing, anything else malformed.
+fn content_length_refusal(fault: ContentLengthFault) -> HttpError {
+    let reason = match fault {
+        ContentLengthFault::Conflicting { .. } => RefusalReason::AmbiguousFraming,
+        ContentLengthFault::Invalid { .. } | ContentLengthFault::Empty => {
+            RefusalReason::MalformedHttp
+        }
+    };
+    HttpError::new(reason, fault.to_string())
 }
 
 fn malformed(message: String) -> HttpError {
@@ -505,9 +481,7 @@ impl<'a> Request<'a> {
 
     /// The first field named `name` (ASCII case-insensitive).
     pub fn header(&self, name: &str) -> Option<&'a [u8]> {
-        self.headers()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
-            .map(|(_, value)| value)
+        field_value(self.headers(), name)
     }
 
     /// [`header`](Self::header) as UTF-8; `None` if absent or not UTF-8.

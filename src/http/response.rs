@@ -6,6 +6,7 @@
 //! `Transfer-Encoding`, `Connection`) and refuses handler headers that would forge them or split
 //! the head (CR, LF or NUL in a value).
 
+use super::head::is_token;
 use crate::support::deadline;
 use crate::support::decimal::push_decimal;
 use crate::support::event::Event;
@@ -291,8 +292,7 @@ pub(crate) struct Peer {
 /// Refuses names that are not tokens, framing headers the writer owns, and values that could
 /// split the head.
 pub(super) fn check_header(name: &str, value: &str) -> io::Result<()> {
-    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-    if name.is_empty() || !name.bytes().all(token) {
+    if !is_token(name) {
         return Err(invalid_input(format!(
             "header name {name:?} is not a token"
         )));

@@ -1,6 +1,7 @@
 //! The request writer: one HTTP/1.1 request head and its JSON body into a reused buffer.
 
 use super::{ClientError, ClientErrorKind};
+use crate::http::head::is_token;
 use crate::http::response::check_header;
 use crate::support::decimal::push_decimal;
 
@@ -69,8 +70,7 @@ fn write_all(
 }
 
 fn check_request_line(method: &str, target: &str, host: &str) -> Result<(), ClientError> {
-    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-    if method.is_empty() || !method.bytes().all(token) {
+    if !is_token(method) {
         return Err(invalid(format!("method {method:?} is not a token")));
     }
     let visible = |b: u8| b.is_ascii_graphic();

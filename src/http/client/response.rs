@@ -8,9 +8,8 @@
 
 use super::{ClientError, ClientErrorKind};
 use crate::config::limits::ClientLimits;
-use crate::http::framing::{
-    list_elements, parse_decimal, recycle, ChunkError, ChunkLimits, ChunkedDecoder, Decoded,
-};
+use crate::http::framing::{offset, recycle, ChunkError, ChunkLimits, ChunkedDecoder, Decoded};
+use crate::http::head::{field_value, HeadFacts};
 use httparse::{Header, Status, EMPTY_HEADER};
 use std::ops::Range;
 
@@ -61,9 +60,7 @@ impl ResponseHead {
 
     /// The first field named `name` (ASCII case-insensitive).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
-            .map(|(_, value)| value)
+        field_value(self.headers(), name)
     }
 
     /// [`header`](Self::header) as UTF-8; `None` if absent or not UTF-8.
@@ -248,10 +245,8 @@ impl ResponseParser {
         let mut response = httparse::Response::new(&mut slots);
         let parsed = match response.parse(window) {
             Ok(Status::Complete(len)) => {
-                let mut facts = HeadFacts::default();
                 let mut fields = Vec::with_capacity(response.headers.len());
                 for header in response.headers.iter() {
-                    facts.observe(header.name.as_bytes(), header.value)?;
                     fields.push((
                         offset(window, header.name.as_bytes()),
                         offset(window, header.value),
@@ -259,7 +254,7 @@ impl ResponseParser {
                 }
                 let status = response.code.unwrap_or_default();
                 let minor_version = response.version.unwrap_or_default();
-                Ok(Some((status, minor_version, len, fields, facts)))
+                Ok(Some((status, minor_version, len, fields)))
             }
             Ok(Status::Partial) if window_len >= self.limits.response_head_bytes_max as usize => {
                 Err(ClientError::too_large(format!(
@@ -272,17 +267,24 @@ impl ResponseParser {
             Err(e) => Err(ClientError::malformed(format!("response head: {e}"))),
         };
         self.slots = recycle(slots);
-        let Some((status, minor_version, len, fields, facts)) = parsed? else {
+        let Some((status, minor_version, len, fields)) = parsed? else {
             return Ok(None);
         };
-        let framing = facts.framing(status, minor_version, request_method)?;
+        // Read from the ranges once the slots are back, so a refused head keeps them too.
+        let mut facts = HeadFacts::default();
+        for (name, value) in &fields {
+            facts
+                .observe(&window[name.clone()], &window[value.clone()])
+                .map_err(|fault| ClientError::malformed(fault.to_string()))?;
+        }
+        let framing = framing(&facts, status, minor_version, request_method)?;
         Ok(Some(ResponseHead {
             status,
             minor_version,
             raw: window[..len].to_vec(),
             fields,
             framing,
-            keep_alive: !facts.close && (minor_version == 1 || facts.keep_alive),
+            keep_alive: facts.persistent(minor_version),
             consumed: start + len,
         }))
     }
@@ -320,100 +322,44 @@ impl ResponseParser {
     }
 }
 
-/// Byte range of `part` within `buf` (`part` is a subslice of it).
-fn offset(buf: &[u8], part: &[u8]) -> Range<usize> {
-    let start = part.as_ptr() as usize - buf.as_ptr() as usize;
-    debug_assert!(start + part.len() <= buf.len());
-    start..start + part.len()
-}
-
-/// What the header fields of a response say, gathered in one pass.
-#[derive(Default)]
-struct HeadFacts {
-    content_length: Option<u64>,
-    transfer_encodings: u32,
-    chunked: bool,
-    close: bool,
-    keep_alive: bool,
-}
-
-impl HeadFacts {
-    fn observe(&mut self, name: &[u8], value: &[u8]) -> Result<(), ClientError> {
-        if name.eq_ignore_ascii_case(b"content-length") {
-            self.content_length(value)?;
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            self.transfer_encodings += 1;
-            self.chunked = value.eq_ignore_ascii_case(b"chunked");
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            for token in list_elements(value) {
-                self.close |= token.eq_ignore_ascii_case(b"close");
-                self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
-            }
-        }
-        Ok(())
+/// RFC 9112 §6.3, strictly: no body for `HEAD`, 1xx, 204 and 304; otherwise exactly one of
+/// `chunked` or `Content-Length`, or read until close.
+fn framing(
+    facts: &HeadFacts,
+    status: u16,
+    minor_version: u8,
+    request_method: &str,
+) -> Result<BodyFraming, ClientError> {
+    if status == 101 {
+        return Err(ClientError::malformed(
+            "101 switching protocols was not asked for".to_string(),
+        ));
     }
-
-    /// Each `Content-Length` (or list element) must be digits and all must agree.
-    fn content_length(&mut self, value: &[u8]) -> Result<(), ClientError> {
-        let shown = || String::from_utf8_lossy(value).into_owned();
-        let mut any = false;
-        for element in list_elements(value) {
-            any = true;
-            let length = parse_decimal(element).ok_or_else(|| {
-                ClientError::malformed(format!("invalid content-length {:?}", shown()))
-            })?;
-            match self.content_length {
-                Some(seen) if seen != length => {
-                    return Err(ClientError::malformed(format!(
-                        "conflicting content-length values {seen} and {length}"
-                    )));
-                }
-                _ => self.content_length = Some(length),
-            }
-        }
-        if !any {
-            return Err(ClientError::malformed("empty content-length".to_string()));
-        }
-        Ok(())
+    if request_method == "HEAD" || (100..200).contains(&status) || matches!(status, 204 | 304) {
+        return Ok(BodyFraming::Empty);
     }
-
-    /// RFC 9112 §6.3, strictly: no body for `HEAD`, 1xx, 204 and 304; otherwise exactly one
-    /// of `chunked` or `Content-Length`, or read until close.
-    fn framing(
-        &self,
-        status: u16,
-        minor_version: u8,
-        request_method: &str,
-    ) -> Result<BodyFraming, ClientError> {
-        if status == 101 {
-            return Err(ClientError::malformed(
-                "101 switching protocols was not asked for".to_string(),
-            ));
-        }
-        if request_method == "HEAD" || (100..200).contains(&status) || matches!(status, 204 | 304) {
-            return Ok(BodyFraming::Empty);
-        }
-        if self.content_length.is_some() && self.transfer_encodings > 0 {
-            return Err(ClientError::malformed(
-                "both content-length and transfer-encoding are present".to_string(),
-            ));
-        }
-        if self.transfer_encodings > 0 && minor_version == 0 {
-            return Err(ClientError::malformed(
-                "transfer-encoding in an http/1.0 response".to_string(),
-            ));
-        }
-        if self.transfer_encodings > 1 || (self.transfer_encodings == 1 && !self.chunked) {
-            return Err(ClientError::malformed(
-                "transfer-encoding other than exactly chunked is not supported".to_string(),
-            ));
-        }
-        Ok(match (self.content_length, self.chunked) {
-            (Some(length), _) => BodyFraming::Length(length),
-            (None, true) => BodyFraming::Chunked,
-            (None, false) => BodyFraming::UntilClose,
-        })
+    let content_length = facts.content_length();
+    let transfer_encoded = facts.transfer_encoded();
+    if content_length.is_some() && transfer_encoded {
+        return Err(ClientError::malformed(
+            "both content-length and transfer-encoding are present".to_string(),
+        ));
     }
+    if transfer_encoded && minor_version == 0 {
+        return Err(ClientError::malformed(
+            "transfer-encoding in an http/1.0 response".to_string(),
+        ));
+    }
+    if transfer_encoded && !facts.chunked_only() {
+        return Err(ClientError::malformed(
+            "transfer-encoding other than exactly chunked is not supported".to_string(),
+        ));
+    }
+    Ok(match content_length {
+        Some(length) => BodyFraming::Length(length),
+        None if transfer_encoded => BodyFraming::Chunked,
+        None => BodyFraming::UntilClose,
+    })
 }
 
 /// The client's error for a chunked body the decoder refused.
