@@ -35,8 +35,12 @@ impl Endpoint {
         match decoded {
             Decoded::Get | Decoded::Delete => self.stream_or_delete(request, sessions, now_ms),
             Decoded::Unreadable(error) => self.unreadable(request, error, sessions, now_ms),
-            Decoded::Session(message) => self.session_era(request, message, sessions, now_ms),
-            Decoded::Stateless(message) => self.stateless(&request.headers, message),
+            Decoded::Session(message, method) => {
+                self.session_era(request, message, *method, sessions, now_ms)
+            }
+            Decoded::Stateless(message, method) => {
+                self.stateless(&request.headers, message, *method)
+            }
         }
     }
 }

@@ -15,8 +15,9 @@ pub enum Decoded<'a> {
     Get,
     /// Ends the session.
     Delete,
-    Session(Message<'a>),
-    Stateless(Message<'a>),
+    /// A message, and its method read once (`Other` for a response).
+    Session(Message<'a>, Method),
+    Stateless(Message<'a>, Method),
     /// Refused by the scan; an answer among them may still settle the request it answers.
     Unreadable(EnvelopeError<'a>),
 }
@@ -25,8 +26,8 @@ impl Decoded<'_> {
     /// The method of a request, for the request's context.
     pub fn method(&self) -> Option<Method> {
         match self {
-            Decoded::Session(Message::Request { method, .. })
-            | Decoded::Stateless(Message::Request { method, .. }) => Some(Method::parse(method)),
+            Decoded::Session(Message::Request { .. }, method)
+            | Decoded::Stateless(Message::Request { .. }, method) => Some(*method),
             _ => None,
         }
     }
@@ -41,23 +42,32 @@ impl Endpoint {
             // The early checks let only POST through otherwise.
             HttpMethod::Post | HttpMethod::Other => {}
         }
-        match jsonrpc::parse(request.body, self.config.limits.json_depth_max) {
-            Ok(message) if is_stateless(&request.headers, &message) => Decoded::Stateless(message),
-            Ok(message) => Decoded::Session(message),
-            Err(error) => Decoded::Unreadable(error),
+        let message = match jsonrpc::parse(request.body, self.config.limits.json_depth_max) {
+            Ok(message) => message,
+            Err(error) => return Decoded::Unreadable(error),
+        };
+        let method = match &message {
+            Message::Request { method, .. } | Message::Notification { method, .. } => {
+                Method::parse(method)
+            }
+            Message::Response { .. } => Method::Other,
+        };
+        match is_stateless(&request.headers, &message, method) {
+            true => Decoded::Stateless(message, method),
+            false => Decoded::Session(message, method),
         }
     }
 }
 
 /// A request is stateless-era when it says so: the 2026-07-28 header, `server/discover`, or a
 /// protocol version in `params._meta`.
-fn is_stateless(h: &McpHeaders<'_>, message: &Message<'_>) -> bool {
+fn is_stateless(h: &McpHeaders<'_>, message: &Message<'_>, method: Method) -> bool {
     if h.protocol_version == Some(ProtocolVersion::V2026_07_28.as_str()) {
         return true;
     }
     match message {
-        Message::Request { method, params, .. } | Message::Notification { method, params } => {
-            Method::parse(method) == Method::ServerDiscover || meta_names_version(*params)
+        Message::Request { params, .. } | Message::Notification { params, .. } => {
+            method == Method::ServerDiscover || meta_names_version(*params)
         }
         Message::Response { .. } => false,
     }

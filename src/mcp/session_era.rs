@@ -125,6 +125,7 @@ impl Endpoint {
         &self,
         request: &McpRequest<'a>,
         message: &'m Message<'a>,
+        method: Method,
         sessions: &RefCell<SessionTable>,
         now_ms: u64,
     ) -> Result<Conversation<'m>, Refused> {
@@ -140,10 +141,6 @@ impl Endpoint {
                 ));
             }
         }
-        let method = match message {
-            Message::Request { method, .. } => Method::parse(method),
-            _ => Method::Other,
-        };
         if let (Message::Request { id, params, .. }, Method::Initialize) = (message, method) {
             return self.initialize(id, *params, sessions, now_ms);
         }

@@ -26,6 +26,7 @@ impl Endpoint {
         &self,
         h: &McpHeaders<'a>,
         message: &'m Message<'a>,
+        method: Method,
     ) -> Result<Conversation<'m>, Refused> {
         let (id, method_name, params) = match message {
             Message::Request { id, method, params } => (*id, method.as_ref(), *params),
@@ -39,7 +40,6 @@ impl Endpoint {
                 ))
             }
         };
-        let method = Method::parse(method_name);
         // A routed request's params are read once, for the checks here and for the router;
         // params it cannot route by are left to the router to refuse, after the checks.
         let routed = method
@@ -56,7 +56,8 @@ impl Endpoint {
         })?;
         require_stateless_meta(&meta).map_err(|r| r.with_id(id))?;
         // A header that contradicts the body is a mismatch whatever the version says.
-        check_mirrored_headers(h, &meta, method_name, body_name).map_err(|r| r.with_id(id))?;
+        check_mirrored_headers(h, &meta, (method_name, method), body_name)
+            .map_err(|r| r.with_id(id))?;
         check_stateless_version(&meta).map_err(|r| r.with_id(id))?;
         if method.removed_in_stateless() {
             let error = RpcError::method_not_found(method_name);
@@ -136,7 +137,7 @@ fn check_stateless_version(meta: &Meta<'_>) -> Result<(), Refused> {
 fn check_mirrored_headers(
     h: &McpHeaders<'_>,
     meta: &Meta<'_>,
-    method: &str,
+    (method, known): (&str, Method),
     body_name: Option<Cow<'_, str>>,
 ) -> Result<(), Refused> {
     let mismatch = |message: String| {
@@ -169,7 +170,7 @@ fn check_mirrored_headers(
             )))
         }
     }
-    if !Method::parse(method).mirrors_name() {
+    if !known.mirrors_name() {
         return Ok(());
     }
     let body_name = body_name.unwrap_or_default();
