@@ -121,6 +121,54 @@ pub enum Outcome<'a> {
     Error(&'a RawValue),
 }
 
+impl Outcome<'_> {
+    /// What the response answered: its result, or its error object as an [`RpcError`]
+    /// (`code`, `message` and any `data`); `Err` when the error object does not read as one.
+    pub fn answer(&self) -> Result<Result<Box<RawValue>, RpcError>, serde_json::Error> {
+        match self {
+            Outcome::Result(result) => Ok(Ok((*result).to_owned())),
+            Outcome::Error(error) => {
+                #[derive(Deserialize)]
+                struct Error<'a> {
+                    code: i32,
+                    message: String,
+                    #[serde(borrow, default)]
+                    data: Option<&'a RawValue>,
+                }
+                let error: Error<'_> = serde_json::from_str(error.get())?;
+                let mut rpc = RpcError::new(error.code, error.message);
+                if let Some(data) = error.data {
+                    rpc = rpc.with_data(data.to_owned());
+                }
+                Ok(Err(rpc))
+            }
+        }
+    }
+}
+
+/// The answer in `message` when it is the response to request `id` (JSON text); an error
+/// object that does not read as one is an internal error. `Err` for a message nesting deeper
+/// than `depth_max`, which might be that response.
+pub fn answer_to<'m>(
+    message: &'m [u8],
+    id: &[u8],
+    depth_max: u32,
+) -> Result<Option<Result<Box<RawValue>, RpcError>>, EnvelopeError<'m>> {
+    match parse(message, depth_max) {
+        Ok(Message::Response {
+            id: Some(got),
+            outcome,
+        }) if got.get().as_bytes() == id => Ok(Some(outcome.answer().unwrap_or_else(|e| {
+            Err(RpcError::new(
+                INTERNAL_ERROR,
+                format!("unreadable error object: {e}"),
+            ))
+        }))),
+        Err(error) if error.kind() == EnvelopeErrorKind::TooDeep => Err(error),
+        _ => Ok(None),
+    }
+}
+
 /// What was wrong with a message that could not be parsed as JSON-RPC.
 #[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -754,6 +802,12 @@ pub fn request_bytes(id: &[u8], method: &str, params: Option<&[u8]>) -> Vec<u8> 
     out
 }
 
+/// A request whose `params` are a `serde_json::Value` (the gateway's own requests).
+pub fn request_value_bytes(id: &[u8], method: &str, params: Option<&serde_json::Value>) -> Vec<u8> {
+    let params = params.map(value_to_raw);
+    request_bytes(id, method, params.as_ref().map(|p| p.get().as_bytes()))
+}
+
 /// Appends `{"jsonrpc":"2.0","method":<method>,"params":<params>}` (`params` omitted if `None`).
 pub fn write_notification(out: &mut Vec<u8>, method: &str, params: Option<&RawValue>) {
     out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"method\":");
@@ -1276,6 +1330,26 @@ mod tests {
             v["error"]["message"],
             r#""jsonrpc" must be "2.0", got "1.0""#
         );
+    }
+
+    #[test]
+    fn answers_match_only_their_own_id() {
+        let message = br#"{"jsonrpc":"2.0","id":7,"result":{"ok":true}}"#;
+        assert!(answer_to(message, b"7", 2).unwrap().unwrap().is_ok());
+        assert!(answer_to(message, b"8", 2).unwrap().is_none());
+        let error = br#"{"jsonrpc":"2.0","id":"sg-1","error":{"code":-32602,"message":"no"}}"#;
+        assert_eq!(
+            answer_to(error, b"\"sg-1\"", 2)
+                .unwrap()
+                .unwrap()
+                .unwrap_err()
+                .code,
+            -32602
+        );
+        // Too deep to read: whatever its id, the request it came for cannot take it.
+        let too_deep = answer_to(message, b"8", 1).unwrap_err();
+        assert_eq!(too_deep.kind(), EnvelopeErrorKind::TooDeep);
+        assert!(answer_to(b"{\"id\":7", b"7", 1).unwrap().is_none());
     }
 
     #[test]
