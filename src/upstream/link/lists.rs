@@ -105,7 +105,8 @@ impl UpstreamLink {
             };
         }
         *self.lists.borrow_mut() = lists;
-        self.lists_ttl.settle(self.is_stateless(), Instant::now());
+        self.lists_ttl
+            .settle(self.speaks_stateless(), Instant::now());
         Ok(())
     }
 

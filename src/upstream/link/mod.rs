@@ -331,11 +331,7 @@ impl UpstreamLink {
     /// Whether it takes `logging/setLevel`: it logs and keeps a level per connection (the
     /// stateless era takes the level in each request's `_meta` instead).
     pub fn takes_set_level(&self) -> bool {
-        let stateless = match &self.kind {
-            LinkKind::Http(http) => *http.era.borrow() == UpstreamEra::Stateless,
-            _ => false,
-        };
-        self.has_capability("logging") && !stateless
+        self.has_capability("logging") && !self.speaks_stateless()
     }
 
     fn mark_down(&self, reason: String) {
@@ -391,15 +387,6 @@ impl UpstreamLink {
         let refreshed = self.refresh_now().await;
         self.connecting.set(false);
         refreshed
-    }
-
-    /// Whether it speaks the 2026-07-28 era (an `http` upstream that answered
-    /// `server/discover`).
-    fn is_stateless(&self) -> bool {
-        match &self.kind {
-            LinkKind::Http(http) => *http.era.borrow() == UpstreamEra::Stateless,
-            _ => false,
-        }
     }
 
     /// Runs the MCP handshake. `Ok` once the upstream is ready for requests.
@@ -727,6 +714,11 @@ impl UpstreamLink {
     /// `limits.json_depth_max` deep.
     fn parse<'m>(&self, message: &'m [u8]) -> Result<Message<'m>, EnvelopeError<'m>> {
         jsonrpc::parse(message, self.json_depth_max)
+    }
+
+    /// Counts a message from the upstream that nothing waits for or can take.
+    fn count_unroutable(&self) {
+        self.unroutable_total.set(self.unroutable_total.get() + 1);
     }
 
     /// Counts a message from the upstream refused for nesting too deep.

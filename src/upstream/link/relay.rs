@@ -30,7 +30,7 @@ impl UpstreamLink {
                     Some(restored) => {
                         state.push_event(restored);
                     }
-                    None => self.unroutable_total.set(self.unroutable_total.get() + 1),
+                    None => self.count_unroutable(),
                 }
                 None
             }
@@ -61,7 +61,7 @@ impl UpstreamLink {
                 }
             }
             _ => {
-                self.unroutable_total.set(self.unroutable_total.get() + 1);
+                self.count_unroutable();
                 None
             }
         }
@@ -79,7 +79,7 @@ impl UpstreamLink {
                 Some(self.refuse_server_request(id, &method))
             }
             _ => {
-                self.unroutable_total.set(self.unroutable_total.get() + 1);
+                self.count_unroutable();
                 None
             }
         }

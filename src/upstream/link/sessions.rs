@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use serde_json::{json, Value};
 
-use super::exchange::{Mirrored, SESSION_EXPIRED};
+use super::exchange::{ExchangeFailure, Mirrored};
 use super::SESSION_CLOSE_TIMEOUT_MS;
 use super::{
     failure_text, CallOutcome, HttpLink, LinkKind, SessionScope, UpstreamEra, UpstreamLink,
@@ -96,7 +96,7 @@ impl UpstreamLink {
                 &mut session,
             )
             .await
-            .map_err(|e| failure_text(&e))?;
+            .map_err(|e| failure_text(&e.into_call(self.name())))?;
         let result = answer.map_err(|e| failure_text(&CallFailure::Rpc(e)))?;
         let result: Value = serde_json::from_str(result.get()).map_err(|e| e.to_string())?;
         let version = result
@@ -125,12 +125,11 @@ impl UpstreamLink {
         )
         .await
         .map_err(|e| match e {
-            CallFailure::Unavailable(reason) if reason == SESSION_EXPIRED => {
-                "the session expired again right after initializing (HTTP 404 to \
-                 notifications/initialized)"
-                    .to_owned()
-            }
-            other => failure_text(&other),
+            ExchangeFailure::SessionExpired => "the session expired again right after \
+                                                initializing (HTTP 404 to \
+                                                notifications/initialized)"
+                .to_owned(),
+            ExchangeFailure::Call(other) => failure_text(&other),
         })?;
         let capabilities = result.get("capabilities").cloned().unwrap_or(json!({}));
         Ok((version.as_str(), session, capabilities))
@@ -165,22 +164,20 @@ impl UpstreamLink {
                 )
                 .await;
             match answer {
-                Err(CallFailure::Unavailable(reason))
-                    if reason == SESSION_EXPIRED && !reinitialized =>
-                {
+                Err(ExchangeFailure::SessionExpired) if !reinitialized => {
                     reinitialized = true;
                     era = match own {
                         true => self.reopen_client_session(http, &era, scope).await?,
                         false => self.reopen_shared_session(http).await?,
                     };
                 }
-                Err(CallFailure::Unavailable(reason)) if reason == SESSION_EXPIRED => {
+                Err(ExchangeFailure::SessionExpired) => {
                     return Err(CallFailure::Unavailable(format!(
                         "upstream {}: its session expired again right after initializing",
                         self.name()
                     )))
                 }
-                Err(failure) => return Err(failure),
+                Err(ExchangeFailure::Call(failure)) => return Err(failure),
                 Ok(answer) => return answer.map_err(CallFailure::Rpc),
             }
         }
@@ -376,7 +373,8 @@ impl UpstreamLink {
                 &mut |message| self.unrelayed(message),
                 &mut None,
             )
-            .await?;
+            .await
+            .map_err(|e| e.into_call(self.name()))?;
         answer.map(|_| ()).map_err(CallFailure::Rpc)
     }
 

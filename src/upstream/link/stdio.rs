@@ -131,7 +131,7 @@ impl UpstreamLink {
                     Some(state) => {
                         state.settle(outcome);
                     }
-                    None => self.unroutable_total.set(self.unroutable_total.get() + 1),
+                    None => self.count_unroutable(),
                 }
             }
             Ok(Message::Notification { method, params }) => {
@@ -149,7 +149,7 @@ impl UpstreamLink {
                         }
                     }
                 }
-                self.unroutable_total.set(self.unroutable_total.get() + 1);
+                self.count_unroutable();
             }
             Ok(Message::Request { id, method, .. }) => {
                 let reply = match inflight.sole_call(self.index) {
@@ -167,7 +167,7 @@ impl UpstreamLink {
                 })
                 .detach();
             }
-            _ => self.unroutable_total.set(self.unroutable_total.get() + 1),
+            _ => self.count_unroutable(),
         }
     }
 
