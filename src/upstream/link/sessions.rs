@@ -9,9 +9,9 @@ use std::rc::Rc;
 use serde_json::{json, Value};
 
 use super::exchange::{ExchangeFailure, Mirrored};
-use super::SESSION_CLOSE_TIMEOUT_MS;
 use super::{
     failure_text, CallOutcome, HttpLink, LinkKind, SessionScope, UpstreamEra, UpstreamLink,
+    SESSION_CLOSE_TIMEOUT_MS,
 };
 use crate::calls::inflight::{CallFailure, ClientRoute};
 use crate::support::log;
