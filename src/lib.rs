@@ -14,14 +14,18 @@
 //! 6. `http` — the HTTP/1.1 codec: server connections and responses, the upstream client.
 //! 7. `calls` — the call table: pending requests, each call's state, server requests.
 //! 8. `upstream` — the servers behind the gateway: kinds, pools, breakers, bridges, catalogue.
-//! 9. `mcp` — the client-facing endpoint: transport by era, sessions, listen, router.
-//! 10. `runtime` — shards, the MCP front, mesh, signals, admin, plan: what runs the rest.
+//! 9. `mcp` — the client-facing endpoint: HTTP rules, decode, each era's rules, sessions,
+//!    listen, router, answers.
+//! 10. `pipeline` — the request path as phases in order, the per-request context and the hooks
+//!     features join it by; the MCP front.
+//! 11. `runtime` — shards, mesh, signals, admin, plan: what runs the rest.
 
 pub mod calls;
 pub mod config;
 pub mod epoch;
 pub mod http;
 pub mod mcp;
+pub mod pipeline;
 pub mod refusal;
 pub mod runtime;
 pub mod support;

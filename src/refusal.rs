@@ -67,11 +67,18 @@ pub enum RefusalReason {
     /// The pending table is at `pending_max` for the shard or `pending_per_upstream_max` for
     /// the upstream, even after retiring its oldest generation.
     PendingFull,
+    /// A call routed to an upstream that is down. Answered in the call: its JSON-RPC error
+    /// names the upstream and why (as are the two below).
+    UpstreamDown,
+    /// A call routed to an upstream whose circuit breaker is open.
+    BreakerOpen,
+    /// A call whose upstream's connection pool had no connection free for it.
+    PoolFull,
 }
 
 impl RefusalReason {
     /// Every reason, in declaration order; the index is the counter slot.
-    pub const ALL: [RefusalReason; 28] = [
+    pub const ALL: [RefusalReason; 31] = [
         Self::MalformedHttp,
         Self::AmbiguousFraming,
         Self::UnsupportedTransferEncoding,
@@ -100,6 +107,9 @@ impl RefusalReason {
         Self::Internal,
         Self::ResponseTooLarge,
         Self::PendingFull,
+        Self::UpstreamDown,
+        Self::BreakerOpen,
+        Self::PoolFull,
     ];
 
     /// Fixed label used in counters and logs.
@@ -133,10 +143,15 @@ impl RefusalReason {
             Self::Internal => "internal",
             Self::ResponseTooLarge => "response_too_large",
             Self::PendingFull => "pending_full",
+            Self::UpstreamDown => "upstream_down",
+            Self::BreakerOpen => "breaker_open",
+            Self::PoolFull => "pool_full",
         }
     }
 
-    /// The HTTP status this refusal is answered with.
+    /// The HTTP status this refusal is answered with. The upstream-side reasons (upstream
+    /// down, breaker open, pool full) are answered inside the call, as its JSON-RPC error; their
+    /// status is the overload one they would have at the door.
     pub fn http_status(self) -> u16 {
         match self {
             Self::MalformedHttp
@@ -164,7 +179,10 @@ impl RefusalReason {
             | Self::AdminConnectionsFull
             | Self::SessionsFull
             | Self::MeshFull
-            | Self::PendingFull => 503,
+            | Self::PendingFull
+            | Self::UpstreamDown
+            | Self::BreakerOpen
+            | Self::PoolFull => 503,
         }
     }
 

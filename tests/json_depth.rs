@@ -7,8 +7,8 @@
 //! served, and one level deeper, which are refused, in each place JSON comes from: request
 //! params and tool arguments in both eras, a session-era client's answer to a 2026-07-28
 //! upstream's input request (nested 200 deep, it once aborted the whole process), upstream
-//! results (a JSON body, an SSE event, a stdio line) and an upstream's notification on a call's
-//! event stream. After every refusal the process is still running and another client is
+//! results (a JSON body, an SSE event, a stdio line, one with its id after the result) and an
+//! upstream's notification on a call's event stream. After every refusal the process is still running and another client is
 //! served. 2-shard gateways, so that requests also cross the mesh.
 
 mod common;
@@ -17,7 +17,9 @@ use common::mcp::{
     call_until_asked, open_roots_session, read_answer, rpc, stateless_body, Session,
     SESSION_VERSION_LATEST,
 };
-use common::upstreams::{python_stdio_command, toml_string_array, PythonUpstream};
+use common::upstreams::{
+    hostile_stdio_id_last_command, python_stdio_command, toml_string_array, PythonUpstream,
+};
 use common::{config_with, Gateway};
 use serde_json::{json, Value};
 
@@ -38,6 +40,14 @@ fn names_limit(limit: usize) -> String {
 
 fn http_upstream(name: &str, url: &str) -> String {
     format!("[[upstreams]]\nname = \"{name}\"\nkind = \"http\"\nurl = \"{url}\"\n")
+}
+
+fn stdio_upstream(name: &str, (program, args): (String, Vec<String>)) -> String {
+    format!(
+        "[[upstreams]]\nname = \"{name}\"\nkind = \"stdio\"\ncommand = {}\nargs = {}\n",
+        toml::Value::String(program),
+        toml_string_array(&args)
+    )
 }
 
 fn limits(depth_max: usize) -> String {
@@ -249,12 +259,7 @@ fn upstream_messages_nested_past_json_depth_max_fail_only_their_call() {
     // `pys` in a stdio line.
     let py = PythonUpstream::http("py", false);
     let pyh = PythonUpstream::http_handshake_only("pyh");
-    let (program, args) = python_stdio_command("pys");
-    let stdio = format!(
-        "[[upstreams]]\nname = \"pys\"\nkind = \"stdio\"\ncommand = {}\nargs = {}\n",
-        toml::Value::String(program),
-        toml_string_array(&args)
-    );
+    let stdio = stdio_upstream("pys", python_stdio_command("pys"));
     let config = config_with(&format!(
         "{}{}{stdio}{}",
         http_upstream("py", py.url()),
@@ -291,6 +296,28 @@ fn upstream_messages_nested_past_json_depth_max_fail_only_their_call() {
         0,
         "upstream messages are not client refusals"
     );
+}
+
+#[test]
+fn a_stdio_answer_too_deep_with_its_id_after_the_result_fails_its_call_at_once() {
+    // The fixture writes each answer's id after its result: to tell which call a too deep
+    // answer is for, the gateway must look past the part it refuses to read. A call left
+    // waiting would wait for request_timeout_ms (300 s by default), far past the client's
+    // read timeout.
+    let stdio = stdio_upstream("late", hostile_stdio_id_last_command());
+    let config = config_with(&format!("{stdio}{}", limits(DEPTH_MAX)));
+    let gw = Gateway::start(&config, 2);
+    let session = gw.open_session(SESSION_VERSION_LATEST);
+    let nested = |answer: &Value| answer["result"]["structuredContent"]["nested"].clone();
+
+    let answer = call_levels(&gw, &session, "late__nested", DEPTH_MAX - 3);
+    assert_eq!(nested(&answer), nest(DEPTH_MAX - 3), "{answer}");
+    let answer = call_levels(&gw, &session, "late__nested", DEPTH_MAX - 2);
+    assert_upstream_refused(&answer, "late");
+    assert_eq!(upstream_too_deep(&gw, "late"), 1);
+    // The refusal ended only that call: the upstream still answers the next one.
+    let answer = call_levels(&gw, &session, "late__nested", 1);
+    assert_eq!(nested(&answer), nest(1), "{answer}");
 }
 
 /// The answer to `tools/call tool {"levels": levels}` on `session`.

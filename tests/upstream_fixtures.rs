@@ -14,8 +14,8 @@ use common::sdk_client::{
     CLIENT_SAMPLED_PREFIX, SESSION_ERA, STATELESS_ERA,
 };
 use common::upstreams::{
-    everything_stdio_command, hostile_stdio_mute_command, python_stdio_command, toml_string_array,
-    Everything, Hostile, PythonUpstream,
+    everything_stdio_command, hostile_stdio_id_last_command, hostile_stdio_mute_command,
+    python_stdio_command, toml_string_array, Everything, Hostile, PythonUpstream,
 };
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
@@ -509,6 +509,34 @@ fn hostile_stdio_mute_answers_the_handshake_and_tools_list_and_nothing_else() {
     assert!(
         unanswered.is_err(),
         "the mute server answered: {unanswered:?}"
+    );
+    drop(peer.stdin.take());
+    assert!(peer.wait_exit(LINE_DEADLINE).success());
+}
+
+#[test]
+fn hostile_stdio_id_last_answers_nested_with_the_id_after_the_result() {
+    let mut peer = Piped::spawn(hostile_stdio_id_last_command());
+    let init = peer.initialize();
+    assert_eq!(init["serverInfo"]["name"], "stdio-id-last", "{init}");
+    assert_eq!(peer.tool_names(2), ["nested"]);
+    peer.send(json!({
+        "jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": {"name": "nested", "arguments": {"levels": 2}}
+    }));
+    // The raw line: a parsed answer would not show the order of its members.
+    let line = peer
+        .lines
+        .recv_timeout(LINE_DEADLINE)
+        .expect("an answer to the call");
+    assert!(
+        line.starts_with(r#"{"jsonrpc":"2.0","result":"#) && line.ends_with(r#","id":3}"#),
+        "{line}"
+    );
+    let answer: Value = serde_json::from_str(&line).expect("the answer is JSON");
+    assert_eq!(
+        answer["result"]["structuredContent"]["nested"],
+        json!([[0]])
     );
     drop(peer.stdin.take());
     assert!(peer.wait_exit(LINE_DEADLINE).success());

@@ -811,6 +811,8 @@ fn an_optional_upstream_that_is_down_drops_out_and_the_gateway_stays_ready() {
             "{answer}"
         );
     }
+    let refusals = &gw.status()["totals"]["refusals"];
+    assert_eq!(refusals["upstream_down"], 2, "{refusals}");
     let ready = gw.admin_get("/readyz");
     assert_eq!(ready.status, 200, "{}", ready.text());
     let (status, answer) = stateless_call(&gw, 4, "demo__echo", json!({"text": "up"}));
@@ -969,6 +971,10 @@ fn an_http_upstream_that_dies_opens_its_breaker_after_breaker_failures() {
     assert_eq!(brk["breaker"], "open", "{brk:#}");
     assert_eq!(brk["breaker_opened_total"], 1, "{brk:#}");
     assert_eq!(brk["breaker_refused_total"], 1, "{brk:#}");
+    assert_eq!(
+        status["totals"]["refusals"]["breaker_open"], 1,
+        "{status:#}"
+    );
 }
 
 /// Asserts `answer` is the timeout of a call to `upstream` after `timeout_ms`, not a breaker's
@@ -1045,6 +1051,37 @@ fn slow_http_calls_that_time_out_leave_the_breaker_closed() {
     let slw = upstream_status(&gw.status(), 0, "slw");
     assert_eq!(slw["breaker"], "closed", "{slw:#}");
     assert_eq!(slw["breaker_opened_total"], 0, "{slw:#}");
+}
+
+#[test]
+fn a_call_the_full_pool_turns_away_is_answered_and_counted() {
+    // Goal: with one pooled connection and no waiters, calls beside a slow one are turned
+    // away by the pool; each gets an error naming the upstream and is counted as pool_full.
+    let py = PythonUpstream::http("one", false);
+    let config = config_with(&http_upstream(
+        "one",
+        py.url(),
+        "pool_connections_max = 1\npool_waiters_max = 0\nrequest_timeout_ms = 10000",
+    ));
+    let gw = Gateway::start(&config, 1);
+    let answers = slow_calls(&gw, 4, "one__slow", &json!({"ms": 1500}));
+    let turned_away: Vec<&Value> = answers
+        .iter()
+        .filter(|answer| answer["error"]["data"]["reason"] == "pool_full")
+        .collect();
+    assert!(
+        !turned_away.is_empty(),
+        "no call was turned away: {answers:#?}"
+    );
+    for answer in &turned_away {
+        assert_eq!(answer["error"]["data"]["upstream"], "one", "{answer}");
+        assert!(
+            error_message(answer).contains("pool_connections_max"),
+            "{answer}"
+        );
+    }
+    let refusals = &gw.status()["totals"]["refusals"];
+    assert_eq!(refusals["pool_full"], turned_away.len(), "{refusals}");
 }
 
 // --- 7. upstream timeouts on the deadline wheel ------------------------------------------------

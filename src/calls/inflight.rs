@@ -24,6 +24,7 @@ use crate::calls::input_round::InputRound;
 use crate::calls::pending::{
     Expired, PendingError, PendingLimits, PendingRefusal, PendingStats, PendingTable,
 };
+use crate::epoch::index_bytes;
 use crate::wire::ids::UpstreamRequestId;
 use crate::wire::jsonrpc::RpcError;
 
@@ -235,13 +236,29 @@ impl InFlight {
         limits: PendingLimits,
         stream_buffer_bytes_max: usize,
     ) -> Result<Self, PendingError> {
+        let mut calls = HashMap::new();
+        calls
+            .try_reserve(limits.pending_max as usize)
+            .map_err(|_| PendingError::Reserve {
+                what: "call map",
+                pending_max: limits.pending_max,
+            })?;
         Ok(InFlight {
-            calls: RefCell::new(HashMap::with_capacity(limits.pending_max as usize)),
+            calls: RefCell::new(calls),
             table: RefCell::new(PendingTable::new(limits)?),
             stream_buffer_bytes_max,
             next_request_route: Cell::new(0),
             events_dropped_total: Cell::new(0),
         })
+    }
+
+    /// The most bytes the call map holds beside the pending table: its index and each call's
+    /// state, for `pending_max` calls (their buffered events are a term of their own).
+    pub fn calls_memory_ceiling(pending_max: u32) -> u64 {
+        let index = index_bytes::<(u64, (u16, Rc<CallState>))>(pending_max as usize);
+        // An `Rc` allocation is the value and its two counts.
+        let state = (std::mem::size_of::<CallState>() + 2 * std::mem::size_of::<usize>()) as u64;
+        index.saturating_add(u64::from(pending_max) * state)
     }
 
     /// A fresh route for one stateless request.
@@ -468,37 +485,75 @@ struct InputWait {
     slot: u32,
 }
 
+/// A request waiting for a client's answer.
+enum Waiting {
+    Relayed(ServerRequest),
+    Input(InputWait),
+}
+
+impl Waiting {
+    fn client(&self) -> ClientRoute {
+        match self {
+            Waiting::Relayed(request) => request.client,
+            Waiting::Input(wait) => wait.client,
+        }
+    }
+
+    fn parent(&self) -> UpstreamRequestId {
+        match self {
+            Waiting::Relayed(request) => request.parent,
+            Waiting::Input(wait) => wait.parent,
+        }
+    }
+}
+
 /// Requests from upstreams waiting for a client's answer, by gateway id: relayed from a
 /// session-era upstream, or asked for a 2026-07-28 upstream's `input_required` result. At most
 /// `pending.pending_max` of both together (a request arrives during a call, and ends with it at
-/// the latest).
+/// the latest), in one index reserved at start-up; a relayed request's upstream id is at most
+/// `pending.request_id_bytes_max` bytes.
 pub struct ServerRequests {
-    entries: RefCell<HashMap<String, ServerRequest>>,
-    inputs: RefCell<HashMap<String, InputWait>>,
+    waiting: RefCell<HashMap<u64, Waiting>>,
     shard: u8,
     next: Cell<u64>,
     entries_max: usize,
+    id_bytes_max: usize,
     refused_total: Cell<u64>,
 }
 
 impl ServerRequests {
-    pub fn new(shard: u8, entries_max: usize) -> ServerRequests {
-        ServerRequests {
-            entries: RefCell::new(HashMap::new()),
-            inputs: RefCell::new(HashMap::new()),
+    /// Reserves the index for `entries_max` requests; fails only if memory cannot be reserved.
+    pub fn new(shard: u8, entries_max: u32, id_bytes_max: u32) -> Result<ServerRequests, String> {
+        let mut waiting = HashMap::new();
+        waiting.try_reserve(entries_max as usize).map_err(|e| {
+            format!("server requests: cannot reserve pending.pending_max {entries_max}: {e}")
+        })?;
+        Ok(ServerRequests {
+            waiting: RefCell::new(waiting),
             shard,
             next: Cell::new(0),
-            entries_max,
+            entries_max: entries_max as usize,
+            id_bytes_max: id_bytes_max as usize,
             refused_total: Cell::new(0),
-        }
+        })
     }
 
-    /// Records a request and returns the id to relay it under (JSON text), or `None` when the
-    /// registry is full.
+    /// The most bytes the registry holds for `entries_max` requests whose upstream ids are at
+    /// most `id_bytes_max` bytes: its index and each relayed request's id.
+    pub fn memory_ceiling(entries_max: u32, id_bytes_max: u32) -> u64 {
+        let index = index_bytes::<(u64, Waiting)>(entries_max as usize);
+        index.saturating_add(u64::from(entries_max) * u64::from(id_bytes_max))
+    }
+
+    /// Records a request and returns the id to relay it under (JSON text), or `None` (counted)
+    /// when the registry is full or the upstream's id is longer than
+    /// `pending.request_id_bytes_max`.
     pub fn register(&self, request: ServerRequest) -> Option<String> {
-        let id = self.next_id()?;
-        self.entries.borrow_mut().insert(id.clone(), request);
-        Some(id)
+        if request.upstream_id.get().len() > self.id_bytes_max {
+            self.refused_total.set(self.refused_total.get() + 1);
+            return None;
+        }
+        self.insert(Waiting::Relayed(request))
     }
 
     /// Records input request `slot` of `round`, asked of `client` during call `parent`, and
@@ -510,66 +565,179 @@ impl ServerRequests {
         round: &Rc<InputRound>,
         slot: u32,
     ) -> Option<String> {
-        let id = self.next_id()?;
-        let wait = InputWait {
+        self.insert(Waiting::Input(InputWait {
             parent,
             client,
             round: round.clone(),
             slot,
-        };
-        self.inputs.borrow_mut().insert(id.clone(), wait);
-        Some(id)
+        }))
     }
 
-    /// A fresh gateway id, or `None` (counted) when `entries_max` requests already wait.
-    fn next_id(&self) -> Option<String> {
-        if self.waiting() as usize >= self.entries_max {
+    /// Records `waiting` under a fresh gateway id, or `None` (counted) when `entries_max`
+    /// requests already wait.
+    fn insert(&self, waiting: Waiting) -> Option<String> {
+        let mut map = self.waiting.borrow_mut();
+        if map.len() >= self.entries_max {
             self.refused_total.set(self.refused_total.get() + 1);
             return None;
         }
         let n = self.next.get();
         self.next.set(n + 1);
+        map.insert(n, waiting);
         Some(format!("\"sgr-{}-{n}\"", self.shard))
+    }
+
+    /// The number of a gateway id this shard gave (JSON text `"sgr-<shard>-<n>"`).
+    fn number(&self, id: &str) -> Option<u64> {
+        let text = id.strip_prefix("\"sgr-")?.strip_suffix('"')?;
+        let (shard, n) = text.split_once('-')?;
+        (shard.parse::<u8>().ok()? == self.shard).then_some(())?;
+        n.parse().ok()
+    }
+
+    /// The request of the kind `wanted` that `client` answered under `id`, removed; `None`
+    /// when no such request went to that client.
+    fn take_waiting(
+        &self,
+        client: ClientRoute,
+        id: &str,
+        wanted: fn(&Waiting) -> bool,
+    ) -> Option<Waiting> {
+        let n = self.number(id)?;
+        let mut map = self.waiting.borrow_mut();
+        let waiting = map.get(&n)?;
+        if waiting.client() != client || !wanted(waiting) {
+            return None;
+        }
+        map.remove(&n)
     }
 
     /// The input request `client` answered under `id` (JSON text), removed: its round and
     /// slot. `None` when no such request was asked of that client.
     pub fn take_input(&self, client: ClientRoute, id: &str) -> Option<(Rc<InputRound>, u32)> {
-        let mut inputs = self.inputs.borrow_mut();
-        if inputs.get(id)?.client != client {
-            return None;
+        let input = |waiting: &Waiting| matches!(waiting, Waiting::Input(_));
+        match self.take_waiting(client, id, input)? {
+            Waiting::Input(wait) => Some((wait.round, wait.slot)),
+            Waiting::Relayed(_) => None,
         }
-        inputs.remove(id).map(|wait| (wait.round, wait.slot))
     }
 
     /// The request `client` answered under `id` (JSON text), removed; `None` when no such
     /// request went to that client.
     pub fn take(&self, client: ClientRoute, id: &str) -> Option<ServerRequest> {
-        let mut entries = self.entries.borrow_mut();
-        if entries.get(id)?.client != client {
-            return None;
+        let relayed = |waiting: &Waiting| matches!(waiting, Waiting::Relayed(_));
+        match self.take_waiting(client, id, relayed)? {
+            Waiting::Relayed(request) => Some(request),
+            Waiting::Input(_) => None,
         }
-        entries.remove(id)
     }
 
     /// Forgets the requests sent during call `parent` (it ended; their answers have nowhere
     /// to go).
     pub fn forget_parent(&self, parent: UpstreamRequestId) {
-        self.entries
+        self.waiting
             .borrow_mut()
-            .retain(|_, request| request.parent != parent);
-        self.inputs
-            .borrow_mut()
-            .retain(|_, wait| wait.parent != parent);
+            .retain(|_, waiting| waiting.parent() != parent);
     }
 
     /// Requests waiting for a client's answer.
     pub fn waiting(&self) -> u32 {
-        (self.entries.borrow().len() + self.inputs.borrow().len()) as u32
+        self.waiting.borrow().len() as u32
     }
 
     /// Requests not relayed because `pending.pending_max` were already waiting.
     pub fn refused_total(&self) -> u64 {
         self.refused_total.get()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CLIENT: ClientRoute = ClientRoute::Session(7);
+
+    fn relayed(upstream_id: &str, parent: u64) -> ServerRequest {
+        ServerRequest {
+            upstream: 0,
+            upstream_id: RawValue::from_string(upstream_id.to_owned()).unwrap(),
+            parent: UpstreamRequestId(parent),
+            client: CLIENT,
+        }
+    }
+
+    #[test]
+    fn server_requests_hold_at_most_their_bound_and_count_the_rest() {
+        let requests = ServerRequests::new(3, 2, 16).unwrap();
+        let first = requests.register(relayed("1", 10)).unwrap();
+        let round = Rc::new(InputRound::new(Rc::new(CallState::new_control()), 1));
+        let second = requests
+            .register_input(UpstreamRequestId(10), CLIENT, &round, 0)
+            .unwrap();
+        assert_eq!(
+            (first.as_str(), second.as_str()),
+            ("\"sgr-3-0\"", "\"sgr-3-1\"")
+        );
+        assert!(
+            requests.register(relayed("2", 10)).is_none(),
+            "over the bound"
+        );
+        assert_eq!((requests.waiting(), requests.refused_total()), (2, 1));
+        // Each answer is taken once, by its own kind, from its own client only.
+        assert!(requests.take(ClientRoute::Session(8), &first).is_none());
+        assert!(
+            requests.take(CLIENT, &second).is_none(),
+            "an input is not a relayed request"
+        );
+        assert!(requests.take_input(CLIENT, &first).is_none());
+        assert_eq!(
+            requests.take(CLIENT, &first).unwrap().upstream_id.get(),
+            "1"
+        );
+        assert!(requests.take(CLIENT, &first).is_none());
+        assert_eq!(
+            requests.take_input(CLIENT, &second).map(|(_, slot)| slot),
+            Some(0)
+        );
+        assert_eq!(requests.waiting(), 0);
+    }
+
+    #[test]
+    fn server_request_ids_of_another_shard_or_shape_are_not_taken() {
+        let requests = ServerRequests::new(0, 4, 16).unwrap();
+        let id = requests.register(relayed("1", 1)).unwrap();
+        for other in [
+            "\"sgr-1-0\"",
+            "\"sgr-0-x\"",
+            "sgr-0-0",
+            "\"sgr-0-0-\"",
+            "0",
+            "\"\"",
+        ] {
+            assert!(requests.take(CLIENT, other).is_none(), "{other}");
+        }
+        assert!(requests.take(CLIENT, &id).is_some());
+    }
+
+    #[test]
+    fn an_upstream_id_longer_than_the_limit_is_refused_and_counted() {
+        let requests = ServerRequests::new(0, 4, 8).unwrap();
+        assert!(requests.register(relayed("\"12345678\"", 1)).is_none());
+        assert!(requests.register(relayed("\"123456\"", 1)).is_some());
+        assert_eq!((requests.waiting(), requests.refused_total()), (1, 1));
+    }
+
+    #[test]
+    fn forgetting_a_call_drops_its_requests_of_both_kinds() {
+        let requests = ServerRequests::new(0, 4, 16).unwrap();
+        let round = Rc::new(InputRound::new(Rc::new(CallState::new_control()), 1));
+        requests.register(relayed("1", 1)).unwrap();
+        requests
+            .register_input(UpstreamRequestId(1), CLIENT, &round, 0)
+            .unwrap();
+        let kept = requests.register(relayed("2", 2)).unwrap();
+        requests.forget_parent(UpstreamRequestId(1));
+        assert_eq!(requests.waiting(), 1);
+        assert!(requests.take(CLIENT, &kept).is_some());
     }
 }

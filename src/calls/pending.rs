@@ -180,6 +180,11 @@ pub enum PendingError {
         table: &'static str,
         error: TableError,
     },
+    /// An index beside the tables could not reserve room for `pending.pending_max` entries.
+    Reserve {
+        what: &'static str,
+        pending_max: u32,
+    },
 }
 
 impl fmt::Display for PendingError {
@@ -192,6 +197,10 @@ impl fmt::Display for PendingError {
                 max,
             } => write!(f, "{key} {value} is outside {min}..={max}"),
             Self::Table { table, error } => write!(f, "pending {table} table: {error}"),
+            Self::Reserve { what, pending_max } => write!(
+                f,
+                "cannot reserve the {what} for pending.pending_max {pending_max} calls"
+            ),
         }
     }
 }

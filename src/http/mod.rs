@@ -38,6 +38,7 @@ pub use connection::{
 pub use parse::{Parsed, Progress, Request, RequestParser, Waiting, CHUNK_LINE_BYTES_MAX};
 pub use response::{reason_phrase, ResponseWriter, SseStream};
 
+use crate::config::Config;
 use crate::refusal::RefusalReason;
 use std::fmt;
 
@@ -61,6 +62,19 @@ pub struct HttpLimits {
 }
 
 impl HttpLimits {
+    /// The codec's limits, from `[limits]`.
+    pub fn from_config(config: &Config) -> HttpLimits {
+        let l = &config.limits;
+        HttpLimits {
+            header_bytes_max: l.header_bytes_max as u32,
+            headers_count_max: l.headers_count_max as u16,
+            request_body_bytes_max: l.request_body_bytes_max as u32,
+            header_read_timeout_ms: l.header_read_timeout_ms,
+            body_read_timeout_ms: l.body_read_timeout_ms,
+            keepalive_idle_timeout_ms: l.keepalive_idle_timeout_ms,
+        }
+    }
+
     /// The most bytes a connection's input buffer ever holds: one whole request on the wire.
     pub fn input_buffer_bytes_max(&self) -> u32 {
         let head = self.header_bytes_max;

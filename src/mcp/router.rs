@@ -1,12 +1,14 @@
 //! Routes an MCP request to the upstream that answers it, and builds the gateway's own answers
 //! (`initialize`, `server/discover`, `ping`, the merged lists).
 //!
-//! The request path, in order: the gateway's own methods; the merged lists, answered from the
-//! shard's catalogue; then, for `tools/call`, `prompts/get`, `resources/read` and
-//! `completion/complete`, the route (merged name → upstream and original name), the upstream's
-//! state (down, circuit open: refused at once with its name), the pending table (a cap: refused
-//! with 503 naming it), and the call itself, whose notifications and answer the connection
-//! relays. `logging/setLevel` goes to every upstream that logs.
+//! Four phases of the request pipeline are here, in order: [`Router::route`] (the gateway's own
+//! methods; the merged lists, answered from the shard's catalogue; for `tools/call`,
+//! `prompts/get`, `resources/read` and `completion/complete`, the merged name → upstream and
+//! original name), [`Router::admit`] (the upstream's state — down, circuit open: refused at once
+//! with its name — and the pending table: a cap refuses with 503 naming it),
+//! [`Router::upstream_request`] (the params rewritten for the upstream) and
+//! [`Router::start_call`] (the call in a task of its own, whose notifications and answer the
+//! [`Relay`] carries). `logging/setLevel` goes to every upstream that logs.
 //!
 //! Ownership: one router per shard, built from the config at start-up; its links, catalogue and
 //! pending table are that shard's.
@@ -20,11 +22,13 @@ use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use crate::calls::inflight::{
-    CallFailure, CallItem, CallState, ClientRoute, InFlight, ServerRequests,
+    CallFailure, CallItem, CallState, ClientRoute, InFlight, Registered, ServerRequests,
 };
 use crate::calls::input_round::answer_of;
 use crate::calls::pending::{PendingLimits, PendingRefusal};
 use crate::config::Config;
+use crate::mcp::call::{Call, Client, Era};
+use crate::refusal::RefusalReason;
 use crate::support::clock::ShardClock;
 use crate::support::event::Event;
 use crate::support::{deadline, log};
@@ -32,21 +36,12 @@ use crate::upstream::breaker::Admission;
 use crate::upstream::catalogue::{Catalogue, CatalogueLimits, Listing, Naming, Omission};
 use crate::upstream::input::{BridgedCall, InputBridge, InputStats};
 use crate::upstream::link::{CallRequest, SessionScope, UpstreamLink, SESSION_CLOSE_TIMEOUT_MS};
-use crate::wire::capabilities::InputCapabilities;
 use crate::wire::ids::UpstreamRequestId;
 use crate::wire::jsonrpc::{self, Outcome, RpcError};
 use crate::wire::kind::Kind;
+use crate::wire::method::Method;
 use crate::wire::params::{CallParams, Rewrite, Routing};
 use crate::wire::version::ProtocolVersion;
-
-/// Which protocol era a request belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Era {
-    /// 2025-03-26 … 2025-11-25, with the version negotiated for the session.
-    Session(ProtocolVersion),
-    /// 2026-07-28: per-request `_meta`, no sessions; results carry `resultType`.
-    Stateless,
-}
 
 /// How long a client may cache `server/discover` (and the lists) in the stateless era.
 const DISCOVER_TTL_MS: u64 = 60_000;
@@ -56,30 +51,6 @@ const CATALOGUE_LIMITS: CatalogueLimits = CatalogueLimits {
     entries_max: 10_000,
     bytes_max: 16 * 1024 * 1024,
 };
-
-/// The methods routed to the one upstream that owns the named thing.
-pub const ROUTED_METHODS: [&str; 4] = [
-    "tools/call",
-    "prompts/get",
-    "resources/read",
-    "completion/complete",
-];
-
-/// The client a request comes from: where its answer and notifications go, and its own id.
-pub struct Client<'a> {
-    pub route: ClientRoute,
-    pub id: &'a RawValue,
-    /// The session's `logging/setLevel`, for upstreams that take it per request.
-    pub log_level: Option<&'static str>,
-    /// The client reads requests on its call's event stream and answers them (the session
-    /// era; a 2026-07-28 client gets `input_required` results instead).
-    pub takes_requests: bool,
-    /// `Mcp-Param-*` fields of the request, passed on to the upstream.
-    pub param_headers: &'a [(String, String)],
-    /// What a session-era client declared it answers (sampling, elicitation, roots): a
-    /// 2026-07-28 upstream may ask it for those through the input bridge.
-    pub input_capabilities: InputCapabilities,
-}
 
 /// Why a shard's router cannot start.
 #[derive(Debug)]
@@ -123,6 +94,63 @@ pub enum Answer {
     Relay(Relay),
 }
 
+/// Where the route phase sends a call.
+pub enum Routed<'r, 'm> {
+    /// The gateway answers itself: its own methods, the merged lists, or an error.
+    Answered(Result<Box<RawValue>, RpcError>),
+    /// To the one upstream that owns the name the call carries.
+    Upstream(Target<'r, 'm>),
+    /// To an upstream that is down: refused as the admit phase refuses.
+    Unavailable(NotAdmitted),
+}
+
+/// A routed call's upstream, and the call's name for the thing there.
+pub struct Target<'r, 'm> {
+    link: Rc<UpstreamLink>,
+    method: Method,
+    /// The name or URI as the upstream knows it.
+    original: String,
+    params: &'r CallParams<'m>,
+}
+
+impl Target<'_, '_> {
+    /// The `[[upstreams]]` index of the upstream.
+    pub fn upstream(&self) -> u16 {
+        self.link.index
+    }
+}
+
+/// Why the admit phase turned a call away.
+pub enum NotAdmitted {
+    /// The upstream is down ([`RefusalReason::UpstreamDown`]) or its circuit breaker open
+    /// ([`RefusalReason::BreakerOpen`]): the call's error names it.
+    Unavailable {
+        reason: RefusalReason,
+        error: RpcError,
+    },
+    /// The pending table refused it: a cap (HTTP 503 with Retry-After) or its id.
+    Full {
+        refusal: PendingRefusal,
+        message: String,
+    },
+}
+
+impl From<NotAdmitted> for Answer {
+    fn from(refused: NotAdmitted) -> Answer {
+        match refused {
+            NotAdmitted::Unavailable { error, .. } => Answer::Now(Err(error)),
+            NotAdmitted::Full { refusal, message } => Answer::Full { refusal, message },
+        }
+    }
+}
+
+/// A call the admit phase let through: its pending entry and its deadline.
+pub struct Admitted {
+    registered: Registered,
+    /// `request_timeout_ms` after the call was registered.
+    deadline: Instant,
+}
+
 /// One upstream call in flight, held by the connection that answers the client. Dropped before
 /// its answer (the client left), it cancels the call upstream.
 pub struct Relay {
@@ -139,6 +167,8 @@ pub struct Relay {
     /// The task talking to the upstream; dropping it abandons the exchange.
     task: Option<glommio::Task<()>>,
     done: bool,
+    /// Set when the upstream side turned the call away after it started (its pool full).
+    refusal: Option<RefusalReason>,
 }
 
 impl Relay {
@@ -156,6 +186,9 @@ impl Relay {
             CallItem::Event(message) => Err(message),
             CallItem::Done(outcome) => {
                 self.done = true;
+                if let Err(CallFailure::Busy(_)) = &outcome {
+                    self.refusal = Some(RefusalReason::PoolFull);
+                }
                 self.link.record(&outcome, self.router.now_ms());
                 Ok(outcome.map_err(|failure| self.router.client_error(&self.link, failure)))
             }
@@ -164,6 +197,11 @@ impl Relay {
 }
 
 impl Relay {
+    /// Why the upstream side turned the call away, once it ended so.
+    pub fn refusal(&self) -> Option<RefusalReason> {
+        self.refusal
+    }
+
     /// The call's deadline passed before its answer: abandons the exchange, ends the call in
     /// the pending table (settling it with the timeout) and tells the upstream. A call that had
     /// already ended is settled already.
@@ -177,12 +215,7 @@ impl Relay {
         else {
             return;
         };
-        let link = self.link.clone();
-        glommio::spawn_local(async move {
-            link.cancel(expired.id, "request_timeout_ms passed", expired.route)
-                .await;
-        })
-        .detach();
+        spawn_cancel(self.link.clone(), expired.id, TIMED_OUT, expired.route);
     }
 }
 
@@ -199,12 +232,7 @@ impl Drop for Relay {
                 .inflight
                 .cancel_by_client(self.route, &self.client_id, now)
         {
-            let link = self.link.clone();
-            let route = self.route;
-            glommio::spawn_local(async move {
-                link.cancel(id, "the client went away", route).await;
-            })
-            .detach();
+            spawn_cancel(self.link.clone(), id, "the client went away", self.route);
         }
     }
 }
@@ -352,6 +380,9 @@ impl Router {
         };
         let inflight = InFlight::new(limits, pending.stream_buffer_bytes_max as usize)
             .map_err(|e| format!("shard {shard}: pending table: {e}"))?;
+        let server_requests =
+            ServerRequests::new(shard, pending.pending_max, pending.request_id_bytes_max)
+                .map_err(|e| format!("shard {shard}: {e}"))?;
         let server_info = json!({
             "name": "shardgate",
             "title": "shardgate MCP gateway",
@@ -362,7 +393,7 @@ impl Router {
             listed: RefCell::new(vec![false; links.len()]),
             links,
             inflight,
-            server_requests: ServerRequests::new(shard, pending.pending_max as usize),
+            server_requests,
             input: InputBridge::new(pending.input_rounds_max),
             catalogue: RefCell::new(Rc::new(Catalogue::build(&[], CATALOGUE_LIMITS))),
             routes: RefCell::new(Rc::new(Catalogue::build(&[], CATALOGUE_LIMITS))),
@@ -541,11 +572,7 @@ impl Router {
         let names = |upstream: u16| state.name_of(upstream);
         for expired in state.inflight.advance(now, &names) {
             let link = state.links[usize::from(expired.upstream)].clone();
-            glommio::spawn_local(async move {
-                link.cancel(expired.id, "request_timeout_ms passed", expired.route)
-                    .await;
-            })
-            .detach();
+            spawn_cancel(link, expired.id, TIMED_OUT, expired.route);
         }
         for link in &state.links {
             link.close_expired();
@@ -685,35 +712,29 @@ impl Router {
         ))
     }
 
-    /// Answers one request.
-    pub async fn call(
-        &self,
-        era: Era,
-        method: &str,
-        params: Option<&RawValue>,
-        client: Client<'_>,
-    ) -> Answer {
-        let list = |kind: Kind| {
+    /// The route phase: the gateway's own methods and the merged lists are answered here; a
+    /// routed method goes to the upstream that owns the name it carries.
+    pub async fn route<'r, 'm>(&self, call: &'r Call<'m>) -> Routed<'r, 'm> {
+        if let Some(kind) = call.method.listed_kind() {
             let catalogue = self.state.catalogue.borrow();
-            Answer::Now(list_result(kind, &catalogue, params, era))
-        };
-        match (era, method) {
-            (Era::Stateless, "server/discover") => Answer::Now(Ok(self.discover())),
-            (Era::Session(_), "server/discover") => {
-                Answer::Now(Err(RpcError::method_not_found(method)))
-            }
-            (Era::Session(_), "ping") => Answer::Now(Ok(raw("{}".to_owned()))),
-            (Era::Session(_), "logging/setLevel") => {
-                let scope = SessionScope::of(client.route, client.log_level);
-                Answer::Now(self.set_level(params, scope).await)
-            }
-            (_, "tools/list") => list(Kind::Tools),
-            (_, "prompts/list") => list(Kind::Prompts),
-            (_, "resources/list") => list(Kind::Resources),
-            (_, "resources/templates/list") => list(Kind::ResourceTemplates),
-            (_, method) if ROUTED_METHODS.contains(&method) => self.routed(method, params, client),
-            _ => Answer::Now(Err(RpcError::method_not_found(method))),
+            return Routed::Answered(list_result(kind, &catalogue, call.params, call.era));
         }
+        if let Some(params) = &call.routed {
+            return match params {
+                Ok(params) => self.target(call.method, params),
+                Err(message) => Routed::Answered(Err(RpcError::invalid_params(message.clone()))),
+            };
+        }
+        let answer = match (call.era, call.method) {
+            (Era::Stateless, Method::ServerDiscover) => Ok(self.discover()),
+            (Era::Session(_), Method::Ping) => Ok(raw("{}".to_owned())),
+            (Era::Session(_), Method::LoggingSetLevel) => {
+                let scope = SessionScope::of(call.client.route, call.client.log_level);
+                self.set_level(call.params, scope).await
+            }
+            _ => Err(RpcError::method_not_found(call.method_name)),
+        };
+        Routed::Answered(answer)
     }
 
     /// A client's answer to a request relayed from an upstream: back to that upstream under
@@ -759,37 +780,44 @@ impl Router {
                 .cancel_by_client(route, request_id, state.now_ms())
         {
             let link = state.links[usize::from(upstream)].clone();
-            glommio::spawn_local(async move {
-                link.cancel(id, "the client cancelled it", route).await;
-            })
-            .detach();
+            spawn_cancel(link, id, "the client cancelled it", route);
         }
     }
 
-    fn routed(&self, method: &str, params: Option<&RawValue>, client: Client<'_>) -> Answer {
-        match CallParams::read(method, params) {
-            Ok(params) => self.call_routed(method, &params, client),
-            Err(message) => Answer::Now(Err(RpcError::invalid_params(message))),
-        }
-    }
-
-    /// A routed method (`tools/call`, `prompts/get`, `resources/read`,
-    /// `completion/complete`) whose params the caller already read.
-    pub fn call_routed(&self, method: &str, params: &CallParams<'_>, client: Client<'_>) -> Answer {
-        let Some(method) = ROUTED_METHODS.into_iter().find(|m| *m == method) else {
-            return Answer::Now(Err(RpcError::method_not_found(method)));
-        };
+    /// The upstream a routed `method` goes to: the merged name in `params`, looked up among
+    /// every upstream's entries.
+    fn target<'r, 'm>(&self, method: Method, params: &'r CallParams<'m>) -> Routed<'r, 'm> {
         let state = &self.state;
         let Routing { kind, merged, .. } = params.routing();
         let route = state.routes.borrow().route(*kind, merged);
         let Some(route) = route else {
-            return Answer::Now(Err(self.unknown(*kind, merged)));
+            return self.unknown(*kind, merged);
         };
+        // The routes are built from the links, so every route names one.
         let link = state.links[usize::from(route.upstream)].clone();
+        Routed::Upstream(Target {
+            link,
+            method,
+            original: route.original,
+            params,
+        })
+    }
+
+    /// The admit phase: the upstream must be up and its circuit breaker closed, and the
+    /// pending table must take the call (a cap refuses with 503). Registers the call.
+    pub fn admit(
+        &self,
+        target: &Target<'_, '_>,
+        client: &Client<'_>,
+    ) -> Result<Admitted, NotAdmitted> {
+        let state = &self.state;
+        let link = &target.link;
         let now = state.now_ms();
         if !link.is_up() {
             let why = link.down_reason();
-            return Answer::Now(Err(state.client_error(&link, CallFailure::Unavailable(why))));
+            let error = state.client_error(link, CallFailure::Unavailable(why));
+            let reason = RefusalReason::UpstreamDown;
+            return Err(NotAdmitted::Unavailable { reason, error });
         }
         if let Admission::Refused { retry_in_ms } = link.admit(now) {
             let message = format!(
@@ -798,14 +826,10 @@ impl Router {
                 link.name(),
                 link.index
             );
-            return Answer::Now(Err(
-                state.client_error(&link, CallFailure::Unavailable(message))
-            ));
+            let error = state.client_error(link, CallFailure::Unavailable(message));
+            let reason = RefusalReason::BreakerOpen;
+            return Err(NotAdmitted::Unavailable { reason, error });
         }
-        let progress_token = params.progress_token();
-        // A 2026-07-28 upstream asks a session-era client for input through the bridge, for
-        // what the client declared; it reads that from the request's `_meta`.
-        let bridged = client.takes_requests && link.speaks_stateless();
         let timeout_ms = link.config.request_timeout_ms;
         let deadline = Instant::now() + Duration::from_millis(timeout_ms);
         let names = |upstream: u16| state.name_of(upstream);
@@ -814,62 +838,81 @@ impl Router {
             link.index,
             client.route,
             client.id,
-            progress_token,
+            target.params.progress_token(),
             (now + timeout_ms, now),
             &names,
             &mut timed_out,
         );
         for expired in timed_out {
             let link = state.links[usize::from(expired.upstream)].clone();
-            glommio::spawn_local(async move {
-                link.cancel(expired.id, "request_timeout_ms passed", expired.route)
-                    .await;
-            })
-            .detach();
+            spawn_cancel(link, expired.id, TIMED_OUT, expired.route);
         }
-        let registered = match registered {
-            Ok(registered) => registered,
-            Err(refusal) => {
-                let message = refusal.message(link.name());
-                return Answer::Full { refusal, message };
-            }
-        };
-        let id = registered.id;
+        let registered = registered.map_err(|refusal| {
+            let message = refusal.message(link.name());
+            NotAdmitted::Full { refusal, message }
+        })?;
         if client.takes_requests {
             registered.state.allow_requests(client.route);
         }
+        Ok(Admitted {
+            registered,
+            deadline,
+        })
+    }
 
+    /// The upstream-request phase: the client's params rewritten for the upstream — its own
+    /// name for the thing, the gateway's progress token and `_meta`.
+    pub fn upstream_request(
+        &self,
+        target: Target<'_, '_>,
+        admitted: Admitted,
+        client: &Client<'_>,
+    ) -> BridgedCall {
+        let Target {
+            link,
+            method,
+            original,
+            params,
+        } = target;
+        let id = admitted.registered.id;
+        let progress_token = params.progress_token();
         let rewrite = Rewrite {
-            original: &route.original,
+            original: &original,
             progress: progress_token.map(|_| id),
             log_level: client.log_level,
-            client_capabilities: bridged.then_some(client.input_capabilities),
+            client_capabilities: bridges_input(&link, client).then_some(client.input_capabilities),
             stateless: link.speaks_stateless(),
         };
         // Room for the client's params and the members the gateway adds.
         let mut upstream_params = Vec::with_capacity(params.text_len() + 192);
         params.write(&mut upstream_params, &rewrite);
-        let task = spawn_call(
-            state.clone(),
-            BridgedCall {
-                link: link.clone(),
-                id,
-                method,
-                params: upstream_params,
-                // The stateless era mirrors `params.name` or `params.uri` in `Mcp-Name`.
-                name: (method != "completion/complete").then_some(route.original),
-                client_token: progress_token.map(|t| t.get().as_bytes().to_vec()),
-                state: registered.state.clone(),
-                client: client.route,
-                capabilities: client.input_capabilities,
-                deadline,
-                param_headers: client.param_headers.to_vec(),
-            },
-            bridged,
-            SessionScope::of(client.route, client.log_level),
-        );
-        Answer::Relay(Relay {
-            state: registered.state,
+        BridgedCall {
+            link,
+            id,
+            method: method.as_str(),
+            params: upstream_params,
+            // The stateless era mirrors `params.name` or `params.uri` in `Mcp-Name`.
+            name: method.mirrors_name().then_some(original),
+            client_token: progress_token.map(|t| t.get().as_bytes().to_vec()),
+            state: admitted.registered.state,
+            client: client.route,
+            capabilities: client.input_capabilities,
+            deadline: admitted.deadline,
+            param_headers: client.param_headers.to_vec(),
+        }
+    }
+
+    /// The call phase: the request goes to its upstream in a task of its own; the [`Relay`]
+    /// returned carries its notifications and answer to the client, and cancels it if dropped.
+    pub fn start_call(&self, call: BridgedCall, client: &Client<'_>) -> Relay {
+        let state = &self.state;
+        let bridged = bridges_input(&call.link, client);
+        let (link, id, deadline) = (call.link.clone(), call.id, call.deadline);
+        let call_state = call.state.clone();
+        let scope = SessionScope::of(client.route, client.log_level);
+        let task = spawn_call(state.clone(), call, bridged, scope);
+        Relay {
+            state: call_state,
             link,
             router: state.clone(),
             route: client.route,
@@ -878,12 +921,13 @@ impl Router {
             deadline,
             task: Some(task),
             done: false,
-        })
+            refusal: None,
+        }
     }
 
-    /// The error for a name no route knows; when it carries the prefix of an upstream that is
-    /// down, the error names that upstream.
-    fn unknown(&self, kind: Kind, merged: &str) -> RpcError {
+    /// The answer for a name no route knows: unknown, or, when it carries the prefix of an
+    /// upstream that is down, unavailable, naming that upstream.
+    fn unknown<'r, 'm>(&self, kind: Kind, merged: &str) -> Routed<'r, 'm> {
         let state = &self.state;
         let down = state.links.iter().find(|link| {
             let prefix = &link.config.prefix;
@@ -895,7 +939,9 @@ impl Router {
         });
         if let Some(link) = down {
             let why = link.down_reason();
-            return state.client_error(link, CallFailure::Unavailable(why));
+            let error = state.client_error(link, CallFailure::Unavailable(why));
+            let reason = RefusalReason::UpstreamDown;
+            return Routed::Unavailable(NotAdmitted::Unavailable { reason, error });
         }
         let (what, list) = match kind {
             Kind::Tools => ("tool", "tools/list"),
@@ -905,10 +951,10 @@ impl Router {
         let error = RpcError::invalid_params(format!(
             "unknown {what} {merged:?}: no upstream offers it (see {list})"
         ));
-        match kind {
+        Routed::Answered(Err(match kind {
             Kind::Resources => error.with_data(raw(json!({ "uri": merged }).to_string())),
             _ => error,
-        }
+        }))
     }
 
     /// `logging/setLevel`: to every upstream that takes it, under the client's own upstream
@@ -975,6 +1021,27 @@ async fn arrived(
             link.name()
         )),
     }
+}
+
+/// The reason an upstream hears when a call's `request_timeout_ms` passed.
+const TIMED_OUT: &str = "request_timeout_ms passed";
+
+/// Tells `link` that call `id` is abandoned (`notifications/cancelled` with `reason`), in a
+/// task of its own: whoever ends a call does not wait for the upstream to hear it.
+fn spawn_cancel(
+    link: Rc<UpstreamLink>,
+    id: UpstreamRequestId,
+    reason: &'static str,
+    route: ClientRoute,
+) {
+    glommio::spawn_local(async move { link.cancel(id, reason, route).await }).detach();
+}
+
+/// Whether a 2026-07-28 upstream's requests for input reach `client` through the input bridge:
+/// a session-era client reads requests on its call's stream; a stateless one gets
+/// `input_required` results itself.
+fn bridges_input(link: &UpstreamLink, client: &Client<'_>) -> bool {
+    client.takes_requests && link.speaks_stateless()
 }
 
 /// Runs one call on its upstream and settles its state, unless the deadline or the client got

@@ -9,6 +9,7 @@
 use std::fmt;
 use std::rc::Rc;
 
+use crate::config::Config;
 use crate::epoch::{EpochTable, Removed, TableLimits, TableRefusal, TableStats};
 use crate::support::event::Event;
 use crate::wire::capabilities::InputCapabilities;
@@ -127,7 +128,23 @@ pub struct SessionTable {
     early_retire_armed: bool,
 }
 
+/// The session table's limits, from `[sessions]` and `[epoch]`.
+pub fn table_limits(config: &Config) -> TableLimits {
+    TableLimits {
+        entries_max: config.sessions.sessions_max,
+        generations: config.epoch.generations as u8,
+        arena_bytes_max: config.epoch.session_arena_bytes_max as usize,
+        payload_bytes_max: config.sessions.session_payload_bytes_max as u32,
+    }
+}
+
 impl SessionTable {
+    /// Shard `shard`'s table as `config` sizes it.
+    pub fn for_config(shard: u8, config: &Config) -> Result<Self, String> {
+        let idle_ttl_ms = config.sessions.session_idle_ttl_ms;
+        SessionTable::new(shard, table_limits(config), idle_ttl_ms)
+    }
+
     /// Reserves the whole table up front; fails only if memory cannot be reserved.
     pub fn new(shard: u8, limits: TableLimits, idle_ttl_ms: u64) -> Result<Self, String> {
         let table = EpochTable::new(limits).map_err(|e| format!("session table: {e:?}"))?;

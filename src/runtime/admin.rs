@@ -69,10 +69,12 @@ impl http::Handler for AdminFront {
         match path {
             "/healthz" => response.json(200, &[TEXT], b"ok\n"),
             "/readyz" => match self.gather().await {
-                Ok(statuses) if !self.shard.shutdown.is_set() => match required_down(&statuses) {
-                    None => response.json(200, &[TEXT], b"ready\n"),
-                    Some(why) => response.json(503, &[TEXT], why.as_bytes()),
-                },
+                Ok(statuses) if !self.shard.pipeline.shutdown.is_set() => {
+                    match required_down(&statuses) {
+                        None => response.json(200, &[TEXT], b"ready\n"),
+                        Some(why) => response.json(503, &[TEXT], why.as_bytes()),
+                    }
+                }
                 Ok(_) => response.json(503, &[TEXT], b"draining\n"),
                 Err(silent) => {
                     let body = format!("shards not answering: {silent:?}\n");

@@ -14,6 +14,7 @@ use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use hashbrown::HashMap;
 
 use crate::mcp::transport::{HttpMethod, HttpReply, McpHeaders, McpRequest};
+use crate::pipeline::context::RequestContext;
 use crate::runtime::status::ShardStatus;
 
 /// Identifies one waiting request on the shard that sent it.
@@ -36,6 +37,8 @@ pub enum MeshMessage {
     Reply {
         ticket: Ticket,
         reply: ForwardedReply,
+        /// What the owner's phases decided, for the origin's log phase.
+        context: RequestContext,
     },
     /// Owner → origin: a notification or request of the upstream call that `Forward` with the
     /// same ticket started, for the client, ahead of the `Reply`.
@@ -58,6 +61,8 @@ pub enum MeshMessage {
 /// The parts of an MCP request the owning shard needs (origin and media types were checked
 /// where the connection arrived).
 pub struct ForwardedRequest {
+    /// What the origin's phases decided so far (who is calling, once authentication lands).
+    pub context: RequestContext,
     pub method: HttpMethod,
     pub session_id: Option<String>,
     pub protocol_version: Option<String>,
@@ -70,9 +75,10 @@ pub struct ForwardedRequest {
 }
 
 impl ForwardedRequest {
-    pub fn from_request(request: &McpRequest<'_>) -> ForwardedRequest {
+    pub fn from_request(request: &McpRequest<'_>, context: RequestContext) -> ForwardedRequest {
         let h = &request.headers;
         ForwardedRequest {
+            context,
             method: request.method,
             session_id: h.session_id.map(str::to_owned),
             protocol_version: h.protocol_version.map(str::to_owned),

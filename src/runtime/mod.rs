@@ -27,6 +27,7 @@ use crate::config::{self, Config};
 use crate::epoch::{index_bytes, EpochTable};
 use crate::mcp::router::{Probe, Router, StartFailure};
 use crate::mcp::session::Session;
+use crate::pipeline::McpFront;
 use crate::support::clock::ShardClock;
 use crate::upstream::sessions;
 use admin::AdminFront;
@@ -34,7 +35,7 @@ use glommio::channels::local_channel::LocalSender;
 use mesh::{Mesh, MeshMessage};
 use plan::{Plan, PlanTerm};
 use platform::StartupError;
-use shard::{Front, McpFront, Shard};
+use shard::{Front, Shard};
 
 /// Where the gateway listens once every shard is up.
 pub struct Ready {
@@ -160,7 +161,7 @@ async fn run_shard(plan: ShardPlan) {
         .accept_loop(listener, Front::Mcp, |shard| McpFront { shard })
         .await;
     shard.drain().await;
-    shard.endpoint.router().shutdown().await;
+    shard.pipeline.endpoint.router().shutdown().await;
     plan.serving.fetch_sub(1, Ordering::SeqCst);
     while plan.serving.load(Ordering::SeqCst) > 0 {
         glommio::timer::sleep(Duration::from_millis(20)).await;
@@ -192,7 +193,7 @@ async fn start_shard(plan: &ShardPlan) -> Result<Started, StartupError> {
     .map_err(fail)?;
     let shard = Rc::new(shard);
     // Dispatchers first: a stdio upstream's handshake answer arrives through its dispatcher.
-    let router = shard.endpoint.router();
+    let router = shard.pipeline.endpoint.router();
     router.spawn_dispatchers();
     if let Err(failure) = router.start(plan.config.server.startup_timeout_ms).await {
         // Its children stop now: glommio drops no task of an executor that returned.
@@ -262,7 +263,7 @@ pub fn probe_upstreams(config: Arc<Config>, shards: usize) -> Result<Probe, Stri
 /// The memory plan of `config` on `shards` shards: the config's fixed terms plus the tables
 /// this runtime builds, sized from their real structures.
 pub fn plan(config: &Config, shards: u16) -> Plan {
-    let limits = shard::session_table_limits(config);
+    let limits = crate::mcp::session::table_limits(config);
     let ceiling = EpochTable::<u128, Session>::memory_ceiling(&limits);
     let forwarded_max = config.limits.forwarded_requests_max;
     let forwarded_index = index_bytes::<(mesh::Ticket, LocalSender<MeshMessage>)>(

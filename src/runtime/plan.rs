@@ -12,6 +12,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use crate::calls::inflight::{InFlight, ServerRequests};
 use crate::calls::pending::{PendingLimits, PendingTable};
 use crate::config::{Config, HttpUpstream, Limits, StdioUpstream, Upstream, UpstreamKind};
 use crate::http::REFUSED_CONNECTION_BYTES_MAX;
@@ -163,6 +164,7 @@ pub fn plan(config: &Config, shards: u16, terms: &[PlanTerm]) -> Plan {
             ),
         },
         pending_term(config),
+        server_requests_term(config),
         relay_buffers_term(config),
     ];
     rows.extend(
@@ -214,6 +216,7 @@ fn pending_term(config: &Config) -> PlanTerm {
         request_id_bytes_max: pending.request_id_bytes_max,
     };
     let ceiling = PendingTable::<PlanRoute>::memory_ceiling(&limits);
+    let calls_bytes = InFlight::calls_memory_ceiling(pending.pending_max);
     let counts_bytes = u64::from(upstreams_count) * 4;
     let scratch_bytes = 2 * u64::from(pending.request_id_bytes_max);
     let requests = &ceiling.requests;
@@ -221,12 +224,14 @@ fn pending_term(config: &Config) -> PlanTerm {
         name: "pending table".into(),
         per_shard_bytes: ceiling
             .total()
+            .saturating_add(calls_bytes)
             .saturating_add(counts_bytes)
             .saturating_add(scratch_bytes),
         explanation: format!(
             "pending.pending_max {} → requests slab {} + index {} + key lists {} bytes, arenas \
              {} + chunk overhead {} bytes (2 × pending_max × 2 × request_id_bytes_max {} per \
-             arena); client index {} bytes; {} upstreams × 4-byte count and one payload of scratch",
+             arena); client index {} bytes; call map and call states {calls_bytes} bytes; {} \
+             upstreams × 4-byte count and one payload of scratch",
             pending.pending_max,
             requests.slab_bytes,
             requests.index_bytes,
@@ -236,6 +241,22 @@ fn pending_term(config: &Config) -> PlanTerm {
             pending.request_id_bytes_max,
             ceiling.by_client.total(),
             upstreams_count,
+        ),
+    }
+}
+
+/// Requests from upstreams waiting for clients' answers: at most `pending.pending_max`, each
+/// relayed one keeping its upstream id of at most `pending.request_id_bytes_max` bytes.
+fn server_requests_term(config: &Config) -> PlanTerm {
+    let pending = &config.pending;
+    let bytes = ServerRequests::memory_ceiling(pending.pending_max, pending.request_id_bytes_max);
+    PlanTerm {
+        name: "server requests".into(),
+        per_shard_bytes: bytes,
+        explanation: format!(
+            "pending.pending_max {} waiting requests: index and upstream ids of at most \
+             pending.request_id_bytes_max {} bytes",
+            pending.pending_max, pending.request_id_bytes_max
         ),
     }
 }
@@ -427,8 +448,10 @@ mod tests {
         let mesh = 2 * u64::from(limits.mesh_messages_max) * 64;
         let refused = 256 * REFUSED_CONNECTION_BYTES_MAX;
         let pending = plan.terms[4].per_shard_bytes;
+        let server_requests = ServerRequests::memory_ceiling(1000, 128);
         let relayed = 1000 * 65_536;
-        let per_shard = 1_048_576 + connections + refused + mesh + pending + relayed + 1000;
+        let per_shard =
+            1_048_576 + connections + refused + mesh + pending + server_requests + relayed + 1000;
         assert_eq!(plan.per_shard_bytes(), per_shard);
         // The admin listener's connections, once: 16 of an MCP connection's buffers and refusal.
         let admin = 16 * (connections / 256 + REFUSED_CONNECTION_BYTES_MAX);
@@ -442,6 +465,7 @@ mod tests {
                 "mesh",
                 "refused connections",
                 "pending table",
+                "server requests",
                 "relayed notifications",
                 "session table"
             ]
@@ -483,7 +507,8 @@ mod tests {
             request_id_bytes_max: 128,
         };
         let ceiling = PendingTable::<PlanRoute>::memory_ceiling(&limits).total();
-        assert_eq!(term.per_shard_bytes, ceiling + 4 + 256);
+        let calls = InFlight::calls_memory_ceiling(1000);
+        assert_eq!(term.per_shard_bytes, ceiling + calls + 4 + 256);
         // The table's docs: about 1.4 MiB at the defaults, 1 MiB of it arenas.
         assert!(
             (1 << 20..2 << 20).contains(&term.per_shard_bytes),
@@ -564,8 +589,8 @@ mod tests {
     fn rendered_plan_has_a_row_per_term_and_both_totals() {
         let plan = plan(&Config::default(), 2, &[message_term(), session_term()]);
         let text = plan.to_string();
-        // Header lines, seven terms, the per-shard total, the admin row and the total.
-        assert_eq!(text.lines().count(), 2 + 7 + 1 + 1 + 1, "{text}");
+        // Header lines, eight terms, the per-shard total, the admin row and the total.
+        assert_eq!(text.lines().count(), 2 + 8 + 1 + 1 + 1, "{text}");
         assert!(text.contains("session table"), "{text}");
         assert!(text.contains("sessions_max 10 × 100 bytes"), "{text}");
         let total = format!("({} bytes)", plan.total_bytes());

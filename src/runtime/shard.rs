@@ -7,34 +7,34 @@
 //! thread, and only [`MeshMessage`]s leave it.
 
 use std::cell::{Cell, RefCell};
-use std::io::ErrorKind;
+use std::io::{self, ErrorKind};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_lite::future;
 use glommio::net::{TcpListener, TcpStream};
+use hashbrown::HashMap;
+use serde_json::value::RawValue;
 
 use crate::config::Config;
-use crate::epoch::TableLimits;
-use crate::http::{self, HttpLimits, Request, ResponseWriter};
-use crate::mcp::listen::Subscription;
-use crate::mcp::router::Router;
-use crate::mcp::router::{Era, Relay};
+use crate::http::{self, HttpLimits, ResponseWriter};
+use crate::mcp::answer::answer_message;
+use crate::mcp::call::Era;
+use crate::mcp::router::{Relay, Router};
 use crate::mcp::session::{SessionId, SessionTable};
-use crate::mcp::transport::{
-    answer_message, Endpoint, HttpMethod, HttpReply, McpHeaders, McpRequest, Reply,
-};
-use crate::refusal::{RefusalCounters, RefusalReason};
+use crate::mcp::transport::{Endpoint, HttpReply, McpRequest, Refused, Reply};
+use crate::pipeline::context::RequestContext;
+use crate::pipeline::hooks::Features;
+use crate::pipeline::respond::{stream_events, EventSource, Relayed, StreamFeed};
+use crate::pipeline::{Decision, Forwarding, Pipeline};
+use crate::refusal::RefusalReason;
 use crate::runtime::mesh::{
-    ForwardedReply, ForwardedRequest, Mesh, MeshError, MeshMessage, Ticket,
+    Asked, ForwardedReply, ForwardedRequest, Mesh, MeshError, MeshMessage, Ticket,
 };
 use crate::runtime::status::{GenerationStatus, PendingStatus, ShardStatus, UpstreamStatus};
 use crate::support::clock::ShardClock;
 use crate::support::event::Event;
-use crate::wire::jsonrpc;
-use hashbrown::HashMap;
-use serde_json::value::RawValue;
 
 /// How often a stream forwarded from another shard asks the owner whether its session still
 /// lives: bounds how late such a stream notices a DELETE or expiry, for one mesh round trip.
@@ -56,7 +56,7 @@ impl Front {
     /// The signal that stops the front's accepting and closes its idle connections.
     fn stop(self) -> fn(&Shard) -> &Event {
         match self {
-            Front::Mcp => |shard| &shard.shutdown,
+            Front::Mcp => |shard| &shard.pipeline.shutdown,
             Front::Admin => |shard| &shard.drained,
         }
     }
@@ -118,10 +118,8 @@ pub struct Shard {
     pub id: u8,
     pub core: usize,
     pub config: Arc<Config>,
-    pub endpoint: Endpoint,
-    pub sessions: RefCell<SessionTable>,
-    pub refusals: RefusalCounters,
-    pub shutdown: Event,
+    /// The MCP endpoint's request path, with the session table and refusal counters.
+    pub pipeline: Pipeline,
     /// Set once this shard has drained: the admin listener stays open until then, so `/readyz`
     /// can answer 503 while in-flight requests finish.
     pub drained: Event,
@@ -133,32 +131,6 @@ pub struct Shard {
     connections: Slots,
     /// The admin listener's (shard 0 only).
     admin_connections: Slots,
-    /// Open GET and `subscriptions/listen` streams; each holds one of the connections.
-    notification_streams: Cell<u32>,
-    clock: ShardClock,
-}
-
-/// The session table's limits, from `[sessions]` and `[epoch]`.
-pub fn session_table_limits(config: &Config) -> TableLimits {
-    TableLimits {
-        entries_max: config.sessions.sessions_max,
-        generations: config.epoch.generations as u8,
-        arena_bytes_max: config.epoch.session_arena_bytes_max as usize,
-        payload_bytes_max: config.sessions.session_payload_bytes_max as u32,
-    }
-}
-
-/// The HTTP codec's limits, from `[limits]`.
-pub fn http_limits(config: &Config) -> HttpLimits {
-    let l = &config.limits;
-    HttpLimits {
-        header_bytes_max: l.header_bytes_max as u32,
-        headers_count_max: l.headers_count_max as u16,
-        request_body_bytes_max: l.request_body_bytes_max as u32,
-        header_read_timeout_ms: l.header_read_timeout_ms,
-        body_read_timeout_ms: l.body_read_timeout_ms,
-        keepalive_idle_timeout_ms: l.keepalive_idle_timeout_ms,
-    }
 }
 
 impl Shard {
@@ -170,35 +142,27 @@ impl Shard {
         mesh: Mesh,
         clock: ShardClock,
     ) -> Result<Shard, String> {
-        let sessions = SessionTable::new(
-            id,
-            session_table_limits(&config),
-            config.sessions.session_idle_ttl_ms,
-        )?;
+        let sessions = SessionTable::for_config(id, &config)?;
         let router = Router::new(&config, id, clock)?;
         let endpoint = Endpoint::new(id, shards, router, config.clone());
+        let pipeline = Pipeline::new(id, config.clone(), endpoint, sessions, clock, Features);
         Ok(Shard {
             id,
             core,
-            http_limits: http_limits(&config),
+            http_limits: HttpLimits::from_config(&config),
             config,
-            endpoint,
-            sessions: RefCell::new(sessions),
-            refusals: RefusalCounters::default(),
-            shutdown: Event::default(),
+            pipeline,
             drained: Event::default(),
             mesh,
             forwarded_relays: RefCell::new(HashMap::new()),
             connections: Slots::default(),
             admin_connections: Slots::default(),
-            notification_streams: Cell::new(0),
-            clock,
         })
     }
 
     /// Milliseconds on the process-wide monotonic clock (the same origin on every shard).
     pub fn now_ms(&self) -> u64 {
-        self.clock.now_ms()
+        self.pipeline.now_ms()
     }
 
     pub fn connections(&self) -> u32 {
@@ -246,7 +210,7 @@ impl Shard {
                 glommio::spawn_local(async move {
                     let shard = &held.shard;
                     let limits = &shard.http_limits;
-                    let refusals = &shard.refusals;
+                    let refusals = &shard.pipeline.refusals;
                     http::serve_connection(stream, limits, &handler, refusals, stop(shard)).await;
                 })
                 .detach();
@@ -269,16 +233,22 @@ impl Shard {
     /// Counts the refusal of one connection over `front`'s bound and words its answer.
     fn connection_refusal(&self, front: Front) -> HttpReply {
         match front {
-            Front::Mcp => self.endpoint.refusal_reply(
-                RefusalReason::ConnectionsFull,
-                format!(
-                    "shard {} holds {} connections (limits.connections_max); retry later",
-                    self.id, self.config.limits.connections_max
-                ),
-                &self.refusals,
-            ),
+            Front::Mcp => {
+                let refused = Refused::invalid(
+                    RefusalReason::ConnectionsFull,
+                    format!(
+                        "shard {} holds {} connections (limits.connections_max); retry later",
+                        self.id, self.config.limits.connections_max
+                    ),
+                );
+                self.pipeline
+                    .endpoint
+                    .refuse(refused, &self.pipeline.refusals)
+            }
             Front::Admin => {
-                self.refusals.count(RefusalReason::AdminConnectionsFull);
+                self.pipeline
+                    .refusals
+                    .count(RefusalReason::AdminConnectionsFull);
                 let message = format!(
                     "the admin listener holds {} connections (admin.connections_max); retry \
                      later\n",
@@ -312,7 +282,14 @@ impl Shard {
             body: reply.json.as_deref().unwrap_or_default(),
         };
         let stop = front.stop()(self);
-        http::refuse_connection(stream, &self.http_limits, &self.refusals, stop, refusal).await;
+        http::refuse_connection(
+            stream,
+            &self.http_limits,
+            &self.pipeline.refusals,
+            stop,
+            refusal,
+        )
+        .await;
     }
 
     /// Waits until every connection has finished, or `server.drain_timeout_ms` has passed.
@@ -327,14 +304,14 @@ impl Shard {
     /// The epoch clock: every `epoch.tick_ms`, retire the oldest generation of each table.
     pub async fn epoch_clock(&self) {
         let tick = Duration::from_millis(self.config.epoch.tick_ms);
-        while !self.shutdown.is_set() {
+        while !self.pipeline.shutdown.is_set() {
             let stopped = future::or(
                 async {
                     glommio::timer::sleep(tick).await;
                     false
                 },
                 async {
-                    self.shutdown.wait().await;
+                    self.pipeline.shutdown.wait().await;
                     true
                 },
             )
@@ -343,11 +320,11 @@ impl Shard {
                 break;
             }
             let ended = {
-                let mut sessions = self.sessions.borrow_mut();
+                let mut sessions = self.pipeline.sessions.borrow_mut();
                 sessions.advance(self.now_ms());
                 sessions.take_ended()
             };
-            let router = self.endpoint.router();
+            let router = self.pipeline.endpoint.router();
             router.sessions_ended(&ended);
             router.tick();
             for upstream in router.take_announced_changes() {
@@ -361,11 +338,13 @@ impl Shard {
     pub async fn on_mesh_message(self: &Rc<Self>, from: u8, message: MeshMessage) {
         match message {
             MeshMessage::Forward { ticket, request } => {
-                let reply = self.answer_forwarded(from, ticket, &request).await;
-                let _ = self
-                    .mesh
-                    .answer(from, MeshMessage::Reply { ticket, reply })
-                    .await;
+                let (reply, context) = self.answer_forwarded(from, ticket, &request).await;
+                let answer = MeshMessage::Reply {
+                    ticket,
+                    reply,
+                    context,
+                };
+                let _ = self.mesh.answer(from, answer).await;
             }
             MeshMessage::StatusQuery { ticket } => {
                 let status = Box::new(self.status());
@@ -380,7 +359,7 @@ impl Shard {
                 }
             }
             MeshMessage::ListsChanged { upstream } => {
-                self.endpoint.router().hear_lists_changed(upstream)
+                self.pipeline.endpoint.router().hear_lists_changed(upstream)
             }
             MeshMessage::Reply { ticket, .. }
             | MeshMessage::StatusReply { ticket, .. }
@@ -388,16 +367,19 @@ impl Shard {
         }
     }
 
+    /// Decides a request shard `from` forwarded (its session is this shard's) and returns the
+    /// reply with what was decided.
     async fn answer_forwarded(
         &self,
         from: u8,
         ticket: Ticket,
         request: &ForwardedRequest,
-    ) -> ForwardedReply {
-        let now = self.now_ms();
+    ) -> (ForwardedReply, RequestContext) {
+        let mut cx = request.context;
         if request.stream_check {
             let id = request.session_id.as_deref().and_then(SessionId::parse);
-            return match id.is_some_and(|id| self.sessions.borrow().is_live(id, now)) {
+            let sessions = self.pipeline.sessions.borrow();
+            let reply = match id.is_some_and(|id| sessions.is_live(id, self.now_ms())) {
                 true => ForwardedReply::StreamOpened,
                 false => ForwardedReply::Http(HttpReply {
                     status: 404,
@@ -405,27 +387,33 @@ impl Shard {
                     json: None,
                 }),
             };
+            return (reply, cx);
         }
-        match self
-            .endpoint
-            .handle(&request.as_request(), &self.sessions, &self.refusals, now)
-            .await
-        {
-            Reply::Http(reply) => ForwardedReply::Http(reply),
-            Reply::Stream { .. } => ForwardedReply::StreamOpened,
-            Reply::Relay { relay, id, era } => {
-                ForwardedReply::Http(self.relay_forwarded(from, ticket, relay, &id, era).await)
+        let reply = match self.pipeline.decide(&request.as_request(), &mut cx).await {
+            Decision::Reply(Reply::Http(reply)) => ForwardedReply::Http(reply),
+            Decision::Reply(Reply::Stream { .. }) => ForwardedReply::StreamOpened,
+            Decision::Reply(Reply::Relay { relay, id, era }) => {
+                let answer = self
+                    .relay_forwarded(from, ticket, relay, &id, era, &mut cx)
+                    .await;
+                ForwardedReply::Http(
+                    answer.unwrap_or_else(|message| self.internal_error(&mut cx, message)),
+                )
             }
-            Reply::Forward { owner } => ForwardedReply::Http(self.internal_error(format!(
-                "session owned by shard {owner} reached shard {}",
-                self.id
-            ))),
+            Decision::Forward { owner } => {
+                let message = format!("session owned by shard {owner} reached shard {}", self.id);
+                ForwardedReply::Http(self.internal_error(&mut cx, message))
+            }
             // Requests without a session are answered where they arrive, never forwarded.
-            Reply::Listen(_) => ForwardedReply::Http(self.internal_error(format!(
-                "a subscriptions/listen reached shard {} over the mesh",
-                self.id
-            ))),
-        }
+            Decision::Reply(Reply::Listen(_)) => {
+                let message = format!(
+                    "a subscriptions/listen reached shard {} over the mesh",
+                    self.id
+                );
+                ForwardedReply::Http(self.internal_error(&mut cx, message))
+            }
+        };
+        (reply, cx)
     }
 
     /// Runs a call forwarded from shard `from`: its notifications go back over the mesh as they
@@ -438,7 +426,8 @@ impl Shard {
         mut relay: Relay,
         id: &RawValue,
         era: Era,
-    ) -> HttpReply {
+        cx: &mut RequestContext,
+    ) -> Result<HttpReply, String> {
         let cancelled = Rc::new(Event::default());
         self.forwarded_relays
             .borrow_mut()
@@ -461,34 +450,32 @@ impl Shard {
             }
         };
         self.forwarded_relays.borrow_mut().remove(&(from, ticket));
+        if let Some(reason) = relay.refusal() {
+            self.pipeline.count(cx, reason);
+        }
         let Some(answer) = answer else {
             drop(relay);
-            return self.internal_error(format!("shard {from}'s client left"));
+            return Err(format!("shard {from}'s client left"));
         };
         let (status, body) = answer_message(id, answer, era);
-        HttpReply {
+        Ok(HttpReply {
             status,
             headers: Vec::new(),
             json: Some(body),
-        }
-    }
-
-    fn internal_error(&self, message: String) -> HttpReply {
-        self.endpoint
-            .refusal_reply(RefusalReason::Internal, message, &self.refusals)
+        })
     }
 
     /// This shard's gauges.
     pub fn status(&self) -> ShardStatus {
-        let sessions = self.sessions.borrow();
+        let sessions = self.pipeline.sessions.borrow();
         let table = sessions.stats();
         ShardStatus {
             shard: self.id,
             core: self.core,
-            draining: self.shutdown.is_set(),
+            draining: self.pipeline.shutdown.is_set(),
             connections: self.connections.open.get(),
             admin_connections: (self.id == 0).then(|| self.admin_connections.open.get()),
-            notification_streams: self.notification_streams.get(),
+            notification_streams: self.pipeline.notification_streams(),
             connections_max: self.config.limits.connections_max,
             sessions: table.entries,
             sessions_max: table.entries_max,
@@ -505,14 +492,14 @@ impl Shard {
                     allocated_bytes: g.allocated_bytes,
                 })
                 .collect(),
-            refusals: self.refusals.nonzero().collect(),
+            refusals: self.pipeline.refusals.nonzero().collect(),
             pending: self.pending_status(),
             upstreams: self.upstream_statuses(),
         }
     }
 
     fn pending_status(&self) -> PendingStatus {
-        let router = self.endpoint.router();
+        let router = self.pipeline.endpoint.router();
         let inflight = router.inflight();
         let stats = inflight.stats();
         let input = router.input_stats();
@@ -537,7 +524,7 @@ impl Shard {
     }
 
     fn upstream_statuses(&self) -> Vec<UpstreamStatus> {
-        let router = self.endpoint.router();
+        let router = self.pipeline.endpoint.router();
         let per_upstream = router.inflight().stats().per_upstream;
         router
             .links()
@@ -573,400 +560,159 @@ impl Shard {
     }
 }
 
-/// The MCP endpoint as an HTTP handler: path check, then the endpoint's rules, then the answer
-/// written locally, or fetched from the owning shard.
-pub struct McpFront {
-    pub shard: Rc<Shard>,
-}
+impl Forwarding for Shard {
+    type Hooks = Features;
 
-impl http::Handler for McpFront {
-    async fn handle(
-        &self,
-        request: &Request<'_>,
-        response: &mut ResponseWriter<'_>,
-    ) -> std::io::Result<()> {
-        let shard = &self.shard;
-        let path = request.path().split('?').next().unwrap_or("");
-        if path != shard.config.server.path {
-            let reply = shard.endpoint.refusal_reply(
-                RefusalReason::NotFound,
-                format!(
-                    "no MCP endpoint at {path:?}; it is at {:?}",
-                    shard.config.server.path
-                ),
-                &shard.refusals,
-            );
-            return write_reply(shard, response, reply).await;
-        }
-        let param_headers = mcp_param_headers(request);
-        let mcp = McpRequest {
-            method: HttpMethod::parse(request.method()),
-            headers: McpHeaders {
-                param_headers: &param_headers,
-                host: request.header_str("host"),
-                origin: request.header_str("origin"),
-                accept: request.header_str("accept"),
-                content_type: request.header_str("content-type"),
-                session_id: request.header_str("mcp-session-id"),
-                protocol_version: request.header_str("mcp-protocol-version"),
-                mcp_method: request.header_str("mcp-method"),
-                mcp_name: request.header_str("mcp-name"),
-            },
-            body: request.body(),
-        };
-        if let Some(reply) = shard.endpoint.precheck(&mcp, &shard.refusals) {
-            return write_reply(shard, response, reply).await;
-        }
-        let reply = shard
-            .endpoint
-            .handle(&mcp, &shard.sessions, &shard.refusals, shard.now_ms())
-            .await;
-        match reply {
-            Reply::Http(reply) => write_reply(shard, response, reply).await,
-            Reply::Stream { ended } => {
-                let ended = || async { ended.wait().await };
-                notification_stream(shard, response, StreamFeed::SessionGet, ended).await
-            }
-            Reply::Listen(subscription) => {
-                let feed = StreamFeed::Listen(subscription);
-                notification_stream(shard, response, feed, future::pending::<()>).await
-            }
-            Reply::Forward { owner } => self.forward(owner, &mcp, response).await,
-            Reply::Relay { relay, id, era } => relay_call(relay, &id, era, response).await,
-        }
+    fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
     }
-}
 
-impl McpFront {
+    /// Carries `request` to shard `owner` over the mesh and writes what comes back: its reply,
+    /// the events of a call it runs ahead of the call's answer, or the session's GET stream.
     async fn forward(
         &self,
         owner: u8,
-        mcp: &McpRequest<'_>,
+        request: &McpRequest<'_>,
+        cx: &mut RequestContext,
         response: &mut ResponseWriter<'_>,
-    ) -> std::io::Result<()> {
-        let shard = &self.shard;
-        let request = ForwardedRequest::from_request(mcp);
-        let asked = match shard
-            .mesh
-            .ask_start(owner, |ticket| MeshMessage::Forward { ticket, request })
-        {
+    ) -> io::Result<()> {
+        let pipeline = &self.pipeline;
+        let forwarded = ForwardedRequest::from_request(request, *cx);
+        let asked = match self.mesh.ask_start(owner, |ticket| MeshMessage::Forward {
+            ticket,
+            request: forwarded,
+        }) {
             Ok(asked) => asked,
-            Err(error) => return write_reply(shard, response, mesh_refusal(shard, error)).await,
+            Err(error) => {
+                let reply = self.mesh_refusal(cx, error);
+                return pipeline.write_reply(response, reply, cx).await;
+            }
         };
+        let ticket = asked.ticket;
         let client_left = || {
             // The owner abandons the call; if the channel is full it finishes it unheard.
-            let _ = shard.mesh.send(
-                owner,
-                MeshMessage::RelayCancel {
-                    ticket: asked.ticket,
-                },
-            );
-            std::io::Error::new(ErrorKind::ConnectionAborted, "the client left")
+            let _ = self.mesh.send(owner, MeshMessage::RelayCancel { ticket });
+            io::Error::new(ErrorKind::ConnectionAborted, "the client left")
         };
         let first = future::or(async { Some(asked.next().await) }, async {
             response.peer_gone().await;
             None
         })
         .await;
-        let mut event = match first.ok_or_else(client_left)? {
+        let event = match first.ok_or_else(client_left)? {
             Ok(MeshMessage::RelayEvent { event, .. }) => event,
-            Ok(MeshMessage::Reply { reply, .. }) => {
+            Ok(MeshMessage::Reply { reply, context, .. }) => {
                 drop(asked);
-                return self.forwarded_reply(owner, mcp, response, reply).await;
+                cx.decided_by_owner(&context);
+                return self
+                    .forwarded_reply(owner, request, response, reply, cx)
+                    .await;
             }
             Ok(_) => {
-                let reply = shard.internal_error(format!(
-                    "shard {owner} answered a forward with another message"
-                ));
-                return write_reply(shard, response, reply).await;
+                let reply = self.internal_error(
+                    cx,
+                    format!("shard {owner} answered a forward with another message"),
+                );
+                return pipeline.write_reply(response, reply, cx).await;
             }
-            Err(error) => return write_reply(shard, response, mesh_refusal(shard, error)).await,
+            Err(error) => {
+                let reply = self.mesh_refusal(cx, error);
+                return pipeline.write_reply(response, reply, cx).await;
+            }
         };
         // Events came first: the answer is an event stream, ended by the final message.
-        let mut stream = response.sse(200, &[])?;
-        loop {
-            stream.event(None, &event)?;
-            stream.flush().await?;
-            let next = future::or(async { Some(asked.next().await) }, async {
-                stream.peer_closed().await;
-                None
-            })
-            .await;
-            event = match next.ok_or_else(client_left)? {
-                Ok(MeshMessage::RelayEvent { event, .. }) => event,
-                Ok(MeshMessage::Reply {
-                    reply: ForwardedReply::Http(reply),
-                    ..
-                }) => {
-                    stream.event(None, reply.json.as_deref().unwrap_or_default())?;
-                    return stream.finish().await;
-                }
-                _ => return Err(client_left()),
-            };
+        cx.status = Some(200);
+        let mut source = ForwardedEvents { asked, cx };
+        stream_events(response, event, &mut source, client_left).await
+    }
+}
+
+/// The events of a call the owner runs, as they come over the mesh, then its answer.
+struct ForwardedEvents<'a, 'm> {
+    asked: Asked<'m>,
+    cx: &'a mut RequestContext,
+}
+
+impl EventSource for ForwardedEvents<'_, '_> {
+    async fn next_message(&mut self) -> Option<Relayed> {
+        match self.asked.next().await {
+            Ok(MeshMessage::RelayEvent { event, .. }) => Some(Relayed::Event(event)),
+            Ok(MeshMessage::Reply {
+                reply: ForwardedReply::Http(reply),
+                context,
+                ..
+            }) => {
+                self.cx.decided_by_owner(&context);
+                Some(Relayed::Answer(reply.json.unwrap_or_default()))
+            }
+            _ => None,
         }
     }
+}
 
+impl Shard {
     /// Writes the owner's whole answer to a forwarded request: an HTTP reply, or the session's
     /// GET stream, kept open while the owner says the session lives.
     async fn forwarded_reply(
         &self,
         owner: u8,
-        mcp: &McpRequest<'_>,
+        request: &McpRequest<'_>,
         response: &mut ResponseWriter<'_>,
         reply: ForwardedReply,
-    ) -> std::io::Result<()> {
-        let shard = &self.shard;
+        cx: &mut RequestContext,
+    ) -> io::Result<()> {
+        let pipeline = &self.pipeline;
         match reply {
-            ForwardedReply::Http(reply) => write_reply(shard, response, reply).await,
+            ForwardedReply::Http(reply) => pipeline.write_reply(response, reply, cx).await,
             ForwardedReply::StreamOpened => {
+                cx.status = Some(200);
                 let owner_still_has_session = || async {
                     loop {
                         glommio::timer::sleep(FORWARDED_STREAM_CHECK).await;
-                        match ask_owner(shard, owner, mcp, true).await {
-                            Ok(ForwardedReply::StreamOpened) => {}
+                        match self.session_lives(owner, request).await {
                             // A busy mesh is no answer: ask again at the next check.
-                            Err(_) => {}
-                            Ok(ForwardedReply::Http(_)) => return,
+                            Ok(true) | Err(_) => {}
+                            Ok(false) => return,
                         }
                     }
                 };
-                notification_stream(
-                    shard,
-                    response,
-                    StreamFeed::SessionGet,
-                    owner_still_has_session,
-                )
-                .await
+                let feed = StreamFeed::SessionGet;
+                pipeline
+                    .notification_stream(response, feed, owner_still_has_session)
+                    .await
             }
         }
     }
-}
 
-/// The 503 (or 500) for a request the mesh could not carry.
-fn mesh_refusal(shard: &Shard, error: MeshError) -> HttpReply {
-    shard
-        .endpoint
-        .refusal_reply(RefusalReason::MeshFull, error.to_string(), &shard.refusals)
-}
-
-/// The request's `Mcp-Param-*` fields, which an intermediary passes on to the server.
-fn mcp_param_headers(request: &Request<'_>) -> Vec<(String, String)> {
-    request
-        .headers()
-        .filter(|(name, _)| name.len() > 10 && name[..10].eq_ignore_ascii_case(b"mcp-param-"))
-        .filter_map(|(name, value)| {
-            let name = std::str::from_utf8(name).ok()?;
-            let value = std::str::from_utf8(value).ok()?;
-            Some((name.to_owned(), value.to_owned()))
-        })
-        .collect()
-}
-
-/// Forwards `mcp` to the shard that owns its session; overload and failure come back as the
-/// HTTP reply to send.
-async fn ask_owner(
-    shard: &Shard,
-    owner: u8,
-    mcp: &McpRequest<'_>,
-    stream_check: bool,
-) -> Result<ForwardedReply, HttpReply> {
-    let request = ForwardedRequest {
-        stream_check,
-        ..ForwardedRequest::from_request(mcp)
-    };
-    match shard
-        .mesh
-        .ask(owner, |ticket| MeshMessage::Forward { ticket, request })
-        .await
-    {
-        Ok(MeshMessage::Reply { reply, .. }) => Ok(reply),
-        Ok(_) => Err(shard.internal_error(format!(
-            "shard {owner} answered a forward with another message"
-        ))),
-        Err(error) => {
-            let reply = shard.endpoint.refusal_reply(
-                RefusalReason::MeshFull,
-                error.to_string(),
-                &shard.refusals,
-            );
-            Err(reply)
-        }
-    }
-}
-
-/// Writes `reply`, or a 502 naming the limit when its body exceeds `limits.response_body_bytes_max`.
-async fn write_reply(
-    shard: &Shard,
-    response: &mut ResponseWriter<'_>,
-    reply: HttpReply,
-) -> std::io::Result<()> {
-    let body_bytes = reply.json.as_ref().map_or(0, Vec::len) as u64;
-    let body_bytes_max = shard.config.limits.response_body_bytes_max;
-    let reply = match body_bytes > body_bytes_max {
-        false => reply,
-        true => shard.endpoint.refusal_reply(
-            RefusalReason::ResponseTooLarge,
-            format!(
-                "response body {body_bytes} bytes exceeds limits.response_body_bytes_max {body_bytes_max}"
-            ),
-            &shard.refusals,
-        ),
-    };
-    let headers: Vec<(&str, &str)> = reply
-        .headers
-        .iter()
-        .map(|(name, value)| (*name, value.as_str()))
-        .collect();
-    match &reply.json {
-        Some(body) => response.json(reply.status, &headers, body),
-        None => response.empty(reply.status, &headers),
-    }
-}
-
-/// Relays an upstream call to the client as it happens: a JSON answer when nothing came
-/// before it, else an event stream opened at the first notification and ended by the answer.
-/// Returning early (the client left) drops the relay, which cancels the call upstream.
-async fn relay_call(
-    mut relay: Relay,
-    id: &RawValue,
-    era: Era,
-    response: &mut ResponseWriter<'_>,
-) -> std::io::Result<()> {
-    let gone = || std::io::Error::new(ErrorKind::ConnectionAborted, "the client left");
-    let first = future::or(async { Some(relay.next().await) }, async {
-        response.peer_gone().await;
-        None
-    })
-    .await;
-    let mut event = match first.ok_or_else(gone)? {
-        Ok(answer) => {
-            let (status, body) = answer_message(id, answer, era);
-            return response.json(status, &[], &body);
-        }
-        Err(event) => event,
-    };
-    let mut stream = response.sse(200, &[])?;
-    loop {
-        stream.event(None, &event)?;
-        stream.flush().await?;
-        let next = future::or(async { Some(relay.next().await) }, async {
-            stream.peer_closed().await;
-            None
-        })
-        .await;
-        event = match next.ok_or_else(gone)? {
-            Err(event) => event,
-            Ok(answer) => {
-                let (_, body) = answer_message(id, answer, era);
-                stream.event(None, &body)?;
-                return stream.finish().await;
+    /// Asks shard `owner` whether the session `request` names still lives (without extending
+    /// its idle deadline); `Err` when the mesh could not carry the question.
+    async fn session_lives(&self, owner: u8, request: &McpRequest<'_>) -> Result<bool, MeshError> {
+        let mut check = ForwardedRequest::from_request(request, RequestContext::new(self.id, 0));
+        check.stream_check = true;
+        let answer = self
+            .mesh
+            .ask(owner, |ticket| MeshMessage::Forward {
+                ticket,
+                request: check,
+            })
+            .await?;
+        Ok(matches!(
+            answer,
+            MeshMessage::Reply {
+                reply: ForwardedReply::StreamOpened,
+                ..
             }
-        };
+        ))
     }
-}
 
-/// What a notification stream is for: a session's GET stream, or a 2026-07-28
-/// `subscriptions/listen`, which opens with its acknowledgment, carries only what it asked for
-/// and ends with its result when the gateway closes it.
-enum StreamFeed {
-    SessionGet,
-    Listen(Subscription),
-}
-
-/// Serves a notification stream: its opening event, then `notifications/*/list_changed` when a
-/// merged list changes and keep-alive comments every `limits.sse_keepalive_interval_ms`, until
-/// the session ends, the client leaves, or the shard drains.
-async fn notification_stream<F, Fut>(
-    shard: &Shard,
-    response: &mut ResponseWriter<'_>,
-    feed: StreamFeed,
-    session_ended: F,
-) -> std::io::Result<()>
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    enum Wake {
-        Ended,
-        Drained,
-        Left,
-        KeepAlive,
-        ListsChanged,
+    /// The 503 for a request the mesh could not carry.
+    fn mesh_refusal(&self, cx: &mut RequestContext, error: MeshError) -> HttpReply {
+        let refused = Refused::invalid(RefusalReason::MeshFull, error.to_string());
+        self.pipeline.refuse(cx, refused)
     }
-    let keepalive = Duration::from_millis(shard.config.limits.sse_keepalive_interval_ms);
-    let router = shard.endpoint.router();
-    let _open = StreamGauge::open(&shard.notification_streams);
-    let mut stream = response.sse(200, &[])?;
-    match &feed {
-        StreamFeed::SessionGet => stream.event(Some("0"), b"")?,
-        StreamFeed::Listen(subscription) => stream.event(None, &subscription.acknowledgment())?,
-    }
-    stream.flush().await?;
-    let ended = session_ended();
-    futures_lite::pin!(ended);
-    let mut lists_changed = router.lists_changed();
-    loop {
-        let tick = async {
-            glommio::timer::sleep(keepalive).await;
-            Wake::KeepAlive
-        };
-        let ended = async {
-            ended.as_mut().await;
-            Wake::Ended
-        };
-        let drained = async {
-            shard.shutdown.wait().await;
-            Wake::Drained
-        };
-        let changed = async {
-            lists_changed.wait().await;
-            Wake::ListsChanged
-        };
-        let left = async {
-            stream.peer_closed().await;
-            Wake::Left
-        };
-        let stop = future::or(ended, future::or(drained, left));
-        let wake = future::or(stop, future::or(changed, tick)).await;
-        match wake {
-            Wake::Ended | Wake::Left => break,
-            Wake::Drained => {
-                if let StreamFeed::Listen(subscription) = &feed {
-                    stream.event(None, &subscription.closing())?;
-                }
-                break;
-            }
-            Wake::KeepAlive => stream.comment("keep-alive"),
-            Wake::ListsChanged => {
-                lists_changed = router.lists_changed();
-                for method in router.changed_list_methods() {
-                    let notification = match &feed {
-                        StreamFeed::SessionGet => Some(jsonrpc::notification_bytes(method, None)),
-                        StreamFeed::Listen(subscription) => subscription.list_changed(method),
-                    };
-                    if let Some(notification) = notification {
-                        stream.event(None, &notification)?;
-                    }
-                }
-            }
-        }
-        stream.flush().await?;
-    }
-    stream.finish().await
-}
 
-/// Counts an open notification stream for `/status` while it lives.
-struct StreamGauge<'a>(&'a Cell<u32>);
-
-impl<'a> StreamGauge<'a> {
-    fn open(gauge: &'a Cell<u32>) -> StreamGauge<'a> {
-        gauge.set(gauge.get() + 1);
-        StreamGauge(gauge)
-    }
-}
-
-impl Drop for StreamGauge<'_> {
-    fn drop(&mut self) {
-        self.0.set(self.0.get() - 1);
+    fn internal_error(&self, cx: &mut RequestContext, message: String) -> HttpReply {
+        let refused = Refused::invalid(RefusalReason::Internal, message);
+        self.pipeline.refuse(cx, refused)
     }
 }

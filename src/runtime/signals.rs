@@ -64,5 +64,5 @@ pub async fn watch(shard: Rc<Shard>) {
     while !SHUTDOWN_REQUESTED.load(Ordering::SeqCst) {
         glommio::timer::sleep(WATCH_INTERVAL).await;
     }
-    shard.shutdown.set();
+    shard.pipeline.shutdown.set();
 }

@@ -17,7 +17,8 @@
 //!
 //! Limits: containers (objects and arrays) nest at most `depth_max` deep, the scanned object
 //! counting as one (`limits.json_depth_max` for a message): deeper text gets
-//! [`Refusal::TooDeep`] as soon as the scan reaches the container one too deep. serde_json
+//! [`Refusal::TooDeep`] as soon as the scan reaches the container one too deep, with the
+//! members around the deep one that can still be read (see [`DeepMember`]). serde_json
 //! passes over raw values to any depth but reads a tree only 127 deep, so this is what keeps
 //! every later parse of an accepted message from failing on its depth; it also keeps the
 //! scan's own stack of open containers a fixed two words.
@@ -53,11 +54,15 @@ pub enum Refusal<'a> {
 }
 
 /// Where a scan stopped for depth: inside the value of member `key`, after the members
-/// `before` (which a caller may still read, such as a JSON-RPC id sent ahead of its params).
+/// `before`, and before the members `after` whose values are scalars; a caller may still read
+/// either, such as a JSON-RPC id sent ahead of its params or after its result. `after` comes
+/// from a skim of the rest of the object (see [`scalars_after`]) and is empty when the skim
+/// finds the rest malformed.
 #[derive(Debug)]
 pub struct DeepMember<'a> {
     pub key: Cow<'a, str>,
     pub before: MemberList<'a>,
+    pub after: MemberList<'a>,
 }
 
 /// Why [`value_end`] stopped.
@@ -89,7 +94,9 @@ pub fn object_members(text: &str, depth_max: u32) -> Result<MemberList<'_>, Refu
                 Err(Stop::Invalid) => return Err(Refusal::Invalid),
                 Err(Stop::TooDeep) => {
                     let before = members;
-                    return Err(Refusal::TooDeep(Box::new(DeepMember { key, before })));
+                    let after = scalars_after(text, value_start).unwrap_or_default();
+                    let deep = DeepMember { key, before, after };
+                    return Err(Refusal::TooDeep(Box::new(deep)));
                 }
             };
             // Both ends sit at ASCII bytes of the structure, so on character boundaries.
@@ -105,6 +112,59 @@ pub fn object_members(text: &str, depth_max: u32) -> Result<MemberList<'_>, Refu
     match skip_space(bytes, at + 1) == bytes.len() {
         true => Ok(members),
         false => Err(Refusal::Invalid),
+    }
+}
+
+/// The scalar-valued members that follow a too deep member of the scanned object, whose
+/// value starts at `at`, when the rest of `text` ends the object as JSON would. A skim, not a
+/// scan: each container is passed over by counting its brackets, never followed, so it costs
+/// one pass over the rest of the text whatever its nesting; the text is refused anyway, so it
+/// only has to find where the top level resumes. `None` where the skim cannot.
+fn scalars_after(text: &str, at: usize) -> Option<MemberList<'_>> {
+    let bytes = text.as_bytes();
+    let mut after = MemberList::new();
+    let mut at = container_end(bytes, at)?;
+    loop {
+        at = skip_space(bytes, at);
+        match bytes.get(at)? {
+            b',' => {}
+            b'}' => break,
+            _ => return None,
+        }
+        let (key, start) = key_and_colon(text, skip_space(bytes, at + 1))?;
+        at = match bytes.get(start)? {
+            b'{' | b'[' => container_end(bytes, start)?,
+            _ => {
+                // A scalar nests 0 deep: the scan proper validates it.
+                let end = value_end(bytes, start, 0).ok()?;
+                after.push((key, valid_raw(&text[start..end])));
+                end
+            }
+        };
+    }
+    (skip_space(bytes, at + 1) == bytes.len()).then_some(after)
+}
+
+/// The index just past the container opening at `at`: its brackets counted, not matched, and
+/// its strings passed over whole, so that a bracket inside one is text.
+fn container_end(bytes: &[u8], mut at: usize) -> Option<usize> {
+    let mut open = 0usize;
+    loop {
+        match *bytes.get(at)? {
+            b'"' => {
+                at = string_end(bytes, at)?;
+                continue;
+            }
+            b'{' | b'[' => open += 1,
+            b'}' | b']' => {
+                open = open.checked_sub(1)?;
+                if open == 0 {
+                    return Some(at + 1);
+                }
+            }
+            _ => {}
+        }
+        at += 1;
     }
 }
 
@@ -409,6 +469,21 @@ mod tests {
     }
 
     #[test]
+    fn numbers_past_f64_are_accepted_as_serde_json_passes_them_over() {
+        // JSON sets numbers no range: serde_json refuses such a `Value` but passes the number
+        // over as raw text, as the envelope does (`envelope_scan` found this difference).
+        let text = r#"{"n":1.5e400,"m":[-2e999]}"#;
+        let want = [("n", "1.5e400"), ("m", "[-2e999]")];
+        let want: Vec<_> = want
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(members(text).unwrap(), want);
+        assert!(serde_json::from_str::<&RawValue>(text).is_ok());
+        assert!(serde_json::from_str::<Value>(text).is_err());
+    }
+
+    #[test]
     fn what_json_refuses_is_not_accepted() {
         for text in [
             "",
@@ -543,6 +618,32 @@ mod tests {
             .map(|(k, v)| (k.as_ref(), v.get()))
             .collect();
         assert_eq!(before, [("id", "7"), ("x", "[[]]")]);
+        assert!(deep.after.is_empty());
+        // Scalar members after the deep one are found by the skim; containers are passed over,
+        // a bracket in a string is text, and the rest must end the object.
+        let late = r#"{"result":[[["]}",{"k":"[["}]]],"x":[1,"]"],"id":7 ,"e":"\u00e9"} "#;
+        let Err(Refusal::TooDeep(deep)) = object_members(late, 3) else {
+            panic!("the result nests 4 deep");
+        };
+        assert_eq!(deep.key, "result");
+        let after: Vec<_> = deep
+            .after
+            .iter()
+            .map(|(k, v)| (k.as_ref(), v.get()))
+            .collect();
+        assert_eq!(after, [("id", "7"), ("e", r#""\u00e9""#)]);
+        for malformed in [
+            r#"{"result":[[[]]],"id":7"#,
+            r#"{"result":[[[]]],"id":7} x"#,
+            r#"{"result":[[[]]]],"id":7}"#,
+            r#"{"result":[[[]]],"id":07}"#,
+            r#"{"result":[[["]]],"id":7}"#,
+        ] {
+            match object_members(malformed, 3) {
+                Err(Refusal::TooDeep(deep)) => assert!(deep.after.is_empty(), "{malformed}"),
+                other => panic!("{malformed}: {other:?}"),
+            }
+        }
         // A limit past the ceiling reads as the ceiling.
         let past = nested(DEPTH_CEILING as usize + 1);
         assert!(object_members(&past, u32::MAX).is_err());

@@ -193,10 +193,20 @@ impl Hostile {
 /// Program and arguments that run `hostile_server.py --mode stdio-mute`: answers `initialize`
 /// and `tools/list` (one tool, `mute`), never anything else.
 pub fn hostile_stdio_mute_command() -> (String, Vec<String>) {
+    hostile_stdio_command("stdio-mute")
+}
+
+/// Program and arguments that run `hostile_server.py --mode stdio-id-last`: its one tool,
+/// `nested(levels)`, answers `levels` arrays deep with the response's `id` after its `result`.
+pub fn hostile_stdio_id_last_command() -> (String, Vec<String>) {
+    hostile_stdio_command("stdio-id-last")
+}
+
+fn hostile_stdio_command(mode: &str) -> (String, Vec<String>) {
     let args = vec![
         path_string(fixture_script("hostile_server.py")),
         "--mode".to_owned(),
-        "stdio-mute".to_owned(),
+        mode.to_owned(),
     ];
     (path_string(venv_python()), args)
 }

@@ -171,9 +171,10 @@ impl UpstreamLink {
         }
     }
 
-    /// A message from the stdio child too deep to read: when it is an answer whose id came
-    /// first, the request it answers fails with an error naming the limit; anything else is
-    /// only counted (nothing can say which call it was about).
+    /// A message from the stdio child too deep to read: when it is an answer whose id can be
+    /// read (before the deep member or after it), the request it answers fails with an error
+    /// naming the limit; anything else is only counted (nothing can say which call it was
+    /// about).
     fn route_too_deep(
         &self,
         stdio: &StdioLink,

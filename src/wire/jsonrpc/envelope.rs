@@ -175,11 +175,17 @@ impl<'a> EnvelopeError<'a> {
         }
     }
 
-    /// A message nesting deeper than `depth_max`, in its member `key` when known; `before`,
-    /// the members read ahead of it, may hold its id.
-    fn too_deep(depth_max: u32, key: Option<&str>, before: &scan::MemberList<'a>) -> Self {
-        let id = before
-            .iter()
+    /// A message nesting deeper than `depth_max`, in its member `key` when known; `around`,
+    /// the top-level members read around it in order, may hold its id.
+    fn too_deep<'m>(
+        depth_max: u32,
+        key: Option<&str>,
+        around: impl DoubleEndedIterator<Item = &'m (Cow<'a, str>, &'a RawValue)>,
+    ) -> Self
+    where
+        'a: 'm,
+    {
+        let id = around
             .rev()
             .find(|(k, _)| k == "id")
             .map(|(_, id)| *id)
@@ -215,7 +221,8 @@ impl<'a> EnvelopeError<'a> {
     }
 
     /// The message's `id` if it was present and valid, for the error response. For a message
-    /// refused as too deep, only an `id` that came before the deep member was read.
+    /// refused as too deep, an `id` before the deep member, or after it when the rest of the
+    /// message ends the object as JSON would (see [`scan::DeepMember`]).
     pub fn id(&self) -> Option<&'a RawValue> {
         self.id
     }
@@ -271,11 +278,8 @@ impl<'a> RawEnvelope<'a> {
             Ok(members) => members,
             Err(scan::Refusal::Invalid) => return Ok(None),
             Err(scan::Refusal::TooDeep(deep)) => {
-                return Err(EnvelopeError::too_deep(
-                    depth_max,
-                    Some(&deep.key),
-                    &deep.before,
-                ))
+                let around = deep.before.iter().chain(&deep.after);
+                return Err(EnvelopeError::too_deep(depth_max, Some(&deep.key), around));
             }
         };
         let mut envelope = RawEnvelope::default();
@@ -316,11 +320,7 @@ pub fn parse(bytes: &[u8], depth_max: u32) -> Result<Message<'_>, EnvelopeError<
             return classify(envelope);
         }
     } else if scan::nests_deeper(bytes, depth_max) {
-        return Err(EnvelopeError::too_deep(
-            depth_max,
-            None,
-            &scan::MemberList::new(),
-        ));
+        return Err(EnvelopeError::too_deep(depth_max, None, std::iter::empty()));
     }
     let envelope: Result<RawEnvelope<'_>, _> = match text {
         Some(text) => serde_json::from_str(text),
@@ -691,9 +691,24 @@ mod tests {
         let error = parse_str(&answer).unwrap_err();
         assert!(error.is_response());
         assert_eq!(error.id().map(RawValue::get), Some(r#""sgr-1""#));
-        // An id after the deep member is never reached; other keys are not echoed.
-        let late_id = format!(r#"{{"result":{deep},"id":1}}"#);
-        assert!(parse_str(&late_id).unwrap_err().id().is_none());
+        // An id after the deep member is read by a skim of the rest, the last id counting as
+        // JSON maps do; an invalid one is not echoed, nor one in a message that does not end
+        // as JSON would; other keys are not echoed.
+        let late_id = format!(r#"{{"jsonrpc":"2.0","result":{deep},"id":"sgr-2"}}"#);
+        let error = parse_str(&late_id).unwrap_err();
+        assert!(error.is_response());
+        assert_eq!(error.id().map(RawValue::get), Some(r#""sgr-2""#));
+        let two_ids = format!(r#"{{"id":1,"result":{deep},"id":2}}"#);
+        assert_eq!(
+            parse_str(&two_ids).unwrap_err().id().map(RawValue::get),
+            Some("2")
+        );
+        for no_id in [
+            format!(r#"{{"result":{deep},"id":true}}"#),
+            format!(r#"{{"result":{deep},"id":1"#),
+        ] {
+            assert!(parse_str(&no_id).unwrap_err().id().is_none(), "{no_id}");
+        }
         let other = format!(r#"{{"{}":{deep}}}"#, "k".repeat(500));
         assert!(parse_str(&other)
             .unwrap_err()

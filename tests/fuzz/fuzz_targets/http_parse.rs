@@ -4,8 +4,9 @@
 //! Asserts: no panic; `consumed` never exceeds the input; no body exceeds
 //! `request_body_bytes_max`; the split run frames exactly what the one-shot run frames.
 //!
-//! Run (nightly): `cd fuzz && cargo +nightly fuzz run http_parse corpus/http_parse seeds --
-//! -max_total_time=300`. The first byte of each input picks the split point.
+//! The first byte of each input picks the split point. Run: `RUSTC_BOOTSTRAP=1 cargo fuzz run
+//! --fuzz-dir tests/fuzz http_parse tests/fuzz/corpus/http_parse tests/fuzz/seeds/http_parse
+//! -- -max_total_time=60`.
 
 #![no_main]
 
