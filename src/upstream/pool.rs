@@ -23,6 +23,15 @@
 //! An idle connection the server closed (or that carries bytes nobody asked for) is dropped
 //! when taken and never handed to a caller, unless it came back less than
 //! [`QUIET_CHECK_IDLE_MIN`] ago (see there for the race that leaves).
+//!
+//! The errors are [`error`]'s; an event stream's reading, on the connection it came on, is
+//! [`sse`]'s.
+
+mod error;
+mod sse;
+
+pub use error::{UpstreamError, UpstreamErrorKind};
+pub use sse::SseResponse;
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -38,95 +47,8 @@ use glommio::net::TcpStream;
 
 use crate::config::limits::PoolLimits;
 use crate::config::url::UpstreamUrl;
-use crate::http::client::{
-    ClientConnection, ClientError, ClientErrorKind, ResponseHead, SseEvent, SseReader,
-};
+use crate::http::client::{ClientConnection, ClientErrorKind, ResponseHead};
 use crate::support::deadline;
-
-/// Why a request to an upstream failed, as a closed set; `as_str` is a fixed label.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum UpstreamErrorKind {
-    /// The URL's host name did not resolve to an address.
-    ResolveFailed,
-    /// The connect was refused or failed.
-    ConnectFailed,
-    /// The connect did not complete within `connect_timeout_ms`.
-    ConnectTimeout,
-    /// Every connection was busy and the queue of waiters was full.
-    PoolFull,
-    /// The request's `timeout_ms` passed (waiting, writing, or reading the response).
-    Timeout,
-    /// The response broke RFC 9112 or the client codec's rules.
-    MalformedResponse,
-    /// The response head, body or an event exceeded its limit.
-    ResponseTooLarge,
-    /// The connection closed or failed before the response was whole.
-    ClosedEarly,
-    /// The request itself was refused before anything was sent.
-    InvalidRequest,
-}
-
-impl UpstreamErrorKind {
-    /// Fixed label for counters and logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ResolveFailed => "resolve_failed",
-            Self::ConnectFailed => "connect_failed",
-            Self::ConnectTimeout => "connect_timeout",
-            Self::PoolFull => "pool_full",
-            Self::Timeout => "timeout",
-            Self::MalformedResponse => "malformed_response",
-            Self::ResponseTooLarge => "response_too_large",
-            Self::ClosedEarly => "closed_early",
-            Self::InvalidRequest => "invalid_request",
-        }
-    }
-}
-
-/// A failed request: the kind and a lowercase message naming the upstream URL and the limit.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UpstreamError {
-    /// What went wrong.
-    pub kind: UpstreamErrorKind,
-    /// Names the upstream URL, the value and the limit.
-    pub message: String,
-}
-
-impl UpstreamError {
-    fn new(kind: UpstreamErrorKind, url: &UpstreamUrl, detail: fmt::Arguments<'_>) -> Self {
-        UpstreamError {
-            kind,
-            message: format!("upstream {url}: {detail}"),
-        }
-    }
-
-    fn from_client(error: ClientError, url: &UpstreamUrl, timeout_ms: u64) -> UpstreamError {
-        let kind = match error.kind {
-            ClientErrorKind::Malformed => UpstreamErrorKind::MalformedResponse,
-            ClientErrorKind::TooLarge => UpstreamErrorKind::ResponseTooLarge,
-            ClientErrorKind::ClosedEarly => UpstreamErrorKind::ClosedEarly,
-            ClientErrorKind::InvalidRequest => UpstreamErrorKind::InvalidRequest,
-            ClientErrorKind::Timeout => UpstreamErrorKind::Timeout,
-        };
-        if kind == UpstreamErrorKind::Timeout {
-            let what = error.message;
-            return UpstreamError::new(
-                kind,
-                url,
-                format_args!("{what} within timeout_ms {timeout_ms}"),
-            );
-        }
-        UpstreamError::new(kind, url, format_args!("{}", error.message))
-    }
-}
-
-impl fmt::Display for UpstreamError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.kind.as_str(), self.message)
-    }
-}
-
-impl std::error::Error for UpstreamError {}
 
 /// One request to send. It goes to the upstream URL's path with its `Host`.
 #[derive(Clone, Copy, Debug)]
@@ -332,15 +254,9 @@ impl UpstreamPool {
             .await
             .map_err(client_error)?;
         if head.is_event_stream() {
-            let reader = SseReader::new(&shared.limits.client);
-            return Ok(Reply::Stream(SseResponse {
-                head,
-                lease: Some(lease),
-                reader,
-                decoded: Vec::new(),
-                body_done: false,
-                timeout_ms: spec.timeout_ms,
-            }));
+            let limits = &shared.limits.client;
+            let stream = SseResponse::new(head, lease, limits, spec.timeout_ms);
+            return Ok(Reply::Stream(stream));
         }
         let body = connection.read_body(deadline).await.map_err(client_error)?;
         let reusable = connection.reusable();
@@ -751,67 +667,6 @@ impl Drop for Lease {
             state.dedicated_open -= 1;
         } else {
             self.shared.free_slot();
-        }
-    }
-}
-
-/// An event stream being read. Read to its end, its connection returns to the pool; dropped
-/// before that, the connection is closed, which the server sees as the stream cancelled.
-pub struct SseResponse {
-    head: ResponseHead,
-    /// `None` once the stream ended or failed.
-    lease: Option<Lease>,
-    reader: SseReader,
-    /// Decoded body bytes not yet read as events: at most one line plus one read.
-    decoded: Vec<u8>,
-    body_done: bool,
-    timeout_ms: u64,
-}
-
-impl SseResponse {
-    /// Status and header fields (`Mcp-Session-Id` and the like).
-    pub fn head(&self) -> &ResponseHead {
-        &self.head
-    }
-
-    /// The event id in force, to resume from.
-    pub fn last_event_id(&self) -> &str {
-        self.reader.last_event_id()
-    }
-
-    /// The next event, waiting as long as the server takes (race it against the request's
-    /// deadline); `None` once the stream ended. After an error the stream is over and its
-    /// connection closed.
-    pub async fn next_event(&mut self) -> Result<Option<SseEvent>, UpstreamError> {
-        let result = self.read_event().await;
-        if result.is_err() {
-            self.lease = None;
-        }
-        result
-    }
-
-    async fn read_event(&mut self) -> Result<Option<SseEvent>, UpstreamError> {
-        loop {
-            let Some(lease) = self.lease.as_mut() else {
-                return Ok(None);
-            };
-            let shared = lease.shared.clone();
-            let failed = |error| UpstreamError::from_client(error, &shared.url, self.timeout_ms);
-            let step = self.reader.next_event(&self.decoded).map_err(failed)?;
-            self.decoded.drain(..step.consumed);
-            if step.event.is_some() {
-                return Ok(step.event);
-            }
-            let connection = lease.connection();
-            if self.body_done {
-                let reusable = connection.reusable();
-                if let Some(lease) = self.lease.take() {
-                    lease.release(reusable);
-                }
-                return Ok(None);
-            }
-            let read = connection.read_body_some(&mut self.decoded, None).await;
-            self.body_done = read.map_err(failed)?;
         }
     }
 }

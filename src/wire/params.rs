@@ -22,6 +22,7 @@ use serde_json::value::RawValue;
 
 use crate::support::decimal::push_decimal;
 use crate::wire::capabilities::InputCapabilities;
+use crate::wire::gateway_client::write_client_info;
 use crate::wire::ids::UpstreamRequestId;
 use crate::wire::jsonrpc::{
     self, META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_LOG_LEVEL, META_PROGRESS_TOKEN,
@@ -30,13 +31,6 @@ use crate::wire::jsonrpc::{
 use crate::wire::kind::Kind;
 use crate::wire::members::{member_key, write_json_str, Members};
 use crate::wire::version::ProtocolVersion;
-
-/// `"clientInfo"` of the gateway, as the 2026-07-28 era sends it in every request.
-const GATEWAY_CLIENT_INFO: &str = concat!(
-    r#"{"name":"shardgate","version":""#,
-    env!("CARGO_PKG_VERSION"),
-    r#""}"#
-);
 
 /// Where the routing name sits in `params`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -295,7 +289,7 @@ impl<'a> CallParams<'a> {
                 out.extend_from_slice(b"{}");
             }
             member_key(out, META_CLIENT_INFO, &mut inner_first);
-            out.extend_from_slice(GATEWAY_CLIENT_INFO.as_bytes());
+            write_client_info(out);
         }
         out.push(b'}');
     }

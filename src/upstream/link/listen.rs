@@ -368,7 +368,7 @@ impl UpstreamLink {
                 Some(self.refuse_server_request(id, &method))
             }
             _ => {
-                self.unroutable_total.set(self.unroutable_total.get() + 1);
+                self.count_unroutable();
                 None
             }
         }
