@@ -15,6 +15,7 @@ use crate::refusal::RefusalReason;
 use crate::wire::capabilities::InputCapabilities;
 use crate::wire::jsonrpc::{self, Message, Meta, RpcError};
 use crate::wire::method::Method;
+use crate::wire::mirrored;
 use crate::wire::params::CallParams;
 use crate::wire::version::ProtocolVersion;
 
@@ -179,7 +180,7 @@ fn check_mirrored_headers(
             "header mismatch: Mcp-Name header is missing (body name {body_name:?})"
         )));
     };
-    let decoded = decode_header_value(header).ok_or_else(|| {
+    let decoded = mirrored::decoded_header_value(header).ok_or_else(|| {
         mismatch(format!(
             "header mismatch: Mcp-Name header {header:?} has invalid base64"
         ))
@@ -190,57 +191,4 @@ fn check_mirrored_headers(
         )));
     }
     Ok(())
-}
-
-/// Decodes the `=?base64?…?=` sentinel form of a mirrored header; other values pass unchanged.
-fn decode_header_value(value: &str) -> Option<Cow<'_, str>> {
-    let Some(encoded) = value
-        .strip_prefix("=?base64?")
-        .and_then(|v| v.strip_suffix("?="))
-    else {
-        return Some(Cow::Borrowed(value));
-    };
-    let sextet = |c: u8| match c {
-        b'A'..=b'Z' => Some(c - b'A'),
-        b'a'..=b'z' => Some(c - b'a' + 26),
-        b'0'..=b'9' => Some(c - b'0' + 52),
-        b'+' => Some(62),
-        b'/' => Some(63),
-        _ => None,
-    };
-    let trimmed = encoded.trim_end_matches('=');
-    if encoded.len() % 4 != 0 || encoded.len() - trimmed.len() > 2 {
-        return None;
-    }
-    let mut bytes = Vec::with_capacity(trimmed.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in trimmed.bytes() {
-        acc = (acc << 6) | u32::from(sextet(c)?);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            bytes.push((acc >> bits) as u8);
-        }
-    }
-    String::from_utf8(bytes).ok().map(Cow::Owned)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mirrored_header_values_decode_the_base64_sentinel() {
-        assert_eq!(decode_header_value("get_weather").unwrap(), "get_weather");
-        assert_eq!(
-            decode_header_value("=?base64?SGVsbG8sIOS4lueVjA==?=").unwrap(),
-            "Hello, 世界"
-        );
-        assert_eq!(
-            decode_header_value("=?base64?IHBhZGRlZCA=?=").unwrap(),
-            " padded "
-        );
-        assert!(decode_header_value("=?base64?***?=").is_none());
-        assert!(decode_header_value("=?base64?abc?=").is_none());
-    }
 }
