@@ -6,22 +6,13 @@ use std::future::poll_fn;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 
-use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::calls::inflight::CallState;
-use crate::wire::jsonrpc::{self, Outcome, RpcError};
+use crate::wire::jsonrpc::RpcError;
 
 /// The client's answer to one input request: its result, or the error it answered with.
 pub type InputAnswer = Result<Box<RawValue>, RpcError>;
-
-/// The answer a client's response `outcome` gives.
-pub fn answer_of(outcome: &Outcome<'_>) -> InputAnswer {
-    match outcome {
-        Outcome::Result(result) => Ok((*result).to_owned()),
-        Outcome::Error(error) => Err(client_error(error)),
-    }
-}
 
 /// The answers to one round of input requests, as they arrive from the client.
 pub struct InputRound {
@@ -88,25 +79,10 @@ impl Drop for InputRound {
     }
 }
 
-/// A JSON-RPC error object a client answered with, as an [`RpcError`].
-fn client_error(error: &RawValue) -> RpcError {
-    #[derive(Deserialize)]
-    struct Error {
-        code: i32,
-        message: String,
-    }
-    match serde_json::from_str::<Error>(error.get()) {
-        Ok(error) => RpcError::new(error.code, error.message),
-        Err(e) => RpcError::new(
-            jsonrpc::INTERNAL_ERROR,
-            format!("an unreadable error object: {e}"),
-        ),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::jsonrpc;
 
     fn answer(round: &InputRound, slot: u32, message: &str) {
         let depth_max = crate::config::bounds::JSON_DEPTH_MAX.default as u32;
@@ -115,7 +91,7 @@ mod tests {
         else {
             panic!("not a response: {message}");
         };
-        round.answer(slot, answer_of(&outcome));
+        round.answer(slot, outcome.answer_or_internal());
     }
 
     #[test]

@@ -24,7 +24,6 @@ use serde_json::{json, Map, Value};
 use crate::calls::inflight::{
     CallFailure, CallItem, CallState, ClientRoute, InFlight, Registered, ServerRequests,
 };
-use crate::calls::input_round::answer_of;
 use crate::calls::pending::{PendingLimits, PendingRefusal};
 use crate::config::Config;
 use crate::mcp::call::{Call, Client, Era};
@@ -744,7 +743,7 @@ impl Router {
         let state = &self.state;
         if let Some((round, slot)) = state.server_requests.take_input(route, id.get()) {
             let answer = match answer {
-                ClientAnswer::Sent(outcome, _) => answer_of(outcome),
+                ClientAnswer::Sent(outcome, _) => outcome.answer_or_internal(),
                 ClientAnswer::Refused(error) => Err(error),
             };
             round.answer(slot, answer);

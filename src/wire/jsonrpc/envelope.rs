@@ -79,6 +79,17 @@ impl Outcome<'_> {
             }
         }
     }
+
+    /// [`Outcome::answer`], an error object that does not read as one answered as an internal
+    /// error: what the gateway passes on when it must pass on something.
+    pub fn answer_or_internal(&self) -> Result<Box<RawValue>, RpcError> {
+        self.answer().unwrap_or_else(|e| {
+            Err(RpcError::new(
+                INTERNAL_ERROR,
+                format!("unreadable error object: {e}"),
+            ))
+        })
+    }
 }
 
 /// The answer in `message` when it is the response to request `id` (JSON text); an error
@@ -93,12 +104,7 @@ pub fn answer_to<'m>(
         Ok(Message::Response {
             id: Some(got),
             outcome,
-        }) if got.get().as_bytes() == id => Ok(Some(outcome.answer().unwrap_or_else(|e| {
-            Err(RpcError::new(
-                INTERNAL_ERROR,
-                format!("unreadable error object: {e}"),
-            ))
-        }))),
+        }) if got.get().as_bytes() == id => Ok(Some(outcome.answer_or_internal())),
         Err(error) if error.kind() == EnvelopeErrorKind::TooDeep => Err(error),
         _ => Ok(None),
     }
@@ -930,5 +936,24 @@ mod tests {
         let too_deep = answer_to(message, b"8", 1).unwrap_err();
         assert_eq!(too_deep.kind(), EnvelopeErrorKind::TooDeep);
         assert!(answer_to(b"{\"id\":7", b"7", 1).unwrap().is_none());
+    }
+
+    #[test]
+    fn an_error_answer_keeps_its_data_and_an_unreadable_one_is_internal() {
+        let answered = |message: &[u8]| match parse(message, 8) {
+            Ok(Message::Response { outcome, .. }) => outcome.answer_or_internal(),
+            other => panic!("not a response: {other:?}"),
+        };
+        let error = answered(
+            br#"{"jsonrpc":"2.0","id":1,"error":{"code":-1,"message":"declined","data":{"why":"user"}}}"#,
+        )
+        .unwrap_err();
+        assert_eq!((error.code, error.message.as_str()), (-1, "declined"));
+        assert_eq!(error.data.unwrap().get(), r#"{"why":"user"}"#);
+        let unreadable =
+            answered(br#"{"jsonrpc":"2.0","id":1,"error":{"code":99999999999,"message":"x"}}"#)
+                .unwrap_err();
+        assert_eq!(unreadable.code, INTERNAL_ERROR);
+        assert!(unreadable.message.starts_with("unreadable error object"));
     }
 }
