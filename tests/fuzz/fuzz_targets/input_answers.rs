@@ -19,7 +19,6 @@ use std::collections::BTreeMap;
 use libfuzzer_sys::fuzz_target;
 use serde_json::value::RawValue;
 use serde_json::Value;
-use shardgate::calls::input_round::answer_of;
 use shardgate::config::bounds::JSON_DEPTH_MAX;
 use shardgate::upstream::input::{input_required, retry_params};
 use shardgate::wire::jsonrpc::{self, Message, Outcome};
@@ -36,7 +35,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let answers: Vec<_> = parts
         .filter_map(|part| match jsonrpc::parse(part, DEPTH_MAX) {
-            Ok(Message::Response { outcome, .. }) => Some(answer_of(&outcome)),
+            Ok(Message::Response { outcome, .. }) => Some(outcome.answer_or_internal()),
             _ => None,
         })
         .collect();
