@@ -36,8 +36,8 @@ pub use codes::{
     UNSUPPORTED_PROTOCOL_VERSION, URL_ELICITATION_REQUIRED,
 };
 pub use envelope::{
-    answer_to, json_kind, parse, preview, raw_str, EnvelopeError, EnvelopeErrorKind, Message,
-    Outcome, JSONRPC_VERSION, PREVIEW_BYTES_MAX,
+    answer_to, json_kind, parse, present, preview, raw_str, EnvelopeError, EnvelopeErrorKind,
+    Message, Outcome, JSONRPC_VERSION, PREVIEW_BYTES_MAX,
 };
 pub use meta::{
     routing_name, Meta, LOG_LEVELS, META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_LOG_LEVEL,

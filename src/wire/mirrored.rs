@@ -45,14 +45,8 @@ pub fn decoded_header_value(value: &str) -> Option<Cow<'_, str>> {
     else {
         return Some(Cow::Borrowed(value));
     };
-    let sextet = |c: u8| match c {
-        b'A'..=b'Z' => Some(c - b'A'),
-        b'a'..=b'z' => Some(c - b'a' + 26),
-        b'0'..=b'9' => Some(c - b'0' + 52),
-        b'+' => Some(62),
-        b'/' => Some(63),
-        _ => None,
-    };
+    // The encoder's own alphabet, read backwards: a header value is a short name.
+    let sextet = |c: u8| ALPHABET.iter().position(|&a| a == c).map(|i| i as u8);
     let trimmed = encoded.trim_end_matches('=');
     if encoded.len() % 4 != 0 || encoded.len() - trimmed.len() > 2 {
         return None;

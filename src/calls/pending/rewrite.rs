@@ -15,8 +15,10 @@
 use std::fmt;
 use std::ops::Range;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use serde_json::value::RawValue;
+
+use crate::wire::jsonrpc::present;
 
 /// Why a message could not be rewritten.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,12 +46,6 @@ impl fmt::Display for RewriteError {
 }
 
 impl std::error::Error for RewriteError {}
-
-/// Deserialises a member that is present as its raw text, `null` included (a plain
-/// `Option<&RawValue>` would turn `null` into `None`).
-fn present<'de, D: Deserializer<'de>>(member: D) -> Result<Option<&'de RawValue>, D::Error> {
-    <&RawValue>::deserialize(member).map(Some)
-}
 
 /// The top-level members that may be replaced; every other member is skipped.
 #[derive(Deserialize)]

@@ -307,8 +307,11 @@ impl<'a> RawEnvelope<'a> {
     }
 }
 
-fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
-    <&'de RawValue>::deserialize(d).map(Some)
+/// Deserialises a member that is present as its raw text, `null` included (a plain
+/// `Option<&RawValue>` would turn `null` into `None`): for `deserialize_with` with
+/// `default`, so that "absent" and "null" stay distinguishable.
+pub fn present<'de, D: Deserializer<'de>>(member: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&'de RawValue>::deserialize(member).map(Some)
 }
 
 /// Parses one JSON-RPC message from `bytes` (one HTTP body, one stdio line, one event), whose
