@@ -7,15 +7,16 @@ use std::cell::RefCell;
 
 use serde_json::value::RawValue;
 
+use crate::calls::client::Client;
 use crate::calls::inflight::ClientRoute;
-use crate::mcp::call::{Call, Client, Era};
+use crate::mcp::call::{Call, Era};
 use crate::mcp::conversation::Conversation;
-use crate::mcp::router::ClientAnswer;
 use crate::mcp::session::{SessionId, SessionRefusal, SessionTable};
 use crate::mcp::transport::{
     supported_list, Endpoint, HttpMethod, HttpReply, McpHeaders, McpRequest, Refused, Reply,
 };
 use crate::refusal::RefusalReason;
+use crate::upstream::upstreams::ClientAnswer;
 use crate::wire::capabilities::InputCapabilities;
 use crate::wire::jsonrpc::{self, EnvelopeError, EnvelopeErrorKind, Message, RpcError};
 use crate::wire::method::Method;
@@ -58,6 +59,7 @@ impl Endpoint {
             );
             let route = ClientRoute::Session(session.secret);
             self.router
+                .upstreams()
                 .client_response(route, id, ClientAnswer::Refused(answer));
         }
         Err(refused)
@@ -104,7 +106,7 @@ impl Endpoint {
             let deleted = table.delete(id, now_ms);
             let ended = table.take_ended();
             drop(table);
-            self.router.sessions_ended(&ended);
+            self.router.upstreams().sessions_ended(&ended);
             return match deleted {
                 true => Ok(Conversation::Answered(HttpReply::empty(200))),
                 false => Err(unknown_session(text)),
@@ -169,7 +171,7 @@ impl Endpoint {
             Message::Request { id, method, params } => (*id, method.as_ref(), *params),
             Message::Notification { method, params } if method == "notifications/cancelled" => {
                 if let Some(request_id) = cancelled_request_id(*params) {
-                    self.router.cancel(route, &request_id);
+                    self.router.upstreams().cancel(route, &request_id);
                 }
                 return Ok(accepted);
             }
@@ -178,7 +180,7 @@ impl Endpoint {
                 outcome,
             } => {
                 let answer = ClientAnswer::Sent(outcome, request.body);
-                self.router.client_response(route, id, answer);
+                self.router.upstreams().client_response(route, id, answer);
                 return Ok(accepted);
             }
             _ => return Ok(accepted),
@@ -225,7 +227,7 @@ impl Endpoint {
             (created, table.take_ended())
         };
         // Creating may have evicted idle sessions to make room.
-        self.router.sessions_ended(&ended);
+        self.router.upstreams().sessions_ended(&ended);
         let mut table = sessions.borrow_mut();
         let session = created.map_err(|refusal| {
             let reason = match refusal {

@@ -6,8 +6,9 @@ use std::borrow::Cow;
 
 use serde_json::value::RawValue;
 
+use crate::calls::client::Client;
 use crate::mcp::answer;
-use crate::mcp::call::{Call, Client, Era};
+use crate::mcp::call::{Call, Era};
 use crate::mcp::conversation::Conversation;
 use crate::mcp::listen::Subscription;
 use crate::mcp::transport::{supported_list, Endpoint, HttpReply, McpHeaders, Refused, Reply};
@@ -73,7 +74,7 @@ impl Endpoint {
                 .map_err(|message| Refused::invalid_params(message, id))?;
             return Ok(Conversation::Answered(Reply::Listen(subscription)));
         }
-        let route = self.router.inflight().request_route();
+        let route = self.router.upstreams().inflight().request_route();
         Ok(Conversation::Call(Call {
             era: Era::Stateless,
             id,

@@ -16,9 +16,10 @@ use serde_json::value::RawValue;
 use crate::config::Config;
 use crate::mcp::call::Era;
 use crate::mcp::listen::Subscription;
-use crate::mcp::router::{Relay, Router};
+use crate::mcp::router::Router;
 use crate::refusal::{RefusalCounters, RefusalReason};
 use crate::support::event::Event;
+use crate::upstream::call::Relay;
 use crate::wire::jsonrpc;
 use crate::wire::version::ProtocolVersion;
 

@@ -10,9 +10,9 @@
 //! 6. authorize — [`Hooks::authorize`]
 //! 7. route — a group ([`Hooks::route_group`]), the gateway itself or one upstream
 //!    ([`Router::route`](crate::mcp::router::Router::route))
-//! 8. admit — the upstream's state and breaker, the pending table ([`Router::admit`](crate::mcp::router::Router::admit))
-//! 9. upstream request — the params rewritten for the upstream ([`Router::upstream_request`](crate::mcp::router::Router::upstream_request))
-//! 10. call — sent in a task of its own, relayed as it happens ([`Router::start_call`](crate::mcp::router::Router::start_call))
+//! 8. admit — the upstream's state and breaker, the pending table ([`Upstreams::admit`](crate::upstream::Upstreams::admit))
+//! 9. upstream request — the params rewritten for the upstream ([`Upstreams::upstream_request`](crate::upstream::Upstreams::upstream_request))
+//! 10. call — sent in a task of its own, relayed as it happens ([`Upstreams::start_call`](crate::upstream::Upstreams::start_call))
 //! 11. response — the answer in the request's era ([`answer::response`])
 //! 12. respond — written to the client: JSON, an event stream, or a notification stream
 //!     ([`respond`])
@@ -39,7 +39,7 @@ use crate::http::{self, Request, ResponseWriter};
 use crate::mcp::answer;
 use crate::mcp::call::Call;
 use crate::mcp::conversation::Conversation;
-use crate::mcp::router::{Answer, NotAdmitted, Routed};
+use crate::mcp::router::{Answer, Routed};
 use crate::mcp::session::SessionTable;
 use crate::mcp::transport::{
     Endpoint, HttpMethod, HttpReply, McpHeaders, McpRequest, Refused, Reply,
@@ -47,6 +47,7 @@ use crate::mcp::transport::{
 use crate::refusal::{RefusalCounters, RefusalReason};
 use crate::support::clock::ShardClock;
 use crate::support::event::Event;
+use crate::upstream::call::NotAdmitted;
 use context::RequestContext;
 use hooks::{Features, Hooks};
 
@@ -247,16 +248,17 @@ impl<H: Hooks> Pipeline<H> {
             Routed::Upstream(target) => target,
             Routed::Unavailable(refused) => return self.not_admitted(cx, &call, refused),
         };
-        cx.upstream = Some(target.upstream());
+        cx.upstream = Some(target.upstream);
+        let upstreams = router.upstreams();
         // 8. admit
-        let admitted = match router.admit(&target, &call.client) {
+        let admitted = match upstreams.admit(&target, &call.client) {
             Ok(admitted) => admitted,
             Err(refused) => return self.not_admitted(cx, &call, refused),
         };
         // 9. upstream request
-        let upstream_request = router.upstream_request(target, admitted, &call.client);
+        let upstream_request = upstreams.upstream_request(target, admitted, &call.client);
         // 10. call
-        let relay = router.start_call(upstream_request, &call.client);
+        let relay = upstreams.start_call(upstream_request, &call.client);
         // 11. response
         answer::response(&call, Answer::Relay(relay)).map(Decision::Reply)
     }

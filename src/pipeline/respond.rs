@@ -13,12 +13,12 @@ use crate::http::ResponseWriter;
 use crate::mcp::answer::answer_message;
 use crate::mcp::call::Era;
 use crate::mcp::listen::Subscription;
-use crate::mcp::router::Relay;
 use crate::mcp::transport::{HttpReply, Refused, Reply};
 use crate::pipeline::context::RequestContext;
 use crate::pipeline::hooks::Hooks;
 use crate::pipeline::Pipeline;
 use crate::refusal::RefusalReason;
+use crate::upstream::call::Relay;
 use crate::wire::jsonrpc;
 
 /// What a relayed call yields next for its client.

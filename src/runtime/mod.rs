@@ -161,7 +161,13 @@ async fn run_shard(plan: ShardPlan) {
         .accept_loop(listener, Front::Mcp, |shard| McpFront { shard })
         .await;
     shard.drain().await;
-    shard.pipeline.endpoint.router().shutdown().await;
+    shard
+        .pipeline
+        .endpoint
+        .router()
+        .upstreams()
+        .shutdown()
+        .await;
     plan.serving.fetch_sub(1, Ordering::SeqCst);
     while plan.serving.load(Ordering::SeqCst) > 0 {
         glommio::timer::sleep(Duration::from_millis(20)).await;
@@ -194,10 +200,10 @@ async fn start_shard(plan: &ShardPlan) -> Result<Started, StartupError> {
     let shard = Rc::new(shard);
     // Dispatchers first: a stdio upstream's handshake answer arrives through its dispatcher.
     let router = shard.pipeline.endpoint.router();
-    router.spawn_dispatchers();
+    router.upstreams().spawn_dispatchers();
     if let Err(failure) = router.start(plan.config.server.startup_timeout_ms).await {
         // Its children stop now: glommio drops no task of an executor that returned.
-        router.shutdown().await;
+        router.upstreams().shutdown().await;
         return Err(match failure {
             StartFailure::RequiredDown(message) => fail(message),
             StartFailure::Collision(message) => StartupError::NamesCollide(message),
@@ -250,9 +256,9 @@ pub fn probe_upstreams(config: Arc<Config>, shards: usize) -> Result<Probe, Stri
         .spawn(move || async move {
             let router = Router::new(&config, 0, ShardClock::start())?;
             // A stdio upstream's handshake answer arrives through its dispatcher.
-            router.spawn_dispatchers();
+            router.upstreams().spawn_dispatchers();
             let probed = router.probe(config.server.startup_timeout_ms).await;
-            router.shutdown().await;
+            router.upstreams().shutdown().await;
             Ok(probed)
         })
         .map_err(|e| format!("cannot start the probe thread: {e}"))?

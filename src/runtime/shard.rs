@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::http::{self, HttpLimits, ResponseWriter};
 use crate::mcp::answer::answer_message;
 use crate::mcp::call::Era;
-use crate::mcp::router::{Relay, Router};
+use crate::mcp::router::Router;
 use crate::mcp::session::{SessionId, SessionTable};
 use crate::mcp::transport::{Endpoint, HttpReply, McpRequest, Refused, Reply};
 use crate::pipeline::context::RequestContext;
@@ -35,6 +35,7 @@ use crate::runtime::mesh::{
 use crate::runtime::status::{GenerationStatus, PendingStatus, ShardStatus, UpstreamStatus};
 use crate::support::clock::ShardClock;
 use crate::support::event::Event;
+use crate::upstream::call::Relay;
 
 /// How often a stream forwarded from another shard asks the owner whether its session still
 /// lives: bounds how late such a stream notices a DELETE or expiry, for one mesh round trip.
@@ -325,9 +326,9 @@ impl Shard {
                 sessions.take_ended()
             };
             let router = self.pipeline.endpoint.router();
-            router.sessions_ended(&ended);
+            router.upstreams().sessions_ended(&ended);
             router.tick();
-            for upstream in router.take_announced_changes() {
+            for upstream in router.upstreams().take_announced_changes() {
                 self.mesh
                     .broadcast(|| MeshMessage::ListsChanged { upstream });
             }
@@ -358,9 +359,12 @@ impl Shard {
                     cancelled.set();
                 }
             }
-            MeshMessage::ListsChanged { upstream } => {
-                self.pipeline.endpoint.router().hear_lists_changed(upstream)
-            }
+            MeshMessage::ListsChanged { upstream } => self
+                .pipeline
+                .endpoint
+                .router()
+                .upstreams()
+                .hear_lists_changed(upstream),
             MeshMessage::Reply { ticket, .. }
             | MeshMessage::StatusReply { ticket, .. }
             | MeshMessage::RelayEvent { ticket, .. } => self.mesh.deliver(ticket, message),
@@ -499,10 +503,10 @@ impl Shard {
     }
 
     fn pending_status(&self) -> PendingStatus {
-        let router = self.pipeline.endpoint.router();
-        let inflight = router.inflight();
+        let upstreams = self.pipeline.endpoint.router().upstreams();
+        let inflight = upstreams.inflight();
         let stats = inflight.stats();
-        let input = router.input_stats();
+        let input = upstreams.input_stats();
         PendingStatus {
             entries: stats.entries,
             pending_max: stats.pending_max,
@@ -514,8 +518,8 @@ impl Shard {
             events_dropped_total: inflight.events_dropped_total()
                 + self.mesh.relay_events_dropped(),
             mesh_events_dropped_total: self.mesh.relay_events_dropped(),
-            relayed_requests: router.server_requests().waiting(),
-            relayed_requests_refused_total: router.server_requests().refused_total(),
+            relayed_requests: upstreams.server_requests().waiting(),
+            relayed_requests_refused_total: upstreams.server_requests().refused_total(),
             input_calls: input.calls,
             input_rounds_total: input.rounds_total,
             input_rounds_exceeded_total: input.rounds_exceeded_total,
@@ -524,9 +528,9 @@ impl Shard {
     }
 
     fn upstream_statuses(&self) -> Vec<UpstreamStatus> {
-        let router = self.pipeline.endpoint.router();
-        let per_upstream = router.inflight().stats().per_upstream;
-        router
+        let upstreams = self.pipeline.endpoint.router().upstreams();
+        let per_upstream = upstreams.inflight().stats().per_upstream;
+        upstreams
             .links()
             .iter()
             .map(|link| {

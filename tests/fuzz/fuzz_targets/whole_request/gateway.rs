@@ -83,7 +83,7 @@ async fn start_shard(config: Arc<Config>) -> SocketAddr {
         .unwrap_or_else(|e| panic!("cannot build the shard: {e}"));
     let shard = Rc::new(shard);
     let router = shard.pipeline.endpoint.router();
-    router.spawn_dispatchers();
+    router.upstreams().spawn_dispatchers();
     if let Err(failure) = router.start(config.server.startup_timeout_ms).await {
         let (StartFailure::RequiredDown(message) | StartFailure::Collision(message)) = failure;
         panic!("the shard's upstreams did not start: {message}");
